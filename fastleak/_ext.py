@@ -1,0 +1,37 @@
+"""Loading of the compiled operator library, and the pure-PyTorch fallback switch."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+log = logging.getLogger("fastleak")
+
+try:
+    from fastleak import _C  # noqa: F401  (importing registers torch.ops.fastleak.*)
+
+    LOADED = True
+    LOAD_ERROR: Exception | None = None
+except ImportError as exc:  # pragma: no cover - exercised only on broken installs
+    LOADED = False
+    LOAD_ERROR = exc
+
+_warned = False
+
+
+def compiled_ops_available() -> bool:
+    """True when fastleak._C is loaded; otherwise warn once that the references are used."""
+    global _warned
+    if not LOADED and not _warned:
+        log.warning("fastleak._C could not be loaded (%s); using the pure-PyTorch reference ops. "
+                    "Rebuild with: pip install --no-build-isolation -e .", LOAD_ERROR)
+        _warned = True
+    return LOADED
+
+
+def has_cuda_kernels() -> bool:
+    """True when the compiled library registered CUDA kernels for every fastleak op."""
+    if not LOADED:
+        return False
+    names = [n for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastleak::")]
+    return bool(names) and all(torch._C._dispatch_has_kernel_for_dispatch_key(n, "CUDA") for n in names)

@@ -1,0 +1,14 @@
+"""Fused operators: compiled kernels (fastleak._C) behind PyTorch wrappers.
+
+Every op has a pure-PyTorch reference that defines its semantics; the wrappers fall
+back to it, with one logged warning, when the compiled library is missing.
+"""
+from fastleak.ops.fc_row_stats import fc_row_stats, fc_row_stats_reference
+from fastleak.ops.grad_distance import grad_distance, grad_distance_reference
+from fastleak.ops.total_variation import total_variation, total_variation_reference
+
+__all__ = [
+    "grad_distance", "grad_distance_reference",
+    "total_variation", "total_variation_reference",
+    "fc_row_stats", "fc_row_stats_reference",
+]
