@@ -77,18 +77,21 @@ def _result_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _check_inputs(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> None:
-    """Raise a clear ValueError/TypeError for inputs the op does not accept."""
+def _check_sequences(rec: Sequence[Tensor], target: Sequence[Tensor]) -> None:
     for name, seq in (("rec", rec), ("target", target)):
         if isinstance(seq, Tensor) or not isinstance(seq, Sequence):
             raise TypeError(f"grad_distance: {name} must be a list or tuple of tensors, "
                             f"got {type(seq).__name__}")
-    if len(rec) == 0:
-        raise ValueError("grad_distance: rec and target must be non-empty lists of tensors, got empty lists"
-                         if len(target) == 0 else "grad_distance: rec is an empty list")
     if len(rec) != len(target):
         raise ValueError(f"grad_distance: rec and target must have the same length, "
                          f"got {len(rec)} and {len(target)}")
+    if len(rec) == 0:
+        raise ValueError("grad_distance: rec and target must be non-empty lists of tensors, got empty lists")
+
+
+def _check_inputs(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> None:
+    """Raise a clear ValueError/TypeError for inputs the op does not accept."""
+    _check_sequences(rec, target)
     ref = rec[0]
     if not isinstance(ref, Tensor):
         raise TypeError(f"grad_distance: rec[0] must be a tensor, got {type(ref).__name__}")
@@ -183,11 +186,101 @@ def grad_distance(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str =
 
     Uses the fused compiled kernels when fastleak._C is loaded, the pure-PyTorch reference otherwise.
     """
-    if not (_ext.compiled_ops_available() and hasattr(torch.ops.fastleak, "grad_distance_partials")):
+    if not _ext.compiled_ops_available():
         return grad_distance_reference(rec, target, metric, weights, batched=batched)
     metric_fn = _metric_fn(metric)
-    _check_inputs(rec, target, batched)
-    acc = _result_dtype(rec[0].dtype)
-    w = _weights_tensor(weights, len(rec), acc, rec[0].device)
+    _check_sequences(rec, target)
+    w = _weights_tensor(weights, len(rec), _result_dtype(rec[0].dtype), rec[0].device)
+    # The op checks every tensor's dtype, device and shape itself (TORCH_CHECK).
     partials = torch.ops.fastleak.grad_distance_partials(list(rec), list(target), batched)
     return _finish(partials, metric_fn, w, batched)
+
+
+def _partials_setup_context(ctx, inputs, output) -> None:
+    rec, target, batched = inputs
+    ctx.n = len(rec)
+    ctx.batched = batched
+    ctx.save_for_backward(*rec, *target)
+
+
+def _partials_backward(ctx, grad: Tensor):
+    n, batched = ctx.n, ctx.batched
+    saved = ctx.saved_tensors
+    rec, target = list(saved[:n]), list(saved[n:])
+    g_diff2, g_dot, g_rr, g_tt = grad.unbind(-1)
+    # d/dr [(r-t)^2, r*t, r^2, t^2] = [2(r-t), t, 2r, 0];  d/dt = [-2(r-t), r, 0, 2t]
+    cross = g_dot - 2.0 * g_diff2
+    grad_rec = grad_target = [None] * n
+    if any(ctx.needs_input_grad[0]):
+        grad_rec = torch.ops.fastleak.grad_distance_backward(rec, target, 2.0 * (g_diff2 + g_rr), cross, batched)
+    if any(ctx.needs_input_grad[1]):
+        # grad_target = cross * r + 2 (g_diff2 + g_tt) * t, summed over restarts for the shared target
+        per_restart = torch.ops.fastleak.grad_distance_backward(rec, target, cross, 2.0 * (g_diff2 + g_tt), batched)
+        grad_target = [g.sum(0) for g in per_restart] if batched else per_restart
+    return grad_rec, grad_target, None
+
+
+def _backward_setup_context(ctx, inputs, output) -> None:
+    rec, target, coef_rec, coef_target, batched = inputs
+    ctx.n = len(rec)
+    ctx.batched = batched
+    ctx.save_for_backward(*rec, *target, coef_rec, coef_target)
+
+
+def _backward_backward(ctx, grad_out: list[Tensor]):
+    """The backward op is linear in (rec, target) for fixed coefs and in the coefs for fixed tensors."""
+    n, batched = ctx.n, ctx.batched
+    saved = ctx.saved_tensors
+    rec, target, coef_rec, coef_target = list(saved[:n]), list(saved[n:2 * n]), saved[2 * n], saved[2 * n + 1]
+    acc = coef_rec.dtype
+
+    def per_element(coef: Tensor, i: int, like: Tensor) -> Tensor:
+        c = coef[:, i] if batched else coef[0, i]
+        return c.reshape(c.shape + (1,) * (like.dim() - c.dim()))
+
+    def dots(xs: Sequence[Tensor], shared: bool) -> Tensor:
+        cols = []
+        for go, x in zip(grad_out, xs):
+            go, x = go.to(acc), x.to(acc)
+            if batched:
+                cols.append((go * x).reshape(go.shape[0], -1).sum(1) if not shared
+                            else (go.reshape(go.shape[0], -1) * x.reshape(1, -1)).sum(1))
+            else:
+                cols.append((go * x).sum().reshape(1))
+        return torch.stack(cols, dim=1)
+
+    needs_rec, needs_target, needs_cr, needs_ct, _ = ctx.needs_input_grad
+    grad_rec = grad_target = [None] * n
+    grad_cr = grad_ct = None
+    if any(needs_rec):
+        grad_rec = [(per_element(coef_rec, i, go) * go).to(go.dtype) for i, go in enumerate(grad_out)]
+    if any(needs_target):
+        grad_target = [per_element(coef_target, i, go) * go for i, go in enumerate(grad_out)]
+        grad_target = [(g.sum(0) if batched else g).to(t.dtype) for g, t in zip(grad_target, target)]
+    if needs_cr:
+        grad_cr = dots(rec, shared=False)
+    if needs_ct:
+        grad_ct = dots(target, shared=True)
+    return grad_rec, grad_target, grad_cr, grad_ct, None
+
+
+def _register_compiled() -> None:
+    @torch.library.register_fake("fastleak::grad_distance_partials")
+    def _partials_fake(rec, target, batched):
+        _check_inputs(rec, target, batched)
+        restarts = rec[0].shape[0] if batched else 1
+        return rec[0].new_empty((restarts, len(rec), 4), dtype=_result_dtype(rec[0].dtype))
+
+    @torch.library.register_fake("fastleak::grad_distance_backward")
+    def _backward_fake(rec, target, coef_rec, coef_target, batched):
+        _check_inputs(rec, target, batched)
+        return [r.new_empty(r.shape) for r in rec]
+
+    torch.library.register_autograd("fastleak::grad_distance_partials", _partials_backward,
+                                    setup_context=_partials_setup_context)
+    torch.library.register_autograd("fastleak::grad_distance_backward", _backward_backward,
+                                    setup_context=_backward_setup_context)
+
+
+if _ext.LOADED:
+    _register_compiled()
