@@ -1,0 +1,11 @@
+"""Models to attack: the registered networks and helpers for any classifier ending in nn.Linear.
+
+``build(name, num_classes, in_shape=(3, 32, 32), seed=0, **options)``; names: lenet, convnet,
+resnet18, resnet20, mlp.
+"""
+from fastleak.models import convnet, lenet, mlp, resnet  # noqa: F401  (registers the models)
+from fastleak.models.classifier import features_and_logits, final_linear, final_linear_param_names
+from fastleak.models.registry import MODELS, ModelSpec, build, names, register, spec_of
+
+__all__ = ["MODELS", "ModelSpec", "build", "names", "register", "spec_of", "final_linear",
+           "final_linear_param_names", "features_and_logits"]

@@ -1,0 +1,30 @@
+"""A fully connected network."""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Sequence
+
+from torch import nn
+
+from fastleak.models.layers import ACTIVATIONS
+from fastleak.models.registry import register
+
+
+@register("mlp")
+def mlp(num_classes: int, in_shape: tuple[int, ...], hidden: Sequence[int] = (512, 256), act: str = "relu",
+        bias: bool = True) -> nn.Module:
+    """Flatten, then ``Linear -> act`` for each width in ``hidden``, then the Linear classifier.
+    Default init of ``nn.Linear``."""
+    make_act = ACTIVATIONS.get(act)
+    widths = tuple(hidden)
+    if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in widths):
+        raise ValueError(f"hidden must be a sequence of positive ints, got {hidden!r}")
+    layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
+    fan_in = math.prod(in_shape)
+    for i, h in enumerate(widths):
+        layers[f"linear{i}"] = nn.Linear(fan_in, h)
+        layers[f"act{i}"] = make_act()
+        fan_in = h
+    layers["fc"] = nn.Linear(fan_in, num_classes, bias=bias)
+    return nn.Sequential(layers)

@@ -1,0 +1,74 @@
+"""The model registry and ``build``: deterministic construction of the registered networks."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from fastleak._registry import Registry
+
+ModelFactory = Callable[..., nn.Module]
+MODELS: Registry[ModelFactory] = Registry("model")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a model was built; ``build(**spec.build_kwargs())`` rebuilds it bit for bit."""
+
+    name: str
+    num_classes: int
+    in_shape: tuple[int, ...]
+    seed: int
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def build_kwargs(self) -> dict[str, Any]:
+        return dict(name=self.name, num_classes=self.num_classes, in_shape=self.in_shape, seed=self.seed,
+                    **dict(self.options))
+
+
+def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Register ``factory(num_classes, in_shape, **options) -> nn.Module`` under ``name``."""
+    return MODELS.register(name)
+
+
+def names() -> tuple[str, ...]:
+    return MODELS.names()
+
+
+def spec_of(model: nn.Module) -> ModelSpec | None:
+    """The ``ModelSpec`` of a model made by ``build``, else None."""
+    spec = getattr(model, "fastleak_spec", None)
+    return spec if isinstance(spec, ModelSpec) else None
+
+
+def build(name: str, num_classes: int, in_shape: tuple[int, ...] = (3, 32, 32), seed: int = 0,
+          **kw: Any) -> nn.Module:
+    """Build registered model ``name`` for inputs ``[n, *in_shape]`` and ``num_classes`` outputs.
+
+    Initialisation is deterministic given ``seed`` and leaves the global torch RNG untouched.
+    The model is returned on the CPU in train mode, with ``model.fastleak_spec`` (a ``ModelSpec``)
+    set. Every registered model ends in an ``nn.Linear`` classifier; ``bias=False`` removes its
+    bias. Other keyword options depend on the model (see each factory's docstring).
+    """
+    factory = MODELS.get(name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if (not isinstance(in_shape, (tuple, list)) or not in_shape
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in in_shape)):
+        raise ValueError(f"in_shape must be a tuple of positive ints such as (3, 32, 32), got {in_shape!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    accepted = [p for p in inspect.signature(factory).parameters if p not in ("num_classes", "in_shape")]
+    unknown = sorted(set(kw) - set(accepted))
+    if unknown:
+        raise TypeError(f"model {name!r} does not accept option(s) {', '.join(unknown)}; "
+                        f"accepted options: {', '.join(accepted) or 'none'}")
+    in_shape = tuple(in_shape)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = factory(num_classes=num_classes, in_shape=in_shape, **kw)
+    model.fastleak_spec = ModelSpec(name, num_classes, in_shape, seed, tuple(sorted(kw.items())))
+    return model

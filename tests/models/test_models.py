@@ -1,0 +1,134 @@
+import pytest
+import torch
+from torch import nn
+
+import fastleak.models as M
+
+SMALL = {"convnet": {"width": 8}, "resnet18": {"width": 8}}
+
+
+@pytest.mark.parametrize("name", M.names())
+@pytest.mark.parametrize("in_shape", [(3, 32, 32), (1, 28, 28)])
+def test_builds_with_output_shape_and_linear_head(name, in_shape):
+    model = M.build(name, 7, in_shape=in_shape, **SMALL.get(name, {}))
+    out = model(torch.rand(3, *in_shape))
+    assert out.shape == (3, 7)
+    head = M.final_linear(model)
+    assert isinstance(head, nn.Linear) and head.out_features == 7 and head.bias is not None
+    assert M.final_linear(model, torch.rand(2, *in_shape)) is head
+    assert M.spec_of(model).name == name
+
+
+@pytest.mark.parametrize("name", M.names())
+def test_init_is_deterministic_given_seed_and_keeps_global_rng(name):
+    kw = SMALL.get(name, {})
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = M.build(name, 10, seed=3, **kw).state_dict()
+    assert torch.equal(torch.rand(1), before)
+    b = M.build(name, 10, seed=3, **kw).state_dict()
+    c = M.build(name, 10, seed=4, **kw).state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+@pytest.mark.parametrize("name", M.names())
+def test_bias_false_removes_classifier_bias(name):
+    model = M.build(name, 5, bias=False, **SMALL.get(name, {}))
+    assert M.final_linear(model).bias is None
+    weight, bias = M.final_linear_param_names(model)
+    assert bias is None and dict(model.named_parameters())[weight] is M.final_linear(model).weight
+
+
+def test_lenet_matches_dlg():
+    model = M.build("lenet", 100)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride, c.padding) for c in convs] == [
+        (12, (5, 5), (2, 2), (2, 2)), (12, (5, 5), (2, 2), (2, 2)), (12, (5, 5), (1, 1), (2, 2))]
+    assert sum(isinstance(m, nn.Sigmoid) for m in model.modules()) == 3
+    assert (M.final_linear(model).in_features, M.final_linear(model).out_features) == (768, 100)
+    params = torch.cat([p.flatten() for p in model.parameters()])
+    assert params.abs().max() <= 0.5 and params.min() < -0.45 and params.max() > 0.45
+    assert abs(params.mean().item()) < 0.02
+
+
+def test_convnet_width_and_batchnorm():
+    model = M.build("convnet", 10, width=4)
+    assert M.final_linear(model).in_features == 36 * 4
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 8
+    assert M.final_linear(M.build("convnet", 10)).in_features == 36 * 64
+
+
+def test_resnet_sizes():
+    assert sum(p.numel() for p in M.build("resnet18", 10).parameters()) == 11173962
+    r20 = M.build("resnet20", 10)
+    assert sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in r20.modules()) == 19
+    assert M.final_linear(r20).in_features == 64
+    big = M.build("resnet18", 10, in_shape=(3, 64, 64), stem="imagenet", width=8)
+    assert big(torch.rand(2, 3, 64, 64)).shape == (2, 10)
+
+
+def test_features_and_logits_returns_classifier_input():
+    model = M.build("lenet", 10).eval()
+    x = torch.rand(4, 3, 32, 32)
+    feats, logits = M.features_and_logits(model, x)
+    assert feats.shape == (4, 768)
+    torch.testing.assert_close(logits, model(x))
+    torch.testing.assert_close(M.final_linear(model)(feats), logits)
+    assert logits.requires_grad
+
+
+@pytest.mark.parametrize("tail", [nn.Softmax(dim=1), nn.Conv2d(3, 3, 1)])
+def test_final_linear_rejects_other_last_layers(tail):
+    body = [nn.Flatten(), nn.Linear(12, 4)] if isinstance(tail, nn.Softmax) else [nn.Conv2d(3, 3, 1)]
+    model = nn.Sequential(*body, tail)
+    with pytest.raises(ValueError, match="must end in an nn.Linear classifier"):
+        M.final_linear(model)
+
+
+def test_final_linear_detects_function_after_linear():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(12, 3)
+
+        def forward(self, x):
+            return torch.softmax(self.fc(x.flatten(1)), 1)
+
+    with pytest.raises(ValueError, match="must end in an nn.Linear classifier"):
+        M.final_linear(Net(), torch.rand(2, 3, 2, 2))
+    with pytest.raises(ValueError, match="must end in an nn.Linear classifier"):
+        M.features_and_logits(Net(), torch.rand(2, 3, 2, 2))
+
+
+def test_final_linear_with_input_follows_execution_order():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(12, 3)
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).flatten(1))
+
+    net = Net()
+    with pytest.raises(ValueError, match="Conv2d"):
+        M.final_linear(net)
+    assert M.final_linear(net, torch.rand(1, 3, 2, 2)) is net.fc
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown model 'vgg'.*lenet"):
+        M.build("vgg", 10)
+    with pytest.raises(TypeError, match="width"):
+        M.build("lenet", 10, width=3)
+    with pytest.raises(ValueError, match="num_classes"):
+        M.build("lenet", 0)
+    with pytest.raises(ValueError, match="in_shape"):
+        M.build("lenet", 10, in_shape=(3, 32))
+    with pytest.raises(ValueError, match="does not fit"):
+        M.build("convnet", 10, in_shape=(3, 4, 4), width=2)
+    with pytest.raises(ValueError, match="unknown activation"):
+        M.build("mlp", 10, act="gelu")
