@@ -198,8 +198,8 @@ def load(name: str, n: int, *, seed: int = 0, labels: LabelSpec = None,
     source = DATASETS.get(name)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     side = _side(source, size)
     pool, pool_labels = _pool(name, side)
     meta = info(name)

@@ -130,5 +130,7 @@ def test_errors():
         D.load("cifar10", 2, labels=[1, 1, 1])
     with pytest.raises(ValueError, match="n must be a positive int"):
         D.load("cifar10", 0)
+    with pytest.raises(ValueError, match="seed"):
+        D.load("cifar10", 2, seed=-1)
     with pytest.raises(ValueError, match="size"):
         D.load("imagenet", 1, size=0)
