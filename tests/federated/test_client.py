@@ -2,15 +2,14 @@ import pytest
 import torch
 from torch import nn
 
+import fastleak.data as D
 import fastleak.models as M
 from fastleak.federated import (Observation, client_gradients, client_loss, fedavg, fedsgd, local_schedule,
                                 local_sgd, per_example_gradients, validate_batch)
 
 
-def batch(n=4, shape=(3, 32, 32), classes=10, seed=0):
-    """Arbitrary inputs: these tests compare two computations of the same gradient."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, *shape, generator=g), torch.randint(0, classes, (n,), generator=g)
+def batch(n=4, seed=0):
+    return D.load("cifar10", n, seed=seed)
 
 
 def autograd_gradients(model, x, y, loss="ce", reduction="mean"):
@@ -136,16 +135,16 @@ def test_bad_inputs_are_refused():
     model = M.build("lenet", 10)
     x, y = batch()
     with pytest.raises(ValueError, match="per-sample shape \\(3, 28, 28\\).*in_shape \\(3, 32, 32\\)"):
-        fedsgd(model, torch.rand(4, 3, 28, 28), y)
+        fedsgd(model, D.load("imagenet", 4, size=28)[0], y)
     plain = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     with pytest.raises(ValueError, match="does not fit the model"):
-        fedsgd(plain, torch.rand(2, 3, 4, 4), torch.tensor([0, 1]))
+        fedsgd(plain, D.load("cifar10", 2, size=4)[0], torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"class ids in \[0, 10\).*\[0, 10\]"):
         fedsgd(model, x, torch.tensor([0, 1, 2, 10]))
     with pytest.raises(ValueError, match="class ids"):
         fedavg(model, x, torch.tensor([0, -1, 2, 3]), local_steps=1, lr=0.1)
     with pytest.raises(ValueError, match="n > 0"):
-        fedsgd(model, torch.rand(0, 3, 32, 32), torch.zeros(0, dtype=torch.long))
+        fedsgd(model, torch.empty(0, 3, 32, 32), torch.zeros(0, dtype=torch.long))
     with pytest.raises(ValueError, match="4 samples"):
         fedsgd(model, x, y[:3])
     with pytest.raises(TypeError, match="int64"):
