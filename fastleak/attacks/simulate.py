@@ -1,0 +1,181 @@
+"""Differentiable simulation of what a client shares, for many dummy batches at once.
+
+Q dummy batches (restarts, or independent attacks on the same model) are simulated in one
+vectorised computation: the model's parameters are replicated along a leading dimension Q
+and the forward pass runs under ``torch.func.vmap``, so each dummy batch gets its own
+parameter gradient from a single ``torch.autograd.grad`` call (each replica only sees its
+own batch). The gradients keep their graph, so the gradient-matching loss can be
+differentiated back to the dummy images (the double backward of gradient inversion).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from fastleak.federated.client import local_schedule
+from fastleak.federated.losses import client_loss
+from fastleak.federated.observation import Observation
+
+log = logging.getLogger(__name__)
+
+
+class ClientSimulator:
+    """Simulates pair ``pair_index`` of P observations (same model architecture) for Q = P*R
+    dummy batches: dummy batch q belongs to observation q // R and uses its model state.
+
+    ``shared(x, y)`` takes dummy images [Q, B, C, H, W] and labels [Q, B] (long) or soft
+    label logits [Q, B, classes] and returns one tensor [Q, *param.shape] per shared parameter:
+    the gradient (kind "gradient"), the pseudo-gradient of an update (FedAvg, mode
+    "pseudo"), or the update W_after - W_before of the unrolled local steps (mode "unroll").
+    ``bn_loss`` after a call holds the BatchNorm-statistics prior [Q] when ``track_bn`` is set.
+    """
+
+    def __init__(self, model: nn.Module, observations: Sequence[Observation], pair_index: int, restarts: int, *,
+                 fedavg_mode: str = "unroll", track_bn: bool = False) -> None:
+        obs = observations[0]
+        if obs.kind == "update" and fedavg_mode not in ("unroll", "pseudo"):
+            raise ValueError(f"fedavg_mode must be 'unroll' or 'pseudo', got {fedavg_mode!r}")
+        self.model = model
+        self.obs = obs
+        self.restarts = restarts
+        self.names = tuple(obs.param_names)
+        states = [o.pairs[pair_index].state for o in observations]
+        self.params = {n: self._stack([st[n] for st in states]) for n in self.names}
+        self.buffers = {n: self._stack([st[n] for st in states]) for n in states[0] if n not in self.params}
+        self._targets = [self._stack([o.pairs[pair_index].shared[i] for o in observations])
+                         for i in range(len(self.names))]
+        self.fedavg_mode = fedavg_mode
+        self.bn_layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.track_bn = track_bn and bool(self.bn_layers)
+        self.bn_loss: Tensor | None = None
+        self._bn_terms: list[Tensor] = []
+
+    def _stack(self, tensors: list[Tensor]) -> Tensor:
+        return torch.stack([t.detach() for t in tensors]).repeat_interleave(self.restarts, dim=0)
+
+    def target(self) -> list[Tensor]:
+        """The observed quantity, [Q, *param.shape] per parameter, in the form ``shared`` produces."""
+        if self.obs.kind == "update" and self.fedavg_mode == "pseudo":
+            scale = -1.0 / (self._lr() * len(self.schedule()))
+            return [t * scale for t in self._targets]
+        return self._targets
+
+    def schedule(self) -> tuple[tuple[int, int], ...]:
+        """The client's local steps as (start, stop) sample ranges (see fastleak.federated.client)."""
+        return local_schedule(self.obs.num_samples, self.obs.local_steps, self.obs.local_batch_size,
+                              self.obs.local_epochs)
+
+    def _lr(self) -> float:
+        if self.obs.local_lr is None or self.obs.local_lr <= 0:
+            raise ValueError("an update observation needs its local_lr (> 0) to be attacked")
+        return float(self.obs.local_lr)
+
+    def _bn_hook(self, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        x = inputs[0]
+        dims = [0] + list(range(2, x.dim()))
+        mean = x.mean(dims)
+        var = x.var(dims, unbiased=False)
+        rm, rv = module.running_mean, module.running_var
+        self._bn_terms.append((mean - rm).norm() + (var - rv).norm())
+
+    def _forward_loss(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor):
+        self._bn_terms = []
+        logits = functional_call(self.model, (params, buffers), (x,))
+        target = F.softmax(y, dim=-1) if y.is_floating_point() else y
+        loss = client_loss(logits, target, self.obs.loss, self.obs.reduction)
+        bn = torch.stack(self._bn_terms).sum() if self._bn_terms else loss.new_zeros(())
+        self._bn_terms = []
+        return loss, bn
+
+    def _losses(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        buffers = {n: b.clone() for n, b in self.buffers.items()}
+        handles = [m.register_forward_pre_hook(self._bn_hook) for m in self.bn_layers] if self.track_bn else []
+        was_training = self.model.training
+        self.model.train(self.obs.bn_train)
+        try:
+            return vmap(self._forward_loss, randomness="different")(params, buffers, x, y)
+        finally:
+            self.model.train(was_training)
+            for h in handles:
+                h.remove()
+
+    def _replicate(self) -> dict[str, Tensor]:
+        return {n: p.clone().requires_grad_(True) for n, p in self.params.items()}
+
+    def _gradient(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
+        losses, bn = self._losses(params, x, y)
+        grads = torch.autograd.grad(losses.sum(), list(params.values()), create_graph=True)
+        return list(grads), bn
+
+    def shared(self, x: Tensor, y: Tensor) -> list[Tensor]:
+        if self.obs.kind == "gradient" or self.fedavg_mode == "pseudo":
+            grads, bn = self._gradient(self._replicate(), x, y)
+            self.bn_loss = bn
+            return grads
+        return self._unrolled_update(x, y)
+
+    def _unrolled_update(self, x: Tensor, y: Tensor) -> list[Tensor]:
+        """W_K - W_0 after the client's local SGD steps, differentiable w.r.t. the dummy data."""
+        lr = self._lr()
+        start = self._replicate()
+        params = dict(start)
+        bn_total = None
+        for start_idx, stop_idx in self.schedule():
+            grads, bn = self._gradient(params, x[:, start_idx:stop_idx], y[:, start_idx:stop_idx])
+            bn_total = bn if bn_total is None else bn_total + bn
+            params = {n: p - lr * g for (n, p), g in zip(params.items(), grads)}
+        self.bn_loss = bn_total
+        return [params[n] - start[n] for n in self.names]
+
+
+def check_observation(obs: Observation, model: nn.Module) -> None:
+    """Refuse, with a clear message, an observation that does not fit ``model`` or holds NaN/inf."""
+    if not isinstance(obs, Observation):
+        raise TypeError(f"obs must be a fastleak Observation, got {type(obs).__name__}")
+    params = dict(model.named_parameters())
+    for name in obs.param_names:
+        if name not in params:
+            raise ValueError(f"observation does not match the model: parameter {name!r} is not in the model "
+                             f"(model parameters: {', '.join(list(params)[:6])}, ...)")
+    for k, pair in enumerate(obs.pairs):
+        if len(pair.shared) != len(obs.param_names):
+            raise ValueError(f"observation pair {k} shares {len(pair.shared)} tensors but names "
+                             f"{len(obs.param_names)} parameters")
+        for name, t in zip(obs.param_names, pair.shared):
+            if tuple(t.shape) != tuple(params[name].shape):
+                raise ValueError(f"observation does not match the model: pair {k} tensor {name!r} has shape "
+                                 f"{tuple(t.shape)}, the model's parameter has {tuple(params[name].shape)}")
+            if not torch.isfinite(t).all():
+                raise ValueError(f"observation pair {k} tensor {name!r} contains NaN or inf; "
+                                 "it cannot be attacked")
+        missing = [n for n in obs.param_names if n not in pair.state]
+        if missing:
+            raise ValueError(f"observation pair {k} state lacks parameters {missing[:4]}")
+
+
+def layer_weights(scheme: str | Sequence[float], n: int) -> Tensor | None:
+    """Per-tensor weights of the gradient distance: 'equal', 'linear' (decreasing with depth),
+    'exp' (exponentially decreasing), or an explicit sequence of n weights."""
+    if isinstance(scheme, str):
+        try:
+            make = _LAYER_WEIGHTS[scheme]
+        except KeyError:
+            raise ValueError(f"layer_weights must be one of {sorted(_LAYER_WEIGHTS)} or {n} numbers, "
+                             f"got {scheme!r}") from None
+        return make(n)
+    w = torch.as_tensor(list(scheme), dtype=torch.float32)
+    if w.shape != (n,):
+        raise ValueError(f"layer_weights must have {n} values (one per shared tensor), got {w.numel()}")
+    return w
+
+
+_LAYER_WEIGHTS = {
+    "equal": lambda n: None,
+    "linear": lambda n: torch.arange(n, 0, -1, dtype=torch.float32) / n,
+    "exp": lambda n: torch.exp(torch.linspace(4, 0, n)),
+}

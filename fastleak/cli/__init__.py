@@ -1,0 +1,7 @@
+"""The ``fastleak`` command line: demo, attack, labels, audit and bench.
+
+Errors are reported as one line plus the fix, with a non-zero exit code; only this package prints.
+"""
+from fastleak.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,377 @@
+"""The subcommands, registered by decorator."""
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from fastleak.cli.errors import CliError
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    examples: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, examples: str, configure: Callable[[argparse.ArgumentParser], None]):
+    def register(run: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = Command(help=help, examples="examples:\n" + examples, configure=configure, run=run)
+        return run
+    return register
+
+
+# ----------------------------------------------------------------------------- option parsing
+
+def _value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _pairs(items: list[str] | None, option: str) -> dict[str, Any]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"{option} expects KEY=VALUE, got {item!r}", f"write e.g. {option} sigma=0.01")
+        out[key.replace("-", "_")] = _value(value)
+    return out
+
+
+def _scenario_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("simulated client")
+    g.add_argument("--dataset", default=None, help="cifar10, cifar100, mnist, fashion_mnist, imagenet")
+    g.add_argument("--model", default=None, help="lenet, convnet, resnet18, resnet20, mlp")
+    g.add_argument("--width", type=int, default=None, help="model width (convnet, resnet)")
+    g.add_argument("--batch", type=int, default=None, help="private batch size")
+    g.add_argument("--labels", default=None, help="label pattern: unique, random, repeat:K")
+    g.add_argument("--mode", default=None, help="fedsgd, fedavg or multi-pair")
+    g.add_argument("--local-steps", type=int, default=None, help="FedAvg local SGD steps")
+    g.add_argument("--local-lr", type=float, default=None, help="FedAvg local learning rate")
+    g.add_argument("--local-batch-size", type=int, default=None, help="FedAvg mini-batch size")
+    g.add_argument("--pairs", type=int, default=None, help="multi-pair: number of model states")
+    g.add_argument("--defense", default=None, help="gaussian, laplace, clip, topk, prune, quantize")
+    g.add_argument("--defense-param", action="append", metavar="KEY=VALUE", help="e.g. sigma=0.01 (repeatable)")
+    g.add_argument("--seed", type=int, default=None)
+
+
+def _attack_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("attack")
+    g.add_argument("--preset", default=None, help="dlg, idlg, inverting, gradinversion, geng")
+    g.add_argument("--restarts", type=int, default=None, help="random initialisations, optimised together")
+    g.add_argument("--iterations", type=int, default=None, help="optimisation steps (default: the preset's)")
+    g.add_argument("--attack-labels", default=None, help="recover, optimize or true")
+    g.add_argument("--label-method", default=None, help="label recovery method (default auto)")
+    g.add_argument("--option", action="append", metavar="KEY=VALUE", help="override a preset field, e.g. tv=0.1")
+    g.add_argument("--device", default=None, help="cpu or cuda")
+
+
+_SPEC_KEYS = ("dataset", "model", "batch", "labels", "mode", "local_steps", "local_lr", "local_batch_size", "pairs",
+              "defense", "seed", "preset", "restarts", "iterations", "attack_labels", "label_method", "device")
+
+
+def _spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
+    from fastleak.experiments import ExperimentSpec
+
+    values = dict(base)
+    for key in _SPEC_KEYS:
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    if getattr(args, "width", None) is not None:
+        values["model_options"] = {**values.get("model_options", {}), "width": args.width}
+    if getattr(args, "defense_param", None):
+        values["defense_params"] = {**values.get("defense_params", {}), **_pairs(args.defense_param, "--defense-param")}
+    if getattr(args, "option", None):
+        values["attack_options"] = {**values.get("attack_options", {}), **_pairs(args.option, "--option")}
+    return ExperimentSpec.from_dict(values)
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except FileNotFoundError:
+        raise CliError(f"config file {path!r} does not exist", "pass the path of an existing .toml file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CliError(f"config file {path!r} is not valid TOML: {exc}", "fix the file's syntax") from None
+    return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+# ----------------------------------------------------------------------------- running and reporting
+
+def _progress_callback(total: int, desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True)
+    state = {"last": 0}
+
+    def callback(step: int, losses: torch.Tensor) -> None:
+        bar.update(step - state["last"])
+        state["last"] = step
+        bar.set_postfix(loss=f"{float(losses.min()):.4g}")
+
+    return bar, callback
+
+
+def _execute(spec, run_dir: Path) -> int:
+    from fastleak.attacks.presets import PRESETS
+    from fastleak.experiments import run
+    from fastleak.reports import write_outcome
+    from fastleak.reports.rundir import write_config
+
+    write_config(run_dir, spec.as_dict())
+    total = spec.iterations or PRESETS.get(spec.preset).replace(**spec.attack_options).iterations
+    bar, callback = _progress_callback(total, f"{spec.preset} on {spec.model}/{spec.dataset}")
+    checkpoint = run_dir / "checkpoint.pt"
+    try:
+        outcome = run(spec, callback=callback, checkpoint=checkpoint)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted; checkpoint saved in {run_dir}\n  resume with: fastleak attack --resume {run_dir}",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    metrics = write_outcome(run_dir, spec.as_dict(), outcome)
+    _summary(spec, outcome, metrics, run_dir)
+    return 0
+
+
+def _summary(spec, outcome, metrics: dict[str, Any], run_dir: Path) -> None:
+    ev, res = outcome.evaluation, outcome.result
+    rows = [("attack", f"{spec.preset} ({spec.mode}), {spec.restarts} restarts, {res.iterations} iterations"),
+            ("model / data", f"{spec.model} / {spec.dataset}, batch {spec.batch} ({spec.labels})"),
+            ("labels", f"true {sorted(outcome.scenario.labels.tolist())}  recovered {sorted(res.labels.tolist())}"
+                       f"  [{res.label_method}]"),
+            ("label accuracy", f"LnAcc {ev.labels.ln_acc:.2f}  LeAcc {ev.labels.le_acc:.2f}  "
+                               f"exact {'yes' if ev.labels.exact else 'no'}"),
+            ("PSNR", f"{ev.psnr:.2f} dB (per image: {', '.join(f'{p:.1f}' for p in ev.psnr_per_image)})"),
+            ("SSIM", f"{ev.ssim:.3f}"),
+            ("speed", f"{res.iterations_per_second:.1f} it/s, {res.wall_time:.1f} s"),
+            ("outputs", str(run_dir))]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+# ----------------------------------------------------------------------------- demo
+
+DEMO = {"dataset": "cifar10", "model": "convnet", "model_options": {"width": 32}, "batch": 4, "labels": "random",
+        "mode": "fedsgd", "preset": "inverting", "restarts": 4, "iterations": 400, "seed": 0}
+DEMO_FAST = {**DEMO, "model_options": {"width": 16}, "restarts": 2, "iterations": 40}
+
+
+def _configure_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fast", action="store_true", help="a smaller, shorter run (about 30 s on 2 CPU cores)")
+    p.add_argument("--out", default="runs", help="directory for the run folders (default: runs)")
+    p.add_argument("--seed", type=int, default=None)
+
+
+@command("demo", "Simulate a CIFAR-10 client (convnet, batch of 4, duplicate labels allowed), recover its "
+         "labels and reconstruct its images with the inverting attack; writes runs/<timestamp>/.",
+         "  fastleak demo\n  fastleak demo --fast --out /tmp/runs", _configure_demo)
+def demo(args: argparse.Namespace) -> int:
+    from fastleak.reports import new_run_dir
+
+    spec = _spec_from_args(args, DEMO_FAST if args.fast else DEMO)
+    return _execute(spec, new_run_dir(args.out))
+
+
+# ----------------------------------------------------------------------------- attack
+
+def _configure_attack(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="a TOML file with the same options (command line wins)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--out", default="runs", help="directory for the run folders (default: runs)")
+    _scenario_options(p)
+    _attack_options(p)
+
+
+@command("attack", "Simulate a client under any model, data, label pattern, FL mode and defense, and attack it.",
+         "  fastleak attack --model lenet --batch 1 --preset dlg\n"
+         "  fastleak attack --mode fedavg --local-steps 4 --preset geng --restarts 4\n"
+         "  fastleak attack --defense gaussian --defense-param sigma=0.01\n"
+         "  fastleak attack --config sweep.toml\n  fastleak attack --resume runs/20261125-101500",
+         _configure_attack)
+def attack_command(args: argparse.Namespace) -> int:
+    from fastleak.reports import new_run_dir
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        config = run_dir / "config.json"
+        if not config.exists():
+            raise CliError(f"{run_dir} holds no config.json", "pass a run directory written by 'fastleak attack'")
+        base = json.loads(config.read_text())["spec"]
+        return _execute(_spec_from_args(args, base), run_dir)
+    base = _read_toml(args.config) if args.config else {}
+    return _execute(_spec_from_args(args, base), new_run_dir(args.out))
+
+
+# ----------------------------------------------------------------------------- model loading (audit, labels)
+
+def load_user_model(model: str, state_dict: str | None, num_classes: int | None, in_shape: tuple[int, ...] | None):
+    """A registered model name, or ``module:Class`` plus a state dict file."""
+    from fastleak import models
+
+    if ":" in model:
+        module_name, _, cls_name = model.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), cls_name)
+        except (ImportError, AttributeError) as exc:
+            raise CliError(f"cannot import model class {model!r}: {exc}",
+                           "give MODULE:CLASS importable from the current directory or PYTHONPATH") from None
+        net = cls()
+    else:
+        if num_classes is None or in_shape is None:
+            raise CliError("the observation does not record num_classes/input_shape",
+                           "pass --num-classes, or use a module:Class model")
+        net = models.build(model, num_classes, in_shape=in_shape)
+    if state_dict:
+        if not os.path.exists(state_dict):
+            raise CliError(f"state dict file {state_dict!r} does not exist", "pass the path of the saved state dict")
+        try:
+            state = torch.load(state_dict, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        except Exception as exc:
+            raise CliError(f"cannot load state dict {state_dict!r} into {model}: {exc}",
+                           "save it with torch.save(model.state_dict(), path) from the same model class") from None
+    return net.eval()
+
+
+def _load_observation(path: str, model_arg: str, state_dict: str | None, num_classes: int | None):
+    from fastleak import federated
+
+    if not os.path.exists(path):
+        raise CliError(f"observation file {path!r} does not exist", "pass a file written by fastleak.federated.save")
+    obs = federated.load(path)
+    net = load_user_model(model_arg, state_dict, num_classes or obs.num_classes, obs.input_shape)
+    federated.check_against_model(obs, net)
+    return obs, net
+
+
+def _configure_audit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("observation", help="observation file (fastleak.federated.save format)")
+    p.add_argument("--model", required=True, help="registered model name, or module:Class")
+    p.add_argument("--state-dict", default=None, help="torch.save'd state dict for a module:Class model")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--preset", default="inverting")
+    p.add_argument("--restarts", type=int, default=4)
+    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--attack-labels", default="recover", help="recover or optimize")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs")
+
+
+@command("audit", "Attack an observation captured from a real FL system (saved with fastleak.federated.save).",
+         "  fastleak audit client7.obs --model convnet\n"
+         "  fastleak audit client7.obs --model mypkg.nets:Net --state-dict global.pt --iterations 500",
+         _configure_audit)
+def audit(args: argparse.Namespace) -> int:
+    from fastleak.attacks import attack
+    from fastleak.reports import loss_plot, new_run_dir, reconstruction_grid
+    from fastleak.reports.rundir import write_json
+
+    obs, net = _load_observation(args.observation, args.model, args.state_dict, args.num_classes)
+    run_dir = new_run_dir(args.out)
+    bar, callback = _progress_callback(args.iterations or 0, f"audit {Path(args.observation).name}")
+    res = attack(obs, net, args.preset, labels=args.attack_labels, restarts=args.restarts, iterations=args.iterations,
+                 seed=args.seed, callback=callback, checkpoint=run_dir / "checkpoint.pt",
+                 **_pairs(args.option, "--option"))
+    bar.close()
+    write_json(run_dir / "config.json", {"observation": os.path.abspath(args.observation), "model": args.model,
+                                         "state_dict": args.state_dict, "attack_config": res.config.as_dict(),
+                                         "restarts": args.restarts, "seed": args.seed})
+    write_json(run_dir / "labels.json", {"method": res.label_method, "recovered": sorted(res.labels.tolist())})
+    write_json(run_dir / "metrics.json", {"restart_losses": res.restart_losses.tolist(), "wall_time_s": res.wall_time,
+                                          "iterations": res.iterations, "best_restart": res.best_restart})
+    torch.save(res.images, run_dir / "reconstruction.pt")
+    reconstruction_grid(res.images, res.images, [f"label {c}" for c in res.labels.tolist()], run_dir / "grid.png")
+    loss_plot(res.history_steps, res.history, run_dir / "loss.png", title="audit: objective per restart")
+    print(f"recovered labels {sorted(res.labels.tolist())} [{res.label_method}]; best restart loss "
+          f"{float(res.restart_losses.min()):.4g}\noutputs: {run_dir}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- labels
+
+def _configure_labels(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--observation", default=None, help="a saved observation instead of a simulated one")
+    p.add_argument("--model-class", default=None, help="with --observation: registered name or module:Class")
+    p.add_argument("--state-dict", default=None)
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--method", default="auto", help="label recovery method")
+    _scenario_options(p)
+
+
+@command("labels", "Recover the label counts of a simulated or saved observation and print the count table.",
+         "  fastleak labels --batch 32 --labels repeat:4 --model convnet\n"
+         "  fastleak labels --observation client7.obs --model-class convnet --method ilrg", _configure_labels)
+def labels_command(args: argparse.Namespace) -> int:
+    from fastleak import labels
+    from fastleak.metrics import label_scores
+
+    if args.observation:
+        obs, net = _load_observation(args.observation, args.model_class or "", args.state_dict, args.num_classes)
+        truth = None
+    else:
+        from fastleak.experiments import simulate
+
+        scenario = simulate(_spec_from_args(args, {"batch": 8, "labels": "repeat:2"}))
+        obs, net, truth = scenario.observation, scenario.model, scenario.labels
+    found = labels.counts(obs, net, args.method)
+    rec = found.counts.cpu()
+    true_counts = torch.bincount(truth, minlength=rec.numel()) if truth is not None else None
+    print(f"method: {found.method}   batch size: {obs.num_samples}")
+    print(f"{'class':>6} {'estimate':>9} {'count':>6}" + (f" {'true':>5}" if truth is not None else ""))
+    for c in range(rec.numel()):
+        shown = rec[c] > 0 or (true_counts is not None and true_counts[c] > 0)
+        if shown:
+            line = f"{c:>6} {float(found.estimates[c]):>9.2f} {int(rec[c]):>6}"
+            if true_counts is not None:
+                line += f" {int(true_counts[c]):>5}" + ("" if true_counts[c] == rec[c] else "  *")
+            print(line)
+    if truth is not None:
+        s = label_scores(found.labels, truth)
+        print(f"LnAcc {s.ln_acc:.3f}  LeAcc {s.le_acc:.3f}  exact multiset: {'yes' if s.exact else 'no'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- bench
+
+def _configure_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="ops", help="ops, labels or attack")
+    p.add_argument("--json", default=None, help="where to save the results (default benchmarks/<suite>.json)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="further options for the benchmark script")
+
+
+@command("bench", "Run a benchmark suite from a source checkout and save its tables.",
+         "  fastleak bench\n  fastleak bench --suite labels -- --quick", _configure_bench)
+def bench(args: argparse.Namespace) -> int:
+    root = Path(__file__).resolve().parents[2] / "benchmarks"
+    script = root / f"bench_{args.suite}.py"
+    if not script.exists():
+        raise CliError(f"benchmark script {script} not found",
+                       "run from a source checkout of fastleak (benchmarks/ is not installed with the package)")
+    out = args.json or str(root / f"{args.suite}.json")
+    rest = [a for a in args.rest if a != "--"]
+    return subprocess.call([sys.executable, str(script), "--json", out, *rest])

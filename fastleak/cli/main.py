@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from fastleak.cli import commands
+from fastleak.cli.errors import CliError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastleak", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fast gradient-inversion attacks on federated learning.",
+        epilog="examples:\n  fastleak demo\n  fastleak attack --model lenet --preset dlg --batch 1\n"
+               "  fastleak labels --batch 32 --labels repeat:4\n"
+               "  fastleak audit captured.obs --model mypkg.nets:Net --state-dict net.pt\n"
+               "run 'fastleak COMMAND --help' for a command's options and examples")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in commands.COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help, epilog=command.examples,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.configure(p)
+        p.set_defaults(handler=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except CliError as exc:
+        print(f"fastleak: error: {exc.message}\n  fix: {exc.fix}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"fastleak: error: {exc}\n  fix: check the option values; see 'fastleak {args.command} --help'",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

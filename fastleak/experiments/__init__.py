@@ -1,0 +1,5 @@
+"""End-to-end experiments: simulate a client on real data, recover labels, attack, evaluate."""
+from fastleak.experiments.pipeline import Outcome, Scenario, run, simulate
+from fastleak.experiments.spec import ExperimentSpec
+
+__all__ = ["ExperimentSpec", "Scenario", "Outcome", "simulate", "run"]

@@ -1,0 +1,72 @@
+"""The complete, serialisable description of one experiment."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MODES = ("fedsgd", "fedavg", "multi-pair")
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """What to simulate and how to attack it. Every field maps to a CLI option of the same name.
+
+    model_options: keyword options of ``fastleak.models.build`` (e.g. {"width": 32}).
+    labels: the batch's label pattern for ``fastleak.data.load`` ("unique", "random", "repeat:k").
+    mode: "fedsgd" (one gradient), "fedavg" (an update after ``local_steps`` local SGD steps with
+    ``local_lr`` and ``local_batch_size``) or "multi-pair" (``pairs`` gradients of the batch under
+    re-initialised models).
+    defense/defense_params: a ``fastleak.defenses`` name and its parameters, applied to the observation.
+    attack_labels: "recover" (``label_method``), "optimize" or "true" (the ground truth, for ablations).
+    attack_options: overrides of the preset's ``AttackConfig`` fields.
+    """
+
+    dataset: str = "cifar10"
+    model: str = "convnet"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    batch: int = 4
+    labels: str = "random"
+    mode: str = "fedsgd"
+    local_steps: int = 4
+    local_lr: float = 0.01
+    local_batch_size: int | None = None
+    pairs: int = 2
+    defense: str | None = None
+    defense_params: dict[str, Any] = field(default_factory=dict)
+    preset: str = "inverting"
+    restarts: int = 4
+    iterations: int | None = None
+    attack_labels: str = "recover"
+    label_method: str = "auto"
+    attack_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.attack_labels not in ("recover", "optimize", "true"):
+            raise ValueError(f"attack_labels must be recover, optimize or true, got {self.attack_labels!r}")
+        for name in ("batch", "restarts", "pairs", "local_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.iterations is not None and (not isinstance(self.iterations, int) or self.iterations < 1):
+            raise ValueError(f"iterations must be a positive integer, got {self.iterations!r}")
+        if not self.local_lr > 0:
+            raise ValueError(f"local_lr must be positive, got {self.local_lr!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ExperimentSpec":
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - valid)
+        if unknown:
+            raise ValueError(f"unknown experiment option(s) {unknown}; valid options: {', '.join(sorted(valid))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "ExperimentSpec":
+        return self.from_dict({**self.as_dict(), **changes})

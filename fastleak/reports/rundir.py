@@ -1,0 +1,73 @@
+"""The run directory and its JSON files (format documented in the README).
+
+runs/<timestamp>/
+  config.json   {"version", "spec": ExperimentSpec fields, "attack_config": AttackConfig fields,
+                 "torch", "fastleak"}: everything needed to reproduce the run
+  metrics.json  {"version", "psnr", "ssim", "mse", "psnr_per_image", "ssim_per_image", "order",
+                 "lpips", "labels": {"ln_acc", "le_acc", "exact"}, "wall_time_s",
+                 "iterations", "iterations_per_second", "best_restart", "restart_losses", "resets"}
+  labels.json   {"version", "method", "true": [...], "recovered": [...],
+                 "counts": {"class": [true, recovered], ...}}
+  grid.png      ground truth (top) and matched reconstructions (bottom) with PSNR captions
+  loss.png      objective per restart against the step
+  checkpoint.pt the attack checkpoint (used by --resume)
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import fastleak
+from fastleak.reports.figures import loss_plot, reconstruction_grid
+
+REPORT_VERSION = 1
+
+
+def new_run_dir(root: str | os.PathLike = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / stamp
+    suffix = 1
+    while path.exists():
+        path = Path(root) / f"{stamp}-{suffix}"
+        suffix += 1
+    path.mkdir(parents=True)
+    return path
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"version": REPORT_VERSION, **payload}, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def write_config(run_dir: Path, spec_dict: dict[str, Any], attack_config: dict[str, Any] | None = None) -> None:
+    write_json(run_dir / "config.json", {"spec": spec_dict, "attack_config": attack_config,
+                                         "torch": torch.__version__, "fastleak": fastleak.__version__})
+
+
+def write_outcome(run_dir: Path, spec_dict: dict[str, Any], outcome) -> dict[str, Any]:
+    """Write every report file of a finished run; returns the metrics dictionary."""
+    result, ev, scenario = outcome.result, outcome.evaluation, outcome.scenario
+    write_config(run_dir, spec_dict, result.config.as_dict())
+    metrics = {**ev.as_dict(), "wall_time_s": result.wall_time, "iterations": result.iterations,
+               "iterations_per_second": result.iterations_per_second, "best_restart": result.best_restart,
+               "restart_losses": result.restart_losses.tolist(), "resets": result.resets}
+    write_json(run_dir / "metrics.json", metrics)
+    num_classes = int(max(scenario.labels.max(), result.labels.max()) + 1)
+    true_counts = torch.bincount(scenario.labels, minlength=num_classes)
+    rec_counts = torch.bincount(result.labels.cpu(), minlength=num_classes)
+    counts = {str(c): [int(true_counts[c]), int(rec_counts[c])] for c in range(num_classes)
+              if true_counts[c] or rec_counts[c]}
+    write_json(run_dir / "labels.json", {"method": result.label_method, "true": sorted(scenario.labels.tolist()),
+                                         "recovered": sorted(result.labels.tolist()), "counts": counts})
+    order = torch.tensor(ev.order)
+    captions = [f"{p:.1f} dB" for p in ev.psnr_per_image]
+    reconstruction_grid(scenario.images, result.images[order], captions, run_dir / "grid.png")
+    loss_plot(result.history_steps, result.history, run_dir / "loss.png",
+              title=f"{result.config.name}: objective per restart")
+    return metrics

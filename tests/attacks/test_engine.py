@@ -1,0 +1,174 @@
+import dataclasses
+
+import pytest
+import torch
+
+import fastleak.data as data
+import fastleak.models as models
+from fastleak.attacks import PRESETS, attack, attack_many
+from fastleak.attacks.engine import _Problem
+from fastleak.attacks.simulate import ClientSimulator
+from fastleak.federated import fedavg, fedsgd
+from fastleak.federated.observation import Pair
+from fastleak.metrics import evaluate, psnr
+
+
+@pytest.fixture(scope="module")
+def lenet_case():
+    x, y = data.load("cifar10", 1, seed=3)
+    model = models.build("lenet", 10, seed=0).eval()
+    return model, x, y, fedsgd(model, x, y)
+
+
+@pytest.fixture(scope="module")
+def convnet_case():
+    x, y = data.load("cifar10", 2, seed=1, labels="random")
+    model = models.build("convnet", 10, seed=0, width=8).eval()
+    return model, x, y
+
+
+def test_simulated_gradient_at_the_true_batch_matches_the_observation(convnet_case):
+    model, x, y = convnet_case
+    obs = fedsgd(model, x, y)
+    sim = ClientSimulator(model, [obs], 0, restarts=2)
+    shared = sim.shared(x.expand(2, *x.shape), y.expand(2, -1))
+    for got, want in zip(shared, obs.pairs[0].shared):
+        torch.testing.assert_close(got[1], want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [None, 1])
+def test_unrolled_fedavg_at_the_true_batch_reproduces_the_update(convnet_case, batch_size):
+    model, x, y = convnet_case
+    obs = fedavg(model, x, y, local_steps=3, lr=0.05, batch_size=batch_size)
+    sim = ClientSimulator(model, [obs], 0, restarts=1, fedavg_mode="unroll")
+    shared = sim.shared(x[None], y[None])
+    for got, want in zip(shared, obs.pairs[0].shared):
+        torch.testing.assert_close(got[0], want, rtol=1e-4, atol=1e-6)
+
+
+def test_pseudo_gradient_target_has_gradient_sign_and_scale(convnet_case):
+    model, x, y = convnet_case
+    obs = fedavg(model, x, y, local_steps=1, lr=0.1)
+    sim = ClientSimulator(model, [obs], 0, restarts=1, fedavg_mode="pseudo")
+    grads = fedsgd(model, x, y).pairs[0].shared
+    for got, want in zip(sim.target(), grads):
+        torch.testing.assert_close(got[0], want, rtol=1e-4, atol=1e-6)
+
+
+def test_dlg_reconstructs_a_real_image_far_above_its_initialisation(lenet_case):
+    model, x, y, obs = lenet_case
+    res = attack(obs, model, "dlg", labels=y, restarts=1, iterations=15, seed=0)
+    start = torch.rand((1, 1, *x.shape[1:]), generator=torch.Generator().manual_seed(0))[0]
+    baseline = psnr(start, x).item()
+    achieved = evaluate(res.images, x).psnr
+    assert achieved > baseline + 8, (baseline, achieved)
+    assert res.images.shape == x.shape and res.labels.tolist() == y.tolist()
+
+
+def test_dlg_optimised_soft_labels_find_the_label(lenet_case):
+    model, x, y, obs = lenet_case
+    res = attack(obs, model, "dlg", restarts=2, iterations=10, seed=1)
+    assert res.label_method == "optimize"
+    assert res.labels.tolist() == y.tolist()
+
+
+def test_inverting_lowers_its_objective_and_returns_valid_images(convnet_case):
+    model, x, y = convnet_case
+    obs = fedsgd(model, x, y)
+    res = attack(obs, model, "inverting", labels=y, restarts=3, iterations=30, record_every=5, seed=0)
+    assert res.restart_images.shape == (3, *x.shape)
+    assert res.history.shape == (6, 3)
+    assert bool((res.history[-1] < res.history[0]).all())
+    assert res.images.min() >= 0 and res.images.max() <= 1
+    assert res.best_restart == int(res.restart_losses.argmin())
+    assert res.iterations_per_second > 0
+
+
+def test_callback_receives_device_tensors_every_record_step(convnet_case):
+    model, x, y = convnet_case
+    seen = []
+    attack(fedsgd(model, x, y), model, "inverting", labels=y, restarts=2, iterations=6, record_every=2,
+           callback=lambda step, losses: seen.append((step, losses.shape, isinstance(losses, torch.Tensor))))
+    assert seen == [(2, (2,), True), (4, (2,), True), (6, (2,), True)]
+
+
+@pytest.mark.parametrize("preset", ["inverting", "dlg"])
+def test_interrupted_attack_resumes_to_the_uninterrupted_result(convnet_case, tmp_path, preset):
+    model, x, y = convnet_case
+    obs = fedsgd(model, x, y)
+    opts = dict(labels=y, restarts=2, iterations=8, seed=0, record_every=1, checkpoint_every=2)
+    if preset == "dlg":
+        opts["lbfgs_inner"] = 2
+    straight = attack(obs, model, preset, **opts)
+
+    def interrupt(step, losses):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        attack(obs, model, preset, checkpoint=path, callback=interrupt, **opts)
+    assert path.exists()
+    resumed = attack(obs, model, preset, checkpoint=path, **opts)
+    assert torch.equal(resumed.restart_images, straight.restart_images)
+    assert torch.equal(resumed.history, straight.history)
+
+
+def test_checkpoint_of_another_configuration_is_refused(convnet_case, tmp_path):
+    model, x, y = convnet_case
+    obs = fedsgd(model, x, y)
+    path = tmp_path / "run.ckpt"
+    attack(obs, model, "inverting", labels=y, restarts=1, iterations=2, checkpoint=path, checkpoint_every=1)
+    with pytest.raises(ValueError, match="different attack configuration"):
+        attack(obs, model, "inverting", labels=y, restarts=1, iterations=2, checkpoint=path, tv=0.5)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read"):
+        attack(obs, model, "inverting", labels=y, restarts=1, iterations=2, checkpoint=path)
+
+
+def test_attack_many_runs_independent_problems(convnet_case):
+    model, x, y = convnet_case
+    observations = [fedsgd(model, x[i:i + 1], y[i:i + 1]) for i in range(2)]
+    results = attack_many(observations, model, "inverting", labels=[y[:1], y[1:]], restarts=2, iterations=40)
+    assert len(results) == 2
+    for i, res in enumerate(results):
+        assert res.restart_images.shape == (2, 1, *x.shape[1:])
+        # each problem reconstructs its own image better than the other problem's
+        own = psnr(res.images, x[i:i + 1]).item()
+        other = psnr(res.images, x[1 - i:2 - i]).item()
+        assert own > other
+
+
+def test_group_consistency_pulls_restarts_together(convnet_case):
+    model, x, y = convnet_case
+    obs = fedsgd(model, x, y)
+    cfg = PRESETS.get("gradinversion").replace(iterations=4, group_every=1, group_start=0.0, bn=0.0)
+    problem = _Problem(model, [obs], cfg, 3, [y], 0, torch.device("cpu"))
+    images = problem.init_images()
+    problem.update_consensus(images)
+    assert problem.center.shape == (1, *x.shape)
+    spread = problem.group_term(images)
+    assert spread.shape == (3,) and bool((spread > 0).all())
+    same = images[:1].expand_as(images).clone()
+    problem.update_consensus(same)
+    assert problem.group_term(same).max() < 1e-4
+
+
+def test_bad_inputs_get_clear_errors(convnet_case, lenet_case):
+    model, x, y = convnet_case
+    obs = fedsgd(model, x, y)
+    with pytest.raises(ValueError, match="unknown attack preset 'nope'; valid names"):
+        attack(obs, model, "nope", labels=y)
+    with pytest.raises(ValueError, match="unknown attack option"):
+        attack(obs, model, "inverting", labels=y, colour=3)
+    with pytest.raises(ValueError, match="labels has 1 entries but the observation's batch has 2"):
+        attack(obs, model, "inverting", labels=y[:1])
+    with pytest.raises(ValueError, match="restarts must be a positive int"):
+        attack(obs, model, "inverting", labels=y, restarts=0)
+    lenet = lenet_case[0]
+    with pytest.raises(ValueError, match="does not match the model"):
+        attack(obs, lenet, "inverting", labels=y)
+    poisoned = dataclasses.replace(obs, pairs=(Pair(state=obs.pairs[0].state, shared=tuple(
+        torch.full_like(t, float("nan")) for t in obs.pairs[0].shared)),))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        attack(poisoned, model, "inverting", labels=y)
