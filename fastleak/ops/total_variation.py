@@ -54,9 +54,17 @@ def total_variation_reference(x: torch.Tensor, p: int = 1) -> torch.Tensor:
 _REGISTERED = _ext.LOADED and hasattr(torch.ops.fastleak, "total_variation")
 
 
+_compiled_devices: dict[str, bool] = {}
+
+
 def _use_compiled(x: torch.Tensor) -> bool:
-    return (_ext.compiled_ops_available() and _REGISTERED
-            and torch._C._dispatch_has_kernel_for_dispatch_key(_OP, x.device.type.upper()))
+    """Whether the compiled library is loaded and has a kernel of this op for the device."""
+    if not (_ext.compiled_ops_available() and _REGISTERED):
+        return False
+    device = x.device.type
+    if device not in _compiled_devices:
+        _compiled_devices[device] = torch._C._dispatch_has_kernel_for_dispatch_key(_OP, device.upper())
+    return _compiled_devices[device]
 
 
 def total_variation(x: torch.Tensor, p: int = 1) -> torch.Tensor:

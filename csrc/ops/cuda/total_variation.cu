@@ -103,8 +103,8 @@ at::Tensor total_variation_cuda(const at::Tensor& x_in, int64_t p) {
   const at::Tensor x = x_in.contiguous();
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t M = C * H * W;
-  at::Tensor out = at::zeros({N}, x.options().dtype(result_type(x.scalar_type())));
-  if (N == 0 || M == 0) return out;
+  at::Tensor out = at::empty({N}, x.options().dtype(result_type(x.scalar_type())));
+  if (N == 0 || M == 0) return out.zero_();
   const int64_t chunks = std::clamp<int64_t>((M + kThreads * kPixelsPerThread - 1) / (kThreads * kPixelsPerThread),
                                              1, kMaxChunks);
   TORCH_CHECK(N * chunks <= std::numeric_limits<int32_t>::max(), op, ": x has too many images (", N, ")");
