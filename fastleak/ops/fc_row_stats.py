@@ -64,9 +64,17 @@ def fc_row_stats_reference(grad_w: torch.Tensor) -> FCRowStats:
 _REGISTERED = _ext.LOADED and hasattr(torch.ops.fastleak, "fc_row_stats")
 
 
+_compiled_devices: dict[str, bool] = {}
+
+
 def _use_compiled(grad_w: torch.Tensor) -> bool:
-    return (_ext.compiled_ops_available() and _REGISTERED
-            and torch._C._dispatch_has_kernel_for_dispatch_key(_OP, grad_w.device.type.upper()))
+    """Whether the compiled library is loaded and has a kernel of this op for the device."""
+    if not (_ext.compiled_ops_available() and _REGISTERED):
+        return False
+    device = grad_w.device.type
+    if device not in _compiled_devices:
+        _compiled_devices[device] = torch._C._dispatch_has_kernel_for_dispatch_key(_OP, device.upper())
+    return _compiled_devices[device]
 
 
 def fc_row_stats(grad_w: torch.Tensor) -> FCRowStats:

@@ -42,12 +42,11 @@ def total_variation_reference(x: torch.Tensor, p: int = 1) -> torch.Tensor:
     """Pure-PyTorch total variation: the semantics the compiled kernels implement."""
     _check_args(x, p)
     xf = x.to(_result_dtype(x.dtype))
-    n = x.shape[0]
-
     def term(d: torch.Tensor) -> torch.Tensor:
-        if n == 0 or d[0].numel() == 0:
-            return xf.new_zeros(n)
-        return (d.abs() if p == 1 else d.square()).flatten(1).mean(1)
+        d = d.flatten(1)
+        if d.numel() == 0:  # no pairs: 0, still attached to the autograd graph
+            return d.sum(1)
+        return (d.abs() if p == 1 else d.square()).mean(1)
 
     return term(xf[..., 1:] - xf[..., :-1]) + term(xf[..., 1:, :] - xf[..., :-1, :])
 
@@ -55,9 +54,17 @@ def total_variation_reference(x: torch.Tensor, p: int = 1) -> torch.Tensor:
 _REGISTERED = _ext.LOADED and hasattr(torch.ops.fastleak, "total_variation")
 
 
+_compiled_devices: dict[str, bool] = {}
+
+
 def _use_compiled(x: torch.Tensor) -> bool:
-    return (_ext.compiled_ops_available() and _REGISTERED
-            and torch._C._dispatch_has_kernel_for_dispatch_key(_OP, x.device.type.upper()))
+    """Whether the compiled library is loaded and has a kernel of this op for the device."""
+    if not (_ext.compiled_ops_available() and _REGISTERED):
+        return False
+    device = x.device.type
+    if device not in _compiled_devices:
+        _compiled_devices[device] = torch._C._dispatch_has_kernel_for_dispatch_key(_OP, device.upper())
+    return _compiled_devices[device]
 
 
 def total_variation(x: torch.Tensor, p: int = 1) -> torch.Tensor:
