@@ -1,0 +1,225 @@
+// CPU kernels of fastleak::grad_distance_partials and fastleak::grad_distance_backward, and the
+// input checks that the CUDA backend shares.
+//
+// Every (tensor, restart) is cut into chunks of kChunk elements. The work items, ordered by
+// (tensor, restart, chunk), are spread over the threads by element count; each item's sums go to
+// its own slot, and the slots are added in item order. Results therefore do not depend on the
+// thread count and are bitwise identical from run to run.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../grad_distance_math.h"
+
+namespace fastleak {
+
+at::ScalarType grad_distance_acc_type(at::ScalarType dtype) {
+  return dtype == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+int64_t grad_distance_check_inputs(const char* op, at::TensorList rec, at::TensorList target, bool batched) {
+  TORCH_CHECK_VALUE(rec.size() == target.size(), op, ": rec and target must have the same length, got ",
+                    rec.size(), " and ", target.size());
+  TORCH_CHECK_VALUE(!rec.empty(), op, ": rec and target must be non-empty lists of tensors, got empty lists");
+  const at::Tensor& ref = rec[0];
+  const auto dtype = ref.scalar_type();
+  TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
+                   op, ": rec[0] has dtype ", dtype, "; expected one of float16, bfloat16, float32, float64");
+  int64_t restarts = 1;
+  if (batched) {
+    TORCH_CHECK_VALUE(ref.dim() >= 1, op,
+                      ": with batched=True, rec[0] must have a leading restart dimension, got a 0-dim tensor");
+    restarts = ref.size(0);
+  }
+  for (size_t i = 0; i < rec.size(); ++i) {
+    for (const auto& [name, x] : {std::pair<const char*, const at::Tensor&>{"rec", rec[i]}, {"target", target[i]}}) {
+      TORCH_CHECK_TYPE(x.scalar_type() == dtype, op, ": ", name, "[", i, "] has dtype ", x.scalar_type(),
+                       ", expected ", dtype, " (the dtype of rec[0]); all tensors must share one dtype");
+      TORCH_CHECK_VALUE(x.device() == ref.device(), op, ": ", name, "[", i, "] is on ", x.device(), ", expected ",
+                        ref.device(), " (the device of rec[0]); all tensors must be on one device");
+    }
+    std::vector<int64_t> expected;
+    if (batched) expected.push_back(restarts);
+    expected.insert(expected.end(), target[i].sizes().begin(), target[i].sizes().end());
+    TORCH_CHECK_VALUE(rec[i].sizes() == at::IntArrayRef(expected), op, ": shape mismatch at index ", i, ": rec[", i,
+                      "] has shape ", rec[i].sizes(), ", expected ", at::IntArrayRef(expected),
+                      batched ? " ([R, *target[i].shape])" : " (target[i].shape)");
+  }
+  return restarts;
+}
+
+void grad_distance_check_coef(const char* op, const char* name, const at::Tensor& coef, const at::Tensor& ref,
+                              int64_t restarts, int64_t n) {
+  const auto acc = grad_distance_acc_type(ref.scalar_type());
+  TORCH_CHECK_TYPE(coef.scalar_type() == acc, op, ": ", name, " has dtype ", coef.scalar_type(), ", expected ", acc,
+                   " (float64 for float64 inputs, float32 otherwise)");
+  TORCH_CHECK_VALUE(coef.device() == ref.device(), op, ": ", name, " is on ", coef.device(), ", expected ",
+                    ref.device(), " (the device of rec[0])");
+  TORCH_CHECK_VALUE(coef.dim() == 2 && coef.size(0) == restarts && coef.size(1) == n, op, ": ", name,
+                    " must have shape [R, N] = [", restarts, ", ", n, "], got ", coef.sizes());
+}
+
+namespace {
+
+using namespace grad_distance;
+
+constexpr int64_t kChunk = int64_t{1} << 16;
+constexpr int kLanes = 8;  // independent accumulators per slot, added in fixed order
+
+struct WorkItem {
+  int64_t tensor;
+  int64_t restart;
+  int64_t begin;  // element offset inside the restart's slice
+  int64_t len;
+};
+
+struct Plan {
+  std::vector<WorkItem> items;  // ordered by (tensor, restart, chunk); empty tensors have none
+  std::vector<int64_t> starts;  // starts[k]: elements before item k; starts.back(): all elements
+};
+
+Plan make_plan(const std::vector<int64_t>& numel, int64_t restarts) {
+  Plan plan;
+  int64_t offset = 0;
+  for (size_t i = 0; i < numel.size(); ++i) {
+    for (int64_t r = 0; r < restarts; ++r) {
+      for (int64_t b = 0; b < numel[i]; b += kChunk) {
+        const int64_t len = std::min(kChunk, numel[i] - b);
+        plan.items.push_back({static_cast<int64_t>(i), r, b, len});
+        plan.starts.push_back(offset);
+        offset += len;
+      }
+    }
+  }
+  plan.starts.push_back(offset);
+  return plan;
+}
+
+// Runs f(k) for every item k, splitting the items between threads by element count.
+template <typename F>
+void for_each_item(const Plan& plan, const F& f) {
+  const int64_t n_items = static_cast<int64_t>(plan.items.size());
+  at::parallel_for(0, plan.starts.back(), kChunk, [&](int64_t begin, int64_t end) {
+    int64_t k = std::lower_bound(plan.starts.begin(), plan.starts.end() - 1, begin) - plan.starts.begin();
+    for (; k < n_items && plan.starts[k] < end; ++k) f(k);
+  });
+}
+
+template <typename scalar_t>
+void chunk_sums(const scalar_t* __restrict__ r, const scalar_t* __restrict__ t, int64_t n, double* out) {
+  double lanes[kLanes][kSlots] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      accumulate<double>(static_cast<double>(r[k + l]), static_cast<double>(t[k + l]), lanes[l]);
+    }
+  }
+  for (int l = 0; k < n; ++k, ++l) {
+    accumulate<double>(static_cast<double>(r[k]), static_cast<double>(t[k]), lanes[l]);
+  }
+  for (int s = 0; s < kSlots; ++s) {
+    double v = 0.0;
+    for (int l = 0; l < kLanes; ++l) v += lanes[l][s];
+    out[s] = v;
+  }
+}
+
+template <typename scalar_t, typename opmath_t>
+void chunk_backward(const scalar_t* __restrict__ r, const scalar_t* __restrict__ t, scalar_t* __restrict__ out,
+                    int64_t n, opmath_t coef_rec, opmath_t coef_target) {
+  for (int64_t k = 0; k < n; ++k) {
+    out[k] = static_cast<scalar_t>(
+        backward_value<opmath_t>(coef_rec, static_cast<opmath_t>(r[k]), coef_target, static_cast<opmath_t>(t[k])));
+  }
+}
+
+std::vector<at::Tensor> contiguous_all(at::TensorList xs) {
+  std::vector<at::Tensor> out;
+  out.reserve(xs.size());
+  for (const auto& x : xs) out.push_back(x.contiguous());
+  return out;
+}
+
+std::vector<int64_t> numel_per_restart(at::TensorList target) {
+  std::vector<int64_t> numel;
+  numel.reserve(target.size());
+  for (const auto& t : target) numel.push_back(t.numel());
+  return numel;
+}
+
+at::Tensor partials_cpu(at::TensorList rec_in, at::TensorList target_in, bool batched) {
+  constexpr const char* op = "grad_distance_partials";
+  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched);
+  const int64_t n = static_cast<int64_t>(rec_in.size());
+  const auto rec = contiguous_all(rec_in);
+  const auto target = contiguous_all(target_in);
+  const auto numel = numel_per_restart(target_in);
+  const Plan plan = make_plan(numel, restarts);
+  const int64_t n_items = static_cast<int64_t>(plan.items.size());
+
+  std::vector<double> item_sums(static_cast<size_t>(n_items) * kSlots);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rec[0].scalar_type(), "grad_distance_partials_cpu", [&] {
+    for_each_item(plan, [&](int64_t k) {
+      const WorkItem& item = plan.items[k];
+      const scalar_t* r = rec[item.tensor].const_data_ptr<scalar_t>() + item.restart * numel[item.tensor] + item.begin;
+      const scalar_t* t = target[item.tensor].const_data_ptr<scalar_t>() + item.begin;
+      chunk_sums<scalar_t>(r, t, item.len, &item_sums[static_cast<size_t>(k) * kSlots]);
+    });
+  });
+
+  at::Tensor sums = at::zeros({restarts, n, kSlots}, rec[0].options().dtype(at::kDouble));
+  double* out = sums.data_ptr<double>();
+  for (int64_t k = 0; k < n_items; ++k) {
+    const WorkItem& item = plan.items[k];
+    double* row = out + (item.restart * n + item.tensor) * kSlots;
+    for (int s = 0; s < kSlots; ++s) row[s] += item_sums[static_cast<size_t>(k) * kSlots + s];
+  }
+  return sums.to(grad_distance_acc_type(rec[0].scalar_type()));
+}
+
+std::vector<at::Tensor> backward_cpu(at::TensorList rec_in, at::TensorList target_in, const at::Tensor& coef_rec_in,
+                                     const at::Tensor& coef_target_in, bool batched) {
+  constexpr const char* op = "grad_distance_backward";
+  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched);
+  const int64_t n = static_cast<int64_t>(rec_in.size());
+  grad_distance_check_coef(op, "coef_rec", coef_rec_in, rec_in[0], restarts, n);
+  grad_distance_check_coef(op, "coef_target", coef_target_in, rec_in[0], restarts, n);
+  const auto rec = contiguous_all(rec_in);
+  const auto target = contiguous_all(target_in);
+  const auto numel = numel_per_restart(target_in);
+  const at::Tensor coef_rec = coef_rec_in.contiguous();
+  const at::Tensor coef_target = coef_target_in.contiguous();
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (const auto& r : rec_in) out.push_back(at::empty(r.sizes(), r.options()));
+  const Plan plan = make_plan(numel, restarts);
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rec[0].scalar_type(), "grad_distance_backward_cpu", [&] {
+    using opmath_t = at::opmath_type<scalar_t>;
+    const opmath_t* cr = coef_rec.const_data_ptr<opmath_t>();
+    const opmath_t* ct = coef_target.const_data_ptr<opmath_t>();
+    for_each_item(plan, [&](int64_t k) {
+      const WorkItem& item = plan.items[k];
+      const int64_t offset = item.restart * numel[item.tensor] + item.begin;
+      const int64_t c = item.restart * n + item.tensor;
+      chunk_backward<scalar_t, opmath_t>(rec[item.tensor].const_data_ptr<scalar_t>() + offset,
+                                         target[item.tensor].const_data_ptr<scalar_t>() + item.begin,
+                                         out[item.tensor].data_ptr<scalar_t>() + offset, item.len, cr[c], ct[c]);
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastleak, CPU, m) {
+  m.impl("grad_distance_partials", &partials_cpu);
+  m.impl("grad_distance_backward", &backward_cpu);
+}
+
+}  // namespace fastleak

@@ -1,0 +1,30 @@
+#pragma once
+// Per-element math of the grad_distance ops, shared by the CPU and CUDA kernels.
+#include "../fastleak_math.h"
+
+namespace fastleak {
+namespace grad_distance {
+
+// Slots of the partial sums, in the order of the last dimension of grad_distance_partials.
+constexpr int kSlots = 4;
+constexpr int kDiff2 = 0;  // sum (r - t)^2, computed directly to avoid cancellation when r ~ t
+constexpr int kDot = 1;    // sum r * t
+constexpr int kRecSq = 2;  // sum r^2
+constexpr int kTgtSq = 3;  // sum t^2
+
+template <typename acc_t>
+FL_HOST_DEVICE void accumulate(acc_t r, acc_t t, acc_t* sums) {
+  const acc_t d = r - t;
+  sums[kDiff2] += d * d;
+  sums[kDot] += r * t;
+  sums[kRecSq] += r * r;
+  sums[kTgtSq] += t * t;
+}
+
+template <typename acc_t>
+FL_HOST_DEVICE acc_t backward_value(acc_t coef_rec, acc_t r, acc_t coef_target, acc_t t) {
+  return coef_rec * r + coef_target * t;
+}
+
+}  // namespace grad_distance
+}  // namespace fastleak

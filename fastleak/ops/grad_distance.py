@@ -1,0 +1,286 @@
+"""Distance between two gradients given as lists of tensors (one tensor per model parameter).
+
+    grad_distance(rec, target, metric="l2" | "cosine", weights=None, *, batched=False)
+
+With per-tensor weights w_i (all 1 when ``weights`` is None):
+
+- ``l2``:     sum_i w_i * ||r_i - t_i||^2, with (r - t)^2 summed directly (no r.r + t.t - 2 r.t).
+- ``cosine``: 1 - sum_i w_i <r_i, t_i> / (norm_r * norm_t) with
+  norm_r = sqrt(max(sum_i w_i ||r_i||^2, EPS^2)) and likewise norm_t, EPS = 1e-12: the
+  cosine distance of the two whole concatenated (weighted) gradients. A zero gradient
+  therefore has distance 1 and finite derivatives instead of NaN.
+
+Shapes: every ``rec[i]`` has ``target[i]``'s shape and the result is a scalar. With
+``batched=True`` every ``rec[i]`` has a leading restart dimension R (shape
+``[R, *target[i].shape]``), the target is shared, and the result has shape ``[R]``.
+
+Dtypes: float16, bfloat16, float32 and float64 are accepted; all tensors must share one dtype
+and one device. The result is float64 for float64 inputs and float32 otherwise; the sums are
+accumulated in float64 on CPU.
+
+Weights are a sequence of N floats or a 1-D tensor of N values (non-negative for ``cosine``);
+pass a tensor on the inputs' device to avoid a host-to-device copy per call.
+
+The result is differentiable with respect to ``rec``, ``target`` and a weights tensor, to any
+order. The compiled path computes the per-(restart, tensor) sums sum (r-t)^2, sum r.t,
+sum r^2 and sum t^2 in one deterministic pass over all tensors
+(``fastleak::grad_distance_partials``) and the gradient in one fused pass
+(``fastleak::grad_distance_backward``); the metric itself is plain torch on the [R, N, 4] sums.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from fastleak import _ext
+
+EPS = 1e-12
+_SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_SLOT_DIFF2, _SLOT_RT, _SLOT_RR, _SLOT_TT = range(4)
+
+# metric name -> function(partials [R, N, 4], weights [N] | None) -> [R]
+_METRICS: dict[str, Callable[[Tensor, Tensor | None], Tensor]] = {}
+
+
+def _metric(name: str):
+    def register(fn: Callable[[Tensor, Tensor | None], Tensor]):
+        _METRICS[name] = fn
+        return fn
+
+    return register
+
+
+def _weighted_sum(values: Tensor, weights: Tensor | None) -> Tensor:
+    """Sum over the tensor axis of values [R, N], weighted when weights [N] is given."""
+    if weights is None:
+        return values.sum(dim=1)
+    return (values * weights).sum(dim=1)
+
+
+@_metric("l2")
+def _l2(partials: Tensor, weights: Tensor | None) -> Tensor:
+    return _weighted_sum(partials[..., _SLOT_DIFF2], weights)
+
+
+@_metric("cosine")
+def _cosine(partials: Tensor, weights: Tensor | None) -> Tensor:
+    dot = _weighted_sum(partials[..., _SLOT_RT], weights)
+    rr = _weighted_sum(partials[..., _SLOT_RR], weights)
+    tt = _weighted_sum(partials[..., _SLOT_TT], weights)
+    eps2 = EPS * EPS
+    return 1.0 - dot / (rr.clamp_min(eps2).sqrt() * tt.clamp_min(eps2).sqrt())
+
+
+def _result_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _check_sequences(rec: Sequence[Tensor], target: Sequence[Tensor]) -> None:
+    for name, seq in (("rec", rec), ("target", target)):
+        if isinstance(seq, Tensor) or not isinstance(seq, Sequence):
+            raise TypeError(f"grad_distance: {name} must be a list or tuple of tensors, "
+                            f"got {type(seq).__name__}")
+    if len(rec) != len(target):
+        raise ValueError(f"grad_distance: rec and target must have the same length, "
+                         f"got {len(rec)} and {len(target)}")
+    if len(rec) == 0:
+        raise ValueError("grad_distance: rec and target must be non-empty lists of tensors, got empty lists")
+
+
+def _check_inputs(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> None:
+    """Raise a clear ValueError/TypeError for inputs the op does not accept."""
+    _check_sequences(rec, target)
+    ref = rec[0]
+    if not isinstance(ref, Tensor):
+        raise TypeError(f"grad_distance: rec[0] must be a tensor, got {type(ref).__name__}")
+    if ref.dtype not in _SUPPORTED_DTYPES:
+        raise TypeError(f"grad_distance: rec[0] has dtype {ref.dtype}; expected one of "
+                        "float16, bfloat16, float32, float64")
+    restarts = None
+    if batched:
+        if ref.dim() == 0:
+            raise ValueError("grad_distance: with batched=True, rec[0] must have a leading restart dimension, "
+                             "got a 0-dim tensor")
+        restarts = ref.shape[0]
+    for i, (r, t) in enumerate(zip(rec, target)):
+        for name, x in (("rec", r), ("target", t)):
+            if not isinstance(x, Tensor):
+                raise TypeError(f"grad_distance: {name}[{i}] must be a tensor, got {type(x).__name__}")
+            if x.dtype != ref.dtype:
+                raise TypeError(f"grad_distance: {name}[{i}] has dtype {x.dtype}, expected {ref.dtype} "
+                                "(the dtype of rec[0]); all tensors must share one dtype")
+            if x.device != ref.device:
+                raise ValueError(f"grad_distance: {name}[{i}] is on {x.device}, expected {ref.device} "
+                                 "(the device of rec[0]); all tensors must be on one device")
+        expected = (restarts, *t.shape) if batched else tuple(t.shape)
+        if tuple(r.shape) != expected:
+            what = f"[R={restarts}, *target[{i}].shape]" if batched else f"target[{i}].shape"
+            raise ValueError(f"grad_distance: shape mismatch at index {i}: rec[{i}] has shape "
+                             f"{tuple(r.shape)}, expected {list(expected)} ({what})")
+
+
+def _weights_tensor(weights: Sequence[float] | Tensor | None, n: int, dtype: torch.dtype,
+                    device: torch.device) -> Tensor | None:
+    if weights is None:
+        return None
+    if isinstance(weights, Tensor):
+        if weights.dim() != 1 or weights.shape[0] != n:
+            raise ValueError(f"grad_distance: weights must be a 1-D tensor of {n} values (one per tensor), "
+                             f"got shape {tuple(weights.shape)}")
+        if not weights.is_floating_point():
+            weights = weights.to(dtype)
+        return weights.to(device=device, dtype=dtype)
+    if not isinstance(weights, Sequence) or isinstance(weights, (str, bytes)):
+        raise TypeError(f"grad_distance: weights must be None, a sequence of {n} floats or a 1-D tensor, "
+                        f"got {type(weights).__name__}")
+    if len(weights) != n:
+        raise ValueError(f"grad_distance: weights must have {n} values (one per tensor), got {len(weights)}")
+    return torch.tensor([float(w) for w in weights], dtype=dtype, device=device)
+
+
+def _metric_fn(metric: str) -> Callable[[Tensor, Tensor | None], Tensor]:
+    try:
+        return _METRICS[metric]
+    except (KeyError, TypeError):
+        raise ValueError(f"grad_distance: metric must be one of {sorted(_METRICS)}, got {metric!r}") from None
+
+
+def _partials_reference(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> Tensor:
+    """Pure-PyTorch [R, N, 4] sums: (r-t)^2, r*t, r^2, t^2 per restart and tensor."""
+    acc = _result_dtype(rec[0].dtype)
+    rows = []
+    for r, t in zip(rec, target):
+        r = r.to(acc)
+        t = t.to(acc)
+        if batched:
+            r = r.reshape(r.shape[0], -1)
+            t = t.reshape(1, -1)
+        else:
+            r = r.reshape(1, -1)
+            t = t.reshape(1, -1)
+        rows.append(torch.stack([(r - t).pow(2).sum(1), (r * t).sum(1), r.pow(2).sum(1),
+                                 t.pow(2).sum(1).expand(r.shape[0])], dim=1))
+    return torch.stack(rows, dim=1)
+
+
+def _finish(partials: Tensor, metric_fn, weights: Tensor | None, batched: bool) -> Tensor:
+    out = metric_fn(partials, weights)
+    return out if batched else out[0]
+
+
+def grad_distance_reference(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str = "l2",
+                            weights: Sequence[float] | Tensor | None = None, *, batched: bool = False) -> Tensor:
+    """Pure-PyTorch grad_distance; defines the semantics (see the module docstring)."""
+    metric_fn = _metric_fn(metric)
+    _check_inputs(rec, target, batched)
+    acc = _result_dtype(rec[0].dtype)
+    w = _weights_tensor(weights, len(rec), acc, rec[0].device)
+    return _finish(_partials_reference(rec, target, batched), metric_fn, w, batched)
+
+
+def grad_distance(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str = "l2",
+                  weights: Sequence[float] | Tensor | None = None, *, batched: bool = False) -> Tensor:
+    """Distance between gradients ``rec`` and ``target`` (lists of tensors); see the module docstring.
+
+    Uses the fused compiled kernels when fastleak._C is loaded, the pure-PyTorch reference otherwise.
+    """
+    if not _ext.compiled_ops_available():
+        return grad_distance_reference(rec, target, metric, weights, batched=batched)
+    metric_fn = _metric_fn(metric)
+    _check_sequences(rec, target)
+    w = _weights_tensor(weights, len(rec), _result_dtype(rec[0].dtype), rec[0].device)
+    # The op checks every tensor's dtype, device and shape itself (TORCH_CHECK).
+    partials = torch.ops.fastleak.grad_distance_partials(list(rec), list(target), batched)
+    return _finish(partials, metric_fn, w, batched)
+
+
+def _partials_setup_context(ctx, inputs, output) -> None:
+    rec, target, batched = inputs
+    ctx.n = len(rec)
+    ctx.batched = batched
+    ctx.save_for_backward(*rec, *target)
+
+
+def _partials_backward(ctx, grad: Tensor):
+    n, batched = ctx.n, ctx.batched
+    saved = ctx.saved_tensors
+    rec, target = list(saved[:n]), list(saved[n:])
+    g_diff2, g_dot, g_rr, g_tt = grad.unbind(-1)
+    # d/dr [(r-t)^2, r*t, r^2, t^2] = [2(r-t), t, 2r, 0];  d/dt = [-2(r-t), r, 0, 2t]
+    cross = g_dot - 2.0 * g_diff2
+    grad_rec = grad_target = [None] * n
+    if any(ctx.needs_input_grad[0]):
+        grad_rec = torch.ops.fastleak.grad_distance_backward(rec, target, 2.0 * (g_diff2 + g_rr), cross, batched)
+    if any(ctx.needs_input_grad[1]):
+        # grad_target = cross * r + 2 (g_diff2 + g_tt) * t, summed over restarts for the shared target
+        per_restart = torch.ops.fastleak.grad_distance_backward(rec, target, cross, 2.0 * (g_diff2 + g_tt), batched)
+        grad_target = [g.sum(0) for g in per_restart] if batched else per_restart
+    return grad_rec, grad_target, None
+
+
+def _backward_setup_context(ctx, inputs, output) -> None:
+    rec, target, coef_rec, coef_target, batched = inputs
+    ctx.n = len(rec)
+    ctx.batched = batched
+    ctx.save_for_backward(*rec, *target, coef_rec, coef_target)
+
+
+def _backward_backward(ctx, grad_out: list[Tensor]):
+    """The backward op is linear in (rec, target) for fixed coefs and in the coefs for fixed tensors."""
+    n, batched = ctx.n, ctx.batched
+    saved = ctx.saved_tensors
+    rec, target, coef_rec, coef_target = list(saved[:n]), list(saved[n:2 * n]), saved[2 * n], saved[2 * n + 1]
+    acc = coef_rec.dtype
+
+    def per_element(coef: Tensor, i: int, like: Tensor) -> Tensor:
+        c = coef[:, i] if batched else coef[0, i]
+        return c.reshape(c.shape + (1,) * (like.dim() - c.dim()))
+
+    def dots(xs: Sequence[Tensor], shared: bool) -> Tensor:
+        cols = []
+        for go, x in zip(grad_out, xs):
+            go, x = go.to(acc), x.to(acc)
+            if batched:
+                cols.append((go * x).reshape(go.shape[0], -1).sum(1) if not shared
+                            else (go.reshape(go.shape[0], -1) * x.reshape(1, -1)).sum(1))
+            else:
+                cols.append((go * x).sum().reshape(1))
+        return torch.stack(cols, dim=1)
+
+    needs_rec, needs_target, needs_cr, needs_ct, _ = ctx.needs_input_grad
+    grad_rec = grad_target = [None] * n
+    grad_cr = grad_ct = None
+    if any(needs_rec):
+        grad_rec = [(per_element(coef_rec, i, go) * go).to(go.dtype) for i, go in enumerate(grad_out)]
+    if any(needs_target):
+        grad_target = [per_element(coef_target, i, go) * go for i, go in enumerate(grad_out)]
+        grad_target = [(g.sum(0) if batched else g).to(t.dtype) for g, t in zip(grad_target, target)]
+    if needs_cr:
+        grad_cr = dots(rec, shared=False)
+    if needs_ct:
+        grad_ct = dots(target, shared=True)
+    return grad_rec, grad_target, grad_cr, grad_ct, None
+
+
+def _register_compiled() -> None:
+    @torch.library.register_fake("fastleak::grad_distance_partials")
+    def _partials_fake(rec, target, batched):
+        _check_inputs(rec, target, batched)
+        restarts = rec[0].shape[0] if batched else 1
+        return rec[0].new_empty((restarts, len(rec), 4), dtype=_result_dtype(rec[0].dtype))
+
+    @torch.library.register_fake("fastleak::grad_distance_backward")
+    def _backward_fake(rec, target, coef_rec, coef_target, batched):
+        _check_inputs(rec, target, batched)
+        return [r.new_empty(r.shape) for r in rec]
+
+    torch.library.register_autograd("fastleak::grad_distance_partials", _partials_backward,
+                                    setup_context=_partials_setup_context)
+    torch.library.register_autograd("fastleak::grad_distance_backward", _backward_backward,
+                                    setup_context=_backward_setup_context)
+
+
+if _ext.LOADED:
+    _register_compiled()
