@@ -12,13 +12,14 @@ constexpr int kDot = 1;    // sum r * t
 constexpr int kRecSq = 2;  // sum r^2
 constexpr int kTgtSq = 3;  // sum t^2
 
+// Adds one element pair to the four running sums (one accumulator per slot).
 template <typename acc_t>
-FL_HOST_DEVICE void accumulate(acc_t r, acc_t t, acc_t* sums) {
+FL_HOST_DEVICE void accumulate(acc_t r, acc_t t, acc_t& diff2, acc_t& dot, acc_t& rec_sq, acc_t& tgt_sq) {
   const acc_t d = r - t;
-  sums[kDiff2] += d * d;
-  sums[kDot] += r * t;
-  sums[kRecSq] += r * r;
-  sums[kTgtSq] += t * t;
+  diff2 += d * d;
+  dot += r * t;
+  rec_sq += r * r;
+  tgt_sq += t * t;
 }
 
 template <typename acc_t>

@@ -22,6 +22,13 @@ class Pair:
     state: Mapping[str, torch.Tensor]
     shared: tuple[torch.Tensor, ...]
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.state, Mapping):
+            raise TypeError(f"Pair.state must be a mapping name -> tensor, got {type(self.state).__name__}")
+        object.__setattr__(self, "shared", tuple(self.shared))
+        if not all(isinstance(t, torch.Tensor) for t in self.shared):
+            raise TypeError("Pair.shared must hold tensors only")
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -47,6 +54,28 @@ class Observation:
     num_classes: int | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("gradient", "update"):
+            raise ValueError(f"Observation.kind must be 'gradient' or 'update', got {self.kind!r}")
+        if self.reduction not in ("mean", "sum"):
+            raise ValueError(f"Observation.reduction must be 'mean' or 'sum', got {self.reduction!r}")
+        object.__setattr__(self, "pairs", tuple(self.pairs))
+        object.__setattr__(self, "param_names", tuple(self.param_names))
+        if self.input_shape is not None:
+            object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        if not self.pairs or not all(isinstance(p, Pair) for p in self.pairs):
+            raise ValueError("Observation.pairs must be a non-empty sequence of Pair")
+        for i, pair in enumerate(self.pairs):
+            if len(pair.shared) != len(self.param_names):
+                raise ValueError(f"Observation pair {i} shares {len(pair.shared)} tensors but param_names "
+                                 f"lists {len(self.param_names)}")
+        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
+            raise ValueError(f"Observation.num_samples must be a positive int, got {self.num_samples!r}")
+
     @property
     def num_pairs(self) -> int:
         return len(self.pairs)
+
+    def shared_dict(self, pair: int = 0) -> dict[str, torch.Tensor]:
+        """The shared tensors of one pair, keyed by parameter name."""
+        return dict(zip(self.param_names, self.pairs[pair].shared))

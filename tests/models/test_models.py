@@ -2,7 +2,14 @@ import pytest
 import torch
 from torch import nn
 
+import fastleak.data as D
 import fastleak.models as M
+
+
+def images(n, in_shape=(3, 32, 32)):
+    """Real images of the requested shape: CIFAR-10 (3 channels) or MNIST (1 channel), resized."""
+    name = "cifar10" if in_shape[0] == 3 else "mnist"
+    return D.load(name, n, size=in_shape[-1])[0]
 
 SMALL = {"convnet": {"width": 8}, "resnet18": {"width": 8}}
 
@@ -11,11 +18,11 @@ SMALL = {"convnet": {"width": 8}, "resnet18": {"width": 8}}
 @pytest.mark.parametrize("in_shape", [(3, 32, 32), (1, 28, 28)])
 def test_builds_with_output_shape_and_linear_head(name, in_shape):
     model = M.build(name, 7, in_shape=in_shape, **SMALL.get(name, {}))
-    out = model(torch.rand(3, *in_shape))
+    out = model(images(3, in_shape))
     assert out.shape == (3, 7)
     head = M.final_linear(model)
     assert isinstance(head, nn.Linear) and head.out_features == 7 and head.bias is not None
-    assert M.final_linear(model, torch.rand(2, *in_shape)) is head
+    assert M.final_linear(model, images(2, in_shape)) is head
     assert M.spec_of(model).name == name
 
 
@@ -67,12 +74,12 @@ def test_resnet_sizes():
     assert sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in r20.modules()) == 19
     assert M.final_linear(r20).in_features == 64
     big = M.build("resnet18", 10, in_shape=(3, 64, 64), stem="imagenet", width=8)
-    assert big(torch.rand(2, 3, 64, 64)).shape == (2, 10)
+    assert big(images(2, (3, 64, 64))).shape == (2, 10)
 
 
 def test_features_and_logits_returns_classifier_input():
     model = M.build("lenet", 10).eval()
-    x = torch.rand(4, 3, 32, 32)
+    x = images(4)
     feats, logits = M.features_and_logits(model, x)
     assert feats.shape == (4, 768)
     torch.testing.assert_close(logits, model(x))
@@ -98,9 +105,9 @@ def test_final_linear_detects_function_after_linear():
             return torch.softmax(self.fc(x.flatten(1)), 1)
 
     with pytest.raises(ValueError, match="must end in an nn.Linear classifier"):
-        M.final_linear(Net(), torch.rand(2, 3, 2, 2))
+        M.final_linear(Net(), images(2, (3, 2, 2)))
     with pytest.raises(ValueError, match="must end in an nn.Linear classifier"):
-        M.features_and_logits(Net(), torch.rand(2, 3, 2, 2))
+        M.features_and_logits(Net(), images(2, (3, 2, 2)))
 
 
 def test_final_linear_with_input_follows_execution_order():
@@ -116,7 +123,7 @@ def test_final_linear_with_input_follows_execution_order():
     net = Net()
     with pytest.raises(ValueError, match="Conv2d"):
         M.final_linear(net)
-    assert M.final_linear(net, torch.rand(1, 3, 2, 2)) is net.fc
+    assert M.final_linear(net, images(1, (3, 2, 2))) is net.fc
 
 
 def test_bad_arguments():

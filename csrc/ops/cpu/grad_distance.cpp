@@ -5,6 +5,11 @@
 // (tensor, restart, chunk), are spread over the threads by element count; each item's sums go to
 // its own slot, and the slots are added in item order. Results therefore do not depend on the
 // thread count and are bitwise identical from run to run.
+
+// Keep a * b + c as two roundings: the portable and the vectorised variants of chunk_sums_impl
+// (with and without FMA units) then give bitwise the same sums.
+#pragma GCC optimize("fp-contract=off")
+
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -110,22 +115,78 @@ void for_each_item(const Plan& plan, const F& f) {
   });
 }
 
+// Sums of one chunk in kLanes interleaved accumulators per slot, added in lane order at the end.
+// The same operations run in the same order on every instruction set, so the vectorised
+// variants below give bitwise the results of the portable one.
 template <typename scalar_t>
-void chunk_sums(const scalar_t* __restrict__ r, const scalar_t* __restrict__ t, int64_t n, double* out) {
-  double lanes[kLanes][kSlots] = {};
+__attribute__((always_inline)) inline void chunk_sums_impl(const scalar_t* __restrict__ r,
+                                                           const scalar_t* __restrict__ t, int64_t n, double* out) {
+  double diff2[kLanes] = {}, dot[kLanes] = {}, rec_sq[kLanes] = {}, tgt_sq[kLanes] = {};
   int64_t k = 0;
   for (; k + kLanes <= n; k += kLanes) {
+#pragma omp simd
     for (int l = 0; l < kLanes; ++l) {
-      accumulate<double>(static_cast<double>(r[k + l]), static_cast<double>(t[k + l]), lanes[l]);
+      accumulate<double>(static_cast<double>(r[k + l]), static_cast<double>(t[k + l]), diff2[l], dot[l], rec_sq[l],
+                         tgt_sq[l]);
     }
   }
   for (int l = 0; k < n; ++k, ++l) {
-    accumulate<double>(static_cast<double>(r[k]), static_cast<double>(t[k]), lanes[l]);
+    accumulate<double>(static_cast<double>(r[k]), static_cast<double>(t[k]), diff2[l], dot[l], rec_sq[l], tgt_sq[l]);
   }
+  const double* lanes[kSlots] = {};
+  lanes[kDiff2] = diff2;
+  lanes[kDot] = dot;
+  lanes[kRecSq] = rec_sq;
+  lanes[kTgtSq] = tgt_sq;
   for (int s = 0; s < kSlots; ++s) {
     double v = 0.0;
-    for (int l = 0; l < kLanes; ++l) v += lanes[l][s];
+    for (int l = 0; l < kLanes; ++l) v += lanes[s][l];
     out[s] = v;
+  }
+}
+
+template <typename scalar_t>
+__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw"))) void chunk_sums_avx512(
+    const scalar_t* r, const scalar_t* t, int64_t n, double* out) {
+  chunk_sums_impl<scalar_t>(r, t, n, out);
+}
+
+template <typename scalar_t>
+__attribute__((target("avx2"))) void chunk_sums_avx2(const scalar_t* r, const scalar_t* t, int64_t n, double* out) {
+  chunk_sums_impl<scalar_t>(r, t, n, out);
+}
+
+template <typename scalar_t>
+void chunk_sums_portable(const scalar_t* r, const scalar_t* t, int64_t n, double* out) {
+  chunk_sums_impl<scalar_t>(r, t, n, out);
+}
+
+enum class Isa { kPortable, kAvx2, kAvx512 };
+
+Isa detect_isa() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512bw")) {
+    return Isa::kAvx512;
+  }
+  if (__builtin_cpu_supports("avx2")) return Isa::kAvx2;
+#endif
+  return Isa::kPortable;
+}
+
+template <typename scalar_t>
+using ChunkSumsFn = void (*)(const scalar_t*, const scalar_t*, int64_t, double*);
+
+template <typename scalar_t>
+ChunkSumsFn<scalar_t> select_chunk_sums() {
+  static const Isa isa = detect_isa();
+  switch (isa) {
+    case Isa::kAvx512:
+      return &chunk_sums_avx512<scalar_t>;
+    case Isa::kAvx2:
+      return &chunk_sums_avx2<scalar_t>;
+    default:
+      return &chunk_sums_portable<scalar_t>;
   }
 }
 
@@ -164,11 +225,12 @@ at::Tensor partials_cpu(at::TensorList rec_in, at::TensorList target_in, bool ba
 
   std::vector<double> item_sums(static_cast<size_t>(n_items) * kSlots);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rec[0].scalar_type(), "grad_distance_partials_cpu", [&] {
+    const ChunkSumsFn<scalar_t> chunk_sums = select_chunk_sums<scalar_t>();
     for_each_item(plan, [&](int64_t k) {
       const WorkItem& item = plan.items[k];
       const scalar_t* r = rec[item.tensor].const_data_ptr<scalar_t>() + item.restart * numel[item.tensor] + item.begin;
       const scalar_t* t = target[item.tensor].const_data_ptr<scalar_t>() + item.begin;
-      chunk_sums<scalar_t>(r, t, item.len, &item_sums[static_cast<size_t>(k) * kSlots]);
+      chunk_sums(r, t, item.len, &item_sums[static_cast<size_t>(k) * kSlots]);
     });
   });
 

@@ -1,0 +1,386 @@
+"""fastleak.ops.grad_distance: compiled ops against the pure-PyTorch reference, autograd, errors."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastleak
+from fastleak import _ext
+from fastleak.ops import grad_distance, grad_distance_reference
+from fastleak.ops.grad_distance import _partials_reference
+
+CUDA_OK = torch.cuda.is_available() and fastleak.has_cuda_kernels()
+DEVICES = [
+    pytest.param("cpu"),
+    pytest.param("cuda", marks=[pytest.mark.cuda,
+                                pytest.mark.skipif(not CUDA_OK, reason="needs a GPU and the CUDA kernels")]),
+]
+compiled = pytest.mark.skipif(not _ext.LOADED, reason="fastleak._C is not built")
+pytestmark = compiled
+
+PARTIALS = torch.ops.fastleak.grad_distance_partials if _ext.LOADED else None
+BACKWARD = torch.ops.fastleak.grad_distance_backward if _ext.LOADED else None
+
+# Empty and 0-dim tensors included; BIG_SHAPES cross the kernels' chunk sizes (CPU 65536, CUDA 16384).
+SHAPES = [(3, 4), (0,), (5, 1, 3), (), (2, 3, 3, 3), (1000,)]
+BIG_SHAPES = SHAPES + [(65537,), (16385,)]
+# (forward rtol, gradient rtol) against the reference, which computes in float32 for half inputs.
+TOLERANCES = {torch.float64: (1e-12, 1e-12), torch.float32: (1e-5, 1e-5),
+              torch.float16: (1e-5, 2e-3), torch.bfloat16: (1e-5, 1e-2)}
+
+
+def make_lists(shapes, dtype=torch.float64, device="cpu", restarts=None, seed=0, grad=True):
+    gen = torch.Generator().manual_seed(seed)
+    lead = () if restarts is None else (restarts,)
+    target = [torch.randn(s, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype) for s in shapes]
+    # rec correlated with target so that the cosine distance is far from 1
+    rec = [(t.double().cpu() + 0.5 * torch.randn(lead + tuple(s), generator=gen, dtype=torch.float64))
+           .to(device=device, dtype=dtype) for t, s in zip(target, shapes)]
+    if grad:
+        for x in rec + target:
+            x.requires_grad_()
+    return rec, target
+
+
+def assert_close_rel(actual, expected, rtol):
+    """|a - e| <= rtol * max|e| + two subnormal steps of actual's dtype."""
+    floor = 2 * torch.finfo(actual.dtype).smallest_normal * torch.finfo(actual.dtype).eps
+    actual, expected = actual.double().cpu(), expected.double().cpu()
+    assert actual.shape == expected.shape
+    scale = expected.abs().max().item() if expected.numel() else 0.0
+    torch.testing.assert_close(actual, expected, rtol=0.0, atol=rtol * scale + floor)
+
+
+def graph_node_names(out):
+    names, seen, stack = [], set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            names.append(type(node).__name__)
+            stack.extend(f for f, _ in node.next_functions)
+    return names
+
+
+def grads(out, inputs):
+    return torch.autograd.grad(out.sum(), inputs, allow_unused=True)
+
+
+# --------------------------------------------------------------------------------------------
+# against the reference
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_matches_reference(device, dtype, metric, batched, weighted):
+    rec, target = make_lists(SHAPES, dtype, device, restarts=3 if batched else None)
+    weights = [0.5 + i for i in range(len(SHAPES))] if weighted else None
+    fwd_tol, grad_tol = TOLERANCES[dtype]
+
+    out = grad_distance(rec, target, metric, weights, batched=batched)
+    ref = grad_distance_reference(rec, target, metric, weights, batched=batched)
+    assert out.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert out.shape == ((3,) if batched else ())
+    assert_close_rel(out, ref, fwd_tol)
+    for g, g_ref in zip(grads(out, rec + target), grads(ref, rec + target)):
+        assert g.dtype == dtype
+        assert_close_rel(g, g_ref, grad_tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
+def test_partials_match_reference(device, batched):
+    rec, target = make_lists(BIG_SHAPES, torch.float64, device, restarts=2 if batched else None, grad=False)
+    assert_close_rel(PARTIALS(rec, target, batched), _partials_reference(rec, target, batched), 1e-13)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_uses_compiled_op(device):
+    rec, target = make_lists([(4, 5)], torch.float32, device)
+    assert any("fastleak_grad_distance_partials" in name for name in graph_node_names(grad_distance(rec, target)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_weights_tensor_gets_gradient(device):
+    rec, target = make_lists(SHAPES, torch.float64, device)
+    w = torch.linspace(0.5, 2.0, len(SHAPES), dtype=torch.float64, device=device, requires_grad=True)
+    for metric in ("l2", "cosine"):
+        out = grad_distance(rec, target, metric, w)
+        ref = grad_distance_reference(rec, target, metric, w)
+        assert_close_rel(out, ref, 1e-12)
+        assert_close_rel(grads(out, [w])[0], grads(ref, [w])[0], 1e-10)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_l2_has_no_cancellation(device):
+    # r ~ t at a large magnitude: r.r + t.t - 2 r.t would lose every digit of the difference.
+    t = torch.full((100_000,), 1.0e4, dtype=torch.float32, device=device)
+    r = t + torch.linspace(-1e-3, 1e-3, 100_000, device=device).to(torch.float32).mul(1024).round().div(1024)
+    exact = (r.double() - t.double()).pow(2).sum()
+    assert exact > 0
+    torch.testing.assert_close(grad_distance([r], [t]).double(), exact, rtol=1e-6, atol=0.0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_cosine_of_zero_gradient_is_one_with_finite_grads(device):
+    rec = [torch.zeros(3, 4, dtype=torch.float64, device=device, requires_grad=True)]
+    target = [torch.ones(3, 4, dtype=torch.float64, device=device)]
+    for fn in (grad_distance, grad_distance_reference):
+        out = fn(rec, target, "cosine")
+        assert out.item() == 1.0
+        (g,) = grads(out, rec)
+        assert torch.isfinite(g).all()
+        # d/dr (1 - <r,t> / (max(|r|, eps) |t|)) at r = 0 is -t / (eps |t|)
+        torch.testing.assert_close(g, -target[0] / (1e-12 * target[0].norm()))
+
+
+# --------------------------------------------------------------------------------------------
+# op contracts: opcheck, gradcheck, double backward
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
+def test_opcheck(device, batched):
+    shapes = [(3, 4), (7,), (0,), ()]
+    rec, target = make_lists(shapes, torch.float32, device, restarts=2 if batched else None)
+    torch.library.opcheck(PARTIALS, (rec, target, batched))
+    restarts = 2 if batched else 1
+    coef_rec = torch.randn(restarts, len(shapes), device=device, requires_grad=True)
+    coef_target = torch.randn(restarts, len(shapes), device=device, requires_grad=True)
+    torch.library.opcheck(BACKWARD, (rec, target, coef_rec, coef_target, batched))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
+def test_gradcheck_and_gradgradcheck(device, metric, batched):
+    shapes = [(2, 3), (4,), ()]
+    rec, target = make_lists(shapes, torch.float64, device, restarts=2 if batched else None)
+    n = len(shapes)
+
+    def fn(*xs):
+        return grad_distance(list(xs[:n]), list(xs[n:]), metric, [1.0, 0.5, 2.0], batched=batched)
+
+    inputs = tuple(rec + target)
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
+def test_noncontiguous_gradcheck(device, batched):
+    opts = dict(dtype=torch.float64, device=device)
+    rec = torch.randn(4, 2, 3, 2, **opts)[..., 0].transpose(0, 2)  # (3, 2, 4): transposed slice
+    target = torch.randn(2, 8, **opts)[:, ::2]                      # (2, 4): strided slice
+    if not batched:
+        rec = rec[1]
+    rec.requires_grad_()
+    target.requires_grad_()
+    assert not rec.is_contiguous() and not target.is_contiguous()
+    for metric in ("l2", "cosine"):
+        assert torch.autograd.gradcheck(lambda r, t: grad_distance([r], [t], metric, batched=batched), (rec, target))
+
+
+# --------------------------------------------------------------------------------------------
+# randomised shapes, counts and layouts
+
+SMALL_SHAPES = st.lists(st.integers(1, 5), min_size=0, max_size=3).map(tuple)
+EDGE_SIZES = st.sampled_from([0, 1, 2, 7])
+BIG_SIZES = st.lists(st.sampled_from([65535, 65536, 65537, 16383, 16384, 16385]), max_size=2)
+
+
+def _layout(x: torch.Tensor, how: int) -> torch.Tensor:
+    """The same values in a contiguous (0), strided-slice (1) or transposed (2) layout."""
+    if how == 1:
+        wide = torch.zeros(x.shape + (2,), dtype=x.dtype, device=x.device)
+        wide[..., 1] = x
+        return wide[..., 1]
+    if how == 2 and x.dim() >= 2:
+        return x.transpose(0, -1).contiguous().transpose(0, -1)
+    return x
+
+
+@st.composite
+def tensor_lists(draw):
+    count = draw(st.integers(1, 200))
+    shapes = [draw(st.one_of(SMALL_SHAPES, EDGE_SIZES.map(lambda n: (n,)))) for _ in range(count)]
+    for size in draw(BIG_SIZES):
+        shapes.insert(draw(st.integers(0, len(shapes))), (size,))
+    restarts = draw(st.sampled_from([None, 1, 3]))
+    layouts = draw(st.lists(st.integers(0, 2), min_size=2 * len(shapes), max_size=2 * len(shapes)))
+    dtype = draw(st.sampled_from([torch.float64, torch.float32]))
+    seed = draw(st.integers(0, 2**16))
+    return shapes, restarts, layouts, dtype, seed
+
+
+def _fuzz(device, case):
+    shapes, restarts, layouts, dtype, seed = case
+    rec, target = make_lists(shapes, dtype, device, restarts=restarts, seed=seed, grad=False)
+    n = len(shapes)
+    rec = [_layout(x, how) for x, how in zip(rec, layouts[:n])]
+    target = [_layout(x, how) for x, how in zip(target, layouts[n:])]
+    batched = restarts is not None
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    ref_inputs = ([x.double() for x in rec], [x.double() for x in target])
+    assert_close_rel(PARTIALS(rec, target, batched), _partials_reference(*ref_inputs, batched), tol)
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    coef_rec = torch.linspace(-1, 2, (restarts or 1) * n, dtype=acc, device=device).reshape(-1, n)
+    coef_target = torch.linspace(3, -1, (restarts or 1) * n, dtype=acc, device=device).reshape(-1, n)
+    out = BACKWARD(rec, target, coef_rec, coef_target, batched)
+    for i, (o, r, t) in enumerate(zip(out, rec, target)):
+        assert o.is_contiguous() and o.shape == r.shape and o.dtype == dtype
+        shape = (-1,) + (1,) * t.dim() if batched else ()
+        cr = coef_rec[:, i].double().cpu().reshape(shape)
+        ct = coef_target[:, i].double().cpu().reshape(shape)
+        r64, t64 = r.double().cpu(), t.double().cpu()
+        expected = (cr * r64 + ct * t64).reshape(r.shape)
+        bound = (cr.abs() * r64.abs() + ct.abs() * t64.abs()).reshape(r.shape)
+        assert (o.double().cpu() - expected).abs().le(tol * bound).all(), f"backward output {i}"
+
+
+FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(case=tensor_lists())
+def test_fuzz_against_reference_cpu(case):
+    _fuzz("cpu", case)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA_OK, reason="needs a GPU and the CUDA kernels")
+@FUZZ
+@given(case=tensor_lists())
+def test_fuzz_against_reference_cuda(case):
+    _fuzz("cuda", case)
+
+
+# --------------------------------------------------------------------------------------------
+# determinism
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bitwise_repeatable(device):
+    shapes = [(300_000,), (3, 3, 64, 64), (65537,), (10,)]
+    rec, target = make_lists(shapes, torch.float32, device, restarts=2, grad=False)
+    first = PARTIALS(rec, target, True)
+    for _ in range(3):
+        assert torch.equal(PARTIALS(rec, target, True), first)
+
+
+def test_independent_of_thread_count():
+    shapes = [(300_000,), (3, 3, 64, 64), (65537,), (10,)] * 3
+    rec, target = make_lists(shapes, torch.float32, "cpu", restarts=2, grad=False)
+    coef = torch.randn(2, len(shapes))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, one_bwd = PARTIALS(rec, target, True), BACKWARD(rec, target, coef, coef, True)
+        torch.set_num_threads(2)
+        two, two_bwd = PARTIALS(rec, target, True), BACKWARD(rec, target, coef, coef, True)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+    assert all(torch.equal(a, b) for a, b in zip(one_bwd, two_bwd))
+
+
+# --------------------------------------------------------------------------------------------
+# errors
+
+BOTH = pytest.mark.parametrize("fn", [grad_distance, grad_distance_reference], ids=["compiled", "reference"])
+
+
+def _pair(*shapes, dtype=torch.float32):
+    return [torch.zeros(s, dtype=dtype) for s in shapes]
+
+
+@BOTH
+def test_error_length_mismatch(fn):
+    with pytest.raises(ValueError, match=r"rec and target must have the same length, got 2 and 1"):
+        fn(_pair((2,), (3,)), _pair((2,)))
+
+
+@BOTH
+def test_error_empty(fn):
+    with pytest.raises(ValueError, match=r"non-empty lists of tensors"):
+        fn([], [])
+
+
+@BOTH
+def test_error_shape_mismatch(fn):
+    with pytest.raises(ValueError, match=r"shape mismatch at index 1: rec\[1\] has shape \(?\[?3, 2"):
+        fn(_pair((2,), (3, 2)), _pair((2,), (2, 3)))
+    with pytest.raises(ValueError, match=r"shape mismatch at index 0"):
+        fn(_pair((2,)), _pair((2,)), batched=True)
+
+
+@BOTH
+def test_error_integer_dtype(fn):
+    with pytest.raises(TypeError, match=r"rec\[0\] has dtype (torch\.int64|Long); expected one of float16, bfloat16"):
+        fn(_pair((2,), dtype=torch.int64), _pair((2,), dtype=torch.int64))
+
+
+@BOTH
+def test_error_mixed_dtype(fn):
+    with pytest.raises(TypeError, match=r"target\[1\] has dtype (torch\.float64|Double), expected (torch\.float32|Float) "
+                                        r"\(the dtype of rec\[0\]\); all tensors must share one dtype"):
+        fn(_pair((2,), (3,)), _pair((2,)) + _pair((3,), dtype=torch.float64))
+
+
+@BOTH
+def test_error_bad_metric(fn):
+    with pytest.raises(ValueError, match=r"metric must be one of \['cosine', 'l2'\], got 'l1'"):
+        fn(_pair((2,)), _pair((2,)), "l1")
+
+
+@BOTH
+def test_error_bad_weights(fn):
+    with pytest.raises(ValueError, match=r"weights must have 2 values \(one per tensor\), got 3"):
+        fn(_pair((2,), (3,)), _pair((2,), (3,)), "l2", [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"weights must be a 1-D tensor of 2 values"):
+        fn(_pair((2,), (3,)), _pair((2,), (3,)), "l2", torch.ones(2, 1))
+
+
+def test_op_errors_name_the_op():
+    with pytest.raises(ValueError, match=r"grad_distance_partials: shape mismatch at index 0"):
+        PARTIALS(_pair((2,)), _pair((3,)), False)
+    with pytest.raises(ValueError, match=r"grad_distance_backward: coef_rec must have shape \[R, N\] = \[1, 1\]"):
+        BACKWARD(_pair((2,)), _pair((2,)), torch.zeros(2, 1), torch.zeros(1, 1), False)
+    with pytest.raises(TypeError, match=r"grad_distance_backward: coef_target has dtype Double, expected Float"):
+        BACKWARD(_pair((2,)), _pair((2,)), torch.zeros(1, 1), torch.zeros(1, 1, dtype=torch.float64), False)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA_OK, reason="needs a GPU and the CUDA kernels")
+def test_error_mixed_device():
+    rec = [torch.zeros(2, device="cuda"), torch.zeros(3, device="cuda")]
+    target = [torch.zeros(2, device="cuda"), torch.zeros(3)]
+    for fn in (grad_distance, grad_distance_reference):
+        with pytest.raises(ValueError, match=r"target\[1\] is on cpu, expected cuda:0"):
+            fn(rec, target)
+
+
+# --------------------------------------------------------------------------------------------
+# fallback without the compiled library
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_fallback_uses_reference_and_warns_once(monkeypatch, caplog, metric):
+    rec, target = make_lists(SHAPES, torch.float64)
+    expected = grad_distance_reference(rec, target, metric, batched=False)
+    monkeypatch.setattr(_ext, "LOADED", False)
+    monkeypatch.setattr(_ext, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger="fastleak"):
+        first = grad_distance(rec, target, metric)
+        second = grad_distance(rec, target, metric)
+    assert torch.equal(first, expected) and torch.equal(second, expected)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "reference" in r.getMessage()]
+    assert len(warnings) == 1
+    assert not any("fastleak" in name for name in graph_node_names(first))

@@ -1,0 +1,250 @@
+"""fastleak.ops.total_variation: compiled kernels against the pure-PyTorch reference."""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import fastleak
+from fastleak import _ext
+from fastleak.ops import total_variation, total_variation_reference
+
+compiled = pytest.mark.skipif(not _ext.LOADED, reason="fastleak._C is not built")
+
+CUDA = pytest.param("cuda", marks=[
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available() or not fastleak.has_cuda_kernels(),
+                       reason="needs a CUDA device and the CUDA kernels"),
+])
+DEVICES = ["cpu", CUDA]
+TOL = {torch.float64: 1e-12, torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+OP = torch.ops.fastleak
+
+
+def cifar_images(dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The 20 real CIFAR-10 test images shipped with foolbox, [20, 3, 32, 32] in [0, 1]."""
+    data = Path(importlib.util.find_spec("foolbox").origin).parent / "data"
+    files = sorted(data.glob("cifar10_*.png"))
+    assert len(files) == 20
+    arr = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).to(dtype) / 255
+
+
+def spread(shape, seed: int = 0, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """Operator input whose neighbouring values differ by at least 0.01 (no kinks of |d|)."""
+    g = torch.Generator().manual_seed(seed)
+    n = int(np.prod(shape))
+    return (torch.randperm(n, generator=g).to(dtype) * 0.01).reshape(shape).to(device)
+
+
+def randn(shape, seed: int = 0, dtype=torch.float32, device="cpu") -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype).to(device)
+
+
+def assert_close(actual, expected, dtype):
+    torch.testing.assert_close(actual, expected, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+def fused_and_reference(x: torch.Tensor, p: int):
+    """Values and input gradients (for a fixed upstream gradient) of the fused op and the reference."""
+    w = torch.linspace(0.5, 1.5, x.shape[0], dtype=torch.float64, device=x.device)
+    out = []
+    for fn in (OP.total_variation, total_variation_reference):
+        xi = x.detach().clone().requires_grad_(True)
+        tv = fn(xi, p)
+        (grad,) = torch.autograd.grad((tv * w.to(tv.dtype)).sum(), xi, allow_unused=True)
+        out.append((tv.detach(), torch.zeros_like(xi) if grad is None else grad))
+    return out
+
+
+@compiled
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("p", [1, 2])
+def test_real_images_match_reference(device, p):
+    x = cifar_images().to(device)
+    (tv, grad), (tv_ref, grad_ref) = fused_and_reference(x, p)
+    assert tv.dtype == torch.float64 and tv.shape == (20,)
+    assert_close(tv, tv_ref, torch.float64)
+    assert_close(grad, grad_ref, torch.float64)
+    assert (tv > 0).all()
+
+
+@compiled
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("p", [1, 2])
+def test_low_precision_matches_reference(device, dtype, p):
+    x = cifar_images(dtype).to(device)
+    (tv, grad), (tv_ref, grad_ref) = fused_and_reference(x, p)
+    assert tv.dtype == torch.float32 and grad.dtype == dtype
+    assert_close(tv, tv_ref, dtype)
+    scale = grad_ref.abs().max().item()
+    torch.testing.assert_close(grad / scale, grad_ref / scale, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@compiled
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(3, 2, 5, 7), (2, 1, 1, 6), (2, 3, 6, 1), (2, 2, 1, 1), (0, 3, 4, 4),
+                                   (2, 0, 4, 4), (2, 3, 0, 4), (2, 3, 4, 0), (1, 1, 1, 65537), (1, 1, 65537, 1),
+                                   (1, 1, 2, 40000), (2, 3, 300, 200)])
+@pytest.mark.parametrize("p", [1, 2])
+def test_shapes_match_reference(device, shape, p):
+    x = randn(shape, seed=sum(shape), dtype=torch.float64, device=device)
+    (tv, grad), (tv_ref, grad_ref) = fused_and_reference(x, p)
+    assert tv.shape == (shape[0],)
+    assert_close(tv, tv_ref, torch.float64)
+    assert_close(grad, grad_ref, torch.float64)
+
+
+@compiled
+def test_degenerate_directions_contribute_zero():
+    x = randn((2, 3, 1, 1), dtype=torch.float64)
+    assert torch.equal(total_variation(x), torch.zeros(2, dtype=torch.float64))
+    row = torch.tensor([[[[0.0, 1.0, 3.0]]]], dtype=torch.float64)  # H == 1: horizontal term only
+    assert total_variation(row, p=1).item() == pytest.approx(1.5)
+    assert total_variation(row, p=2).item() == pytest.approx(2.5)  # mean of squares, no root
+    assert total_variation(row.transpose(2, 3), p=2).item() == pytest.approx(2.5)
+
+
+@compiled
+def test_zero_difference_has_zero_gradient():
+    x = torch.ones(1, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    OP.total_variation(x, 1).backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+@compiled
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 3), c=st.integers(0, 3), h=st.integers(0, 40), w=st.integers(0, 40),
+       p=st.sampled_from([1, 2]), layout=st.sampled_from(["contiguous", "channels_last", "strided", "transposed"]),
+       seed=st.integers(0, 2**16))
+def test_fuzz_shapes_and_layouts(n, c, h, w, p, layout, seed):
+    if layout == "strided":
+        x = randn((n, c, h, 2 * w), seed, torch.float64)[..., ::2]
+    elif layout == "transposed":
+        x = randn((n, c, w, h), seed, torch.float64).transpose(2, 3)
+    else:
+        x = randn((n, c, h, w), seed, torch.float64)
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+    (tv, grad), (tv_ref, grad_ref) = fused_and_reference(x, p)
+    assert_close(tv, tv_ref, torch.float64)
+    assert_close(grad, grad_ref, torch.float64)
+
+
+@compiled
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("p", [1, 2])
+def test_gradcheck_and_gradgradcheck(device, p):
+    x = spread((2, 2, 4, 5), seed=p, device=device).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: OP.total_variation(t, p), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: OP.total_variation(t, p), (x,))
+
+
+@compiled
+@pytest.mark.parametrize("device", DEVICES)
+def test_second_derivative_of_squared_tv(device):
+    # Hessian-vector product of the p=2 TV through the backward op against the reference's.
+    x, v = (spread((2, 3, 5, 6), seed=s, device=device) for s in (1, 2))
+    hvp = []
+    for fn in (OP.total_variation, total_variation_reference):
+        xi = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(fn(xi, 2).sum(), xi, create_graph=True)
+        hvp.append(torch.autograd.grad((g * v).sum(), xi)[0])
+    assert_close(hvp[0], hvp[1], torch.float64)
+    assert hvp[0].abs().sum() > 0
+
+
+@compiled
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("p", [1, 2])
+def test_opcheck(device, p):
+    x = randn((2, 3, 5, 4), dtype=torch.float32, device=device)
+    torch.library.opcheck(OP.total_variation.default, (x, p))
+    torch.library.opcheck(OP.total_variation_backward.default, (randn((2,), 1, device=device), x, p))
+    torch.library.opcheck(OP.total_variation.default, (x.requires_grad_(True), p))
+
+
+@compiled
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("p", [1, 2])
+def test_repeated_runs_are_bitwise_equal(device, p):
+    x = randn((3, 3, 130, 300), dtype=torch.float32, device=device)
+    go = torch.linspace(-1, 1, 3, device=device)
+    first = OP.total_variation(x, p), OP.total_variation_backward(go, x, p)
+    for _ in range(3):
+        again = OP.total_variation(x, p), OP.total_variation_backward(go, x, p)
+        assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
+@compiled
+@pytest.mark.parametrize("p", [1, 2])
+def test_thread_count_does_not_change_results(p):
+    x = randn((3, 3, 130, 300), dtype=torch.float32)
+    go = torch.linspace(-1, 1, 3)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append((OP.total_variation(x, p), OP.total_variation_backward(go, x, p)))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+@pytest.mark.parametrize("fn", [total_variation, total_variation_reference])
+def test_wrapper_errors(fn):
+    with pytest.raises(ValueError, match=r"total_variation: x must be 4-D"):
+        fn(torch.zeros(3, 4, 5))
+    with pytest.raises(TypeError, match=r"total_variation: x must be a floating-point tensor"):
+        fn(torch.zeros(1, 1, 2, 2, dtype=torch.int64))
+    for p in (0, 3, 1.5, True):
+        with pytest.raises(ValueError, match=r"total_variation: p must be 1 or 2"):
+            fn(torch.zeros(1, 1, 2, 2), p)
+
+
+@compiled
+def test_op_errors():
+    x = torch.zeros(1, 1, 2, 2)
+    with pytest.raises(RuntimeError, match=r"fastleak::total_variation: x must be 4-D"):
+        OP.total_variation(torch.zeros(2, 2), 1)
+    with pytest.raises(RuntimeError, match=r"fastleak::total_variation: x must be a floating-point"):
+        OP.total_variation(x.int(), 1)
+    with pytest.raises(RuntimeError, match=r"fastleak::total_variation: p must be 1 or 2, got 3"):
+        OP.total_variation(x, 3)
+    with pytest.raises(RuntimeError, match=r"fastleak::total_variation_backward: grad_out must have shape"):
+        OP.total_variation_backward(torch.ones(2), x, 1)
+    with pytest.raises(RuntimeError, match=r"fastleak::total_variation_backward: p must be 1 or 2"):
+        OP.total_variation_backward(torch.ones(1), x, 0)
+
+
+@compiled
+def test_public_wrapper_uses_compiled_op():
+    x = cifar_images(torch.float32).requires_grad_(True)
+    tv = total_variation(x, 2)
+    assert "fastleak_total_variation" in tv.grad_fn.name()
+    assert torch.equal(tv, OP.total_variation(x, 2))
+
+
+def test_fallback_to_reference_warns_once(monkeypatch, caplog):
+    monkeypatch.setattr(_ext, "LOADED", False)
+    monkeypatch.setattr(_ext, "_warned", False)
+    x = cifar_images().requires_grad_(True)
+    with caplog.at_level(logging.WARNING, logger="fastleak"):
+        first = total_variation(x, 1)
+        second = total_variation(x, 2)
+    assert torch.equal(first, total_variation_reference(x, 1))
+    assert torch.equal(second, total_variation_reference(x, 2))
+    first.sum().backward()
+    assert x.grad is not None
+    warnings = [r for r in caplog.records if "reference" in r.getMessage()]
+    assert len(warnings) == 1
