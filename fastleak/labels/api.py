@@ -1,0 +1,108 @@
+"""Entry points: recover / counts for one observation, counts_many for a stack."""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from fastleak.federated.observation import Observation
+from fastleak.labels import registry
+from fastleak.labels.evidence import Evidence, gather
+from fastleak.labels.rounding import largest_remainder
+from fastleak.labels.types import LabelConfig, LabelCounts
+
+log = logging.getLogger("fastleak.labels")
+
+
+def choose(num_samples: int, has_bias: bool) -> str:
+    """What ``method="auto"`` runs: iDLG for one sample, iLRG when the final layer has a
+    (shared) bias, Geng et al. otherwise."""
+    if num_samples == 1:
+        return "idlg"
+    return "ilrg" if has_bias else "geng"
+
+
+def _check_applicable(method: registry.Method, ev: Evidence, rows: list[int], sizes: list[int]) -> None:
+    if method.needs_bias and not ev.has_bias:
+        raise ValueError(f"method {method.name!r} needs the final nn.Linear's bias (model layer "
+                         f"{ev.weight_name.rsplit('.', 1)[0]!r}), but the model has none or the observation "
+                         "does not share its gradient; use method='geng' or 'llg'")
+    for i in rows:
+        if method.single_sample and sizes[i] != 1:
+            raise ValueError(f"method {method.name!r} handles batch size 1 only, but num_samples is "
+                             f"{sizes[i]}; use 'auto', 'ilrg' or 'geng' for batches")
+        if method.unique_labels and sizes[i] > ev.num_classes:
+            raise ValueError(f"method {method.name!r} assumes unique labels, impossible with num_samples="
+                             f"{sizes[i]} > {ev.num_classes} classes")
+
+
+def counts_many(observations: Sequence[Observation], model: nn.Module, method: str = "auto", *,
+                num_samples: Sequence[int | None] | int | None = None,
+                config: LabelConfig | None = None) -> tuple[LabelCounts, ...]:
+    """Label counts of many observations at once, with batched tensor math over all of them.
+
+    Every pair of every observation is one row of the evidence; a method estimates float
+    counts for all rows together, the rows of one observation are averaged, and each
+    observation's estimates are rounded (largest remainder) to exactly its batch size.
+    """
+    if isinstance(observations, Observation):
+        raise TypeError("observations must be a sequence of Observation; use counts() for one")
+    observations = tuple(observations)
+    if not observations:
+        return ()
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, got {type(method).__name__}")
+    if method != "auto":
+        registry.get(method)
+    config = config if config is not None else LabelConfig()
+    if num_samples is None or isinstance(num_samples, int):
+        num_samples = [num_samples] * len(observations)
+    ev = gather(observations, model, list(num_samples))
+    n = len(observations)
+    sizes = [0] * n
+    for row, i in enumerate(ev.obs_index.tolist()):
+        sizes[i] = int(ev.num_samples[row])
+    chosen = [choose(sizes[i], ev.has_bias) if method == "auto" else method for i in range(n)]
+    if method == "auto":
+        log.info("labels: method 'auto' chose %s", ", ".join(
+            f"{name} for {chosen.count(name)} observation(s)" for name in sorted(set(chosen))))
+
+    estimates = torch.zeros(n, ev.num_classes, dtype=torch.float64, device=ev.grad_w.device)
+    for name in sorted(set(chosen)):
+        spec = registry.get(name)
+        obs_rows = [i for i in range(n) if chosen[i] == name]
+        _check_applicable(spec, ev, obs_rows, sizes)
+        sel = torch.isin(ev.obs_index, torch.tensor(obs_rows, device=ev.obs_index.device))
+        rows = sel.nonzero().squeeze(1)
+        sub = ev.subset(rows)
+        est = spec.estimate(sub, config).double()
+        estimates.index_add_(0, sub.obs_index, est)
+    pairs = torch.bincount(ev.obs_index, minlength=n).double()
+    estimates /= pairs[:, None]
+    totals = torch.tensor(sizes, dtype=torch.long, device=estimates.device)
+    rounded = largest_remainder(estimates, totals)
+    return tuple(LabelCounts(estimates=estimates[i], counts=rounded[i], method=chosen[i],
+                             requested=method, num_samples=sizes[i]) for i in range(n))
+
+
+def counts(observation: Observation, model: nn.Module, method: str = "auto", *,
+           num_samples: int | None = None, config: LabelConfig | None = None) -> LabelCounts:
+    """Label counts (duplicates included) of one observation; see ``counts_many``."""
+    if not isinstance(observation, Observation):
+        raise TypeError(f"observation must be a fastleak Observation, got {type(observation).__name__}")
+    return counts_many((observation,), model, method, num_samples=[num_samples], config=config)[0]
+
+
+def recover(observation: Observation, model: nn.Module, method: str = "auto", *,
+            num_samples: int | None = None, config: LabelConfig | None = None) -> torch.Tensor:
+    """The recovered labels of one observation, sorted, exactly ``num_samples`` of them."""
+    return counts(observation, model, method, num_samples=num_samples, config=config).labels
+
+
+def recover_many(observations: Sequence[Observation], model: nn.Module, method: str = "auto", *,
+                 num_samples: Sequence[int | None] | int | None = None,
+                 config: LabelConfig | None = None) -> list[torch.Tensor]:
+    """Sorted recovered labels of many observations, computed together."""
+    return [c.labels for c in counts_many(observations, model, method, num_samples=num_samples, config=config)]

@@ -1,0 +1,24 @@
+"""Label counts with duplicates from the FC weight gradient (Geng et al. 2021)."""
+from __future__ import annotations
+
+import torch
+
+from fastleak.labels.evidence import Evidence
+from fastleak.labels.registry import register
+from fastleak.labels.statistics import dummy_statistics
+from fastleak.labels.types import LabelConfig
+from fastleak.ops import fc_row_stats
+
+
+@register("geng")
+def geng(ev: Evidence, config: LabelConfig) -> torch.Tensor:
+    """Geng et al. 2021: n_c = B·(mean_k p̂_kc·Ô_k − Σ_m ΔW[c, m]) / mean_k Ô_k on dummy inputs.
+
+    With mean reduction Σ_m ΔW[c, m] = (1/B)·Σ_k (p_kc − y_kc)·Ô_k; the dummies stand in for
+    the unknown softmax outputs p and feature sums Ô of the private batch. (Geng's formula
+    uses the product of the two means; the mean of the product is the same estimate with the
+    correlation between confidence and feature size kept.)
+    """
+    a, obar = dummy_statistics(ev, config)
+    g = fc_row_stats(ev.grad_w)[0].double()
+    return ev.num_samples[:, None].double() * (a - g) / obar[:, None]

@@ -1,0 +1,55 @@
+"""Result and configuration types of label recovery."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Knobs of the methods that simulate the client's model on inputs of their own.
+
+    ``dummies``: the attacker's own inputs (e.g. public images of the domain) for the
+    softmax/feature statistics of ``geng``; when None, ``num_dummies`` standard-normal
+    inputs of ``Observation.input_shape`` are drawn with ``dummy_seed`` (Geng et al.'s choice).
+    ``trajectory_points``: model states, evenly spaced between the start and the end of a
+    local-training run, at which statistics of an update are averaged; None picks
+    ``min(local_steps, 5)`` for updates (gradients always use their one state).
+    """
+
+    num_dummies: int = 64
+    dummy_seed: int = 0
+    dummies: torch.Tensor | None = None
+    trajectory_points: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_dummies < 1:
+            raise ValueError(f"LabelConfig.num_dummies must be >= 1, got {self.num_dummies}")
+        if self.trajectory_points is not None and self.trajectory_points < 1:
+            raise ValueError(f"LabelConfig.trajectory_points must be >= 1 or None, got {self.trajectory_points}")
+        if self.dummies is not None and (not isinstance(self.dummies, torch.Tensor) or self.dummies.dim() < 2):
+            raise ValueError("LabelConfig.dummies must be a tensor [K, *input_shape] or None")
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """Recovered label multiset of one observation.
+
+    ``estimates``: float count per class before rounding (for the greedy sign rules these
+    are already whole counts); ``counts``: the rounded counts, non-negative and summing to
+    ``num_samples``; ``method``: the method that produced them; ``requested``: what the
+    caller asked for (``"auto"`` or the method itself).
+    """
+
+    estimates: torch.Tensor
+    counts: torch.Tensor
+    method: str
+    requested: str
+    num_samples: int
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """The recovered labels, sorted, one per sample."""
+        classes = torch.arange(self.counts.numel(), device=self.counts.device)
+        return torch.repeat_interleave(classes, self.counts)
