@@ -119,18 +119,24 @@ def _read_toml(path: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- running and reporting
 
-def _progress_callback(total: int, desc: str):
-    from tqdm import tqdm
+class _Progress:
+    """A tqdm bar over attack steps, opened at the first report (so set-up errors print cleanly)."""
 
-    bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True)
-    state = {"last": 0}
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.bar, self.last = total, desc, None, 0
 
-    def callback(step: int, losses: torch.Tensor) -> None:
-        bar.update(step - state["last"])
-        state["last"] = step
-        bar.set_postfix(loss=f"{float(losses.min()):.4g}")
+    def __call__(self, step: int, losses: torch.Tensor) -> None:
+        from tqdm import tqdm
 
-    return bar, callback
+        if self.bar is None:
+            self.bar = tqdm(total=self.total or None, desc=self.desc, unit="it", dynamic_ncols=True)
+        self.bar.update(step - self.last)
+        self.last = step
+        self.bar.set_postfix(loss=f"{float(losses.min()):.4g}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _execute(spec, run_dir: Path) -> int:
@@ -141,16 +147,16 @@ def _execute(spec, run_dir: Path) -> int:
 
     write_config(run_dir, spec.as_dict())
     total = spec.iterations or PRESETS.get(spec.preset).replace(**spec.attack_options).iterations
-    bar, callback = _progress_callback(total, f"{spec.preset} on {spec.model}/{spec.dataset}")
-    checkpoint = run_dir / "checkpoint.pt"
+    progress = _Progress(total, f"{spec.preset} on {spec.model}/{spec.dataset}")
     try:
-        outcome = run(spec, callback=callback, checkpoint=checkpoint)
+        outcome = run(spec, callback=progress, checkpoint=run_dir / "checkpoint.pt")
     except KeyboardInterrupt:
-        bar.close()
+        progress.close()
         print(f"\ninterrupted; checkpoint saved in {run_dir}\n  resume with: fastleak attack --resume {run_dir}",
               file=sys.stderr)
         return 130
-    bar.close()
+    finally:
+        progress.close()
     metrics = write_outcome(run_dir, spec.as_dict(), outcome)
     _summary(spec, outcome, metrics, run_dir)
     return 0
@@ -293,11 +299,13 @@ def audit(args: argparse.Namespace) -> int:
 
     obs, net = _load_observation(args.observation, args.model, args.state_dict, args.num_classes)
     run_dir = new_run_dir(args.out)
-    bar, callback = _progress_callback(args.iterations or 0, f"audit {Path(args.observation).name}")
-    res = attack(obs, net, args.preset, labels=args.attack_labels, restarts=args.restarts, iterations=args.iterations,
-                 seed=args.seed, callback=callback, checkpoint=run_dir / "checkpoint.pt",
-                 **_pairs(args.option, "--option"))
-    bar.close()
+    progress = _Progress(args.iterations or 0, f"audit {Path(args.observation).name}")
+    try:
+        res = attack(obs, net, args.preset, labels=args.attack_labels, restarts=args.restarts,
+                     iterations=args.iterations, seed=args.seed, callback=progress,
+                     checkpoint=run_dir / "checkpoint.pt", **_pairs(args.option, "--option"))
+    finally:
+        progress.close()
     write_json(run_dir / "config.json", {"observation": os.path.abspath(args.observation), "model": args.model,
                                          "state_dict": args.state_dict, "attack_config": res.config.as_dict(),
                                          "restarts": args.restarts, "seed": args.seed})

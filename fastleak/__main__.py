@@ -1,0 +1,5 @@
+import sys
+
+from fastleak.cli import main
+
+sys.exit(main())

@@ -1,0 +1,116 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import fastleak.data as data
+from fastleak.federated import fedsgd, save
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fastleak(*args, cwd, timeout=600):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "fastleak", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _only_run_dir(out: Path) -> Path:
+    dirs = [d for d in out.iterdir() if d.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_demo_fast_writes_the_documented_run_directory(tmp_path):
+    proc = fastleak("demo", "--fast", "--out", str(tmp_path / "runs"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "PSNR" in proc.stdout and "LnAcc" in proc.stdout
+    run = _only_run_dir(tmp_path / "runs")
+    for name in ("grid.png", "loss.png", "metrics.json", "labels.json", "config.json"):
+        assert (run / name).exists(), name
+    grid = Image.open(run / "grid.png")
+    assert grid.size == (4 * 96, 2 * 96 + 16)
+    Image.open(run / "loss.png").verify()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["version"] == 1 and len(metrics["psnr_per_image"]) == 4 and metrics["psnr"] > 5
+    labels = json.loads((run / "labels.json").read_text())
+    assert len(labels["recovered"]) == 4 and len(labels["true"]) == 4
+    config = json.loads((run / "config.json").read_text())
+    assert config["spec"]["batch"] == 4 and config["attack_config"]["name"] == "inverting"
+
+
+@pytest.fixture()
+def saved_observation(tmp_path):
+    from tests.cli.user_models import TinyNet
+
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    x, y = data.load("cifar10", 2, seed=0, labels="unique")
+    obs = fedsgd(model, x, y)
+    save(obs, tmp_path / "client.obs")
+    torch.save(model.state_dict(), tmp_path / "net.pt")
+    return tmp_path, y
+
+
+def test_labels_on_a_saved_observation_prints_the_count_table(saved_observation):
+    tmp_path, y = saved_observation
+    proc = fastleak("labels", "--observation", "client.obs", "--model-class", "tests.cli.user_models:TinyNet",
+                    "--state-dict", "net.pt", "--method", "ilrg", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "method: ilrg" in proc.stdout
+    for label in y.tolist():
+        assert any(line.split()[0] == str(label) for line in proc.stdout.splitlines()[2:])
+
+
+def test_audit_attacks_a_saved_observation_with_a_user_model(saved_observation):
+    tmp_path, y = saved_observation
+    proc = fastleak("audit", "client.obs", "--model", "tests.cli.user_models:TinyNet", "--state-dict", "net.pt",
+                    "--iterations", "5", "--restarts", "2", "--out", "runs", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = _only_run_dir(tmp_path / "runs")
+    assert (run / "grid.png").exists() and (run / "reconstruction.pt").exists()
+    labels = json.loads((run / "labels.json").read_text())
+    assert labels["recovered"] == sorted(y.tolist())
+
+
+def test_interrupted_attack_resumes_from_its_checkpoint(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "fastleak", "attack", "--model", "lenet", "--batch", "1", "--preset", "inverting",
+            "--restarts", "1", "--iterations", "400", "--option", "checkpoint_every=5", "--out", "runs"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "runs").glob("*/checkpoint.pt")):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "resume with: fastleak attack --resume" in err
+    run = _only_run_dir(tmp_path / "runs")
+    assert not (run / "metrics.json").exists()
+    resumed = fastleak("attack", "--resume", str(run), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "metrics.json").read_text())["iterations"] == 400
+
+
+@pytest.mark.parametrize("args, message", [
+    (["attack", "--model", "nosuchnet"], "unknown model 'nosuchnet'"),
+    (["attack", "--preset", "nope", "--model", "lenet", "--batch", "1"], "unknown attack preset 'nope'"),
+    (["attack", "--config", "missing.toml"], "config file 'missing.toml' does not exist"),
+    (["audit", "missing.obs", "--model", "lenet"], "observation file 'missing.obs' does not exist"),
+    (["attack", "--batch", "0"], "batch must be a positive integer"),
+    (["attack", "--defense-param", "sigma"], "--defense-param expects KEY=VALUE"),
+])
+def test_bad_inputs_give_one_line_and_a_fix(tmp_path, args, message):
+    proc = fastleak(*args, cwd=tmp_path)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("fastleak: error: ") and message in lines[0], proc.stderr
+    assert lines[1].strip().startswith("fix:")
+    assert "Traceback" not in proc.stderr
