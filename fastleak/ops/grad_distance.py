@@ -113,11 +113,11 @@ def _check_inputs(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool
             if x.device != ref.device:
                 raise ValueError(f"grad_distance: {name}[{i}] is on {x.device}, expected {ref.device} "
                                  "(the device of rec[0]); all tensors must be on one device")
-        expected = (restarts, *t.shape) if batched else tuple(t.shape)
-        if tuple(r.shape) != expected:
-            what = f"[R={restarts}, *target[{i}].shape]" if batched else f"target[{i}].shape"
+        expected = [restarts, *t.shape] if batched else list(t.shape)
+        if list(r.shape) != expected:
+            what = "[R, *target[i].shape]" if batched else "target[i].shape"
             raise ValueError(f"grad_distance: shape mismatch at index {i}: rec[{i}] has shape "
-                             f"{tuple(r.shape)}, expected {list(expected)} ({what})")
+                             f"{list(r.shape)}, expected {expected} ({what})")
 
 
 def _weights_tensor(weights: Sequence[float] | Tensor | None, n: int, dtype: torch.dtype,
