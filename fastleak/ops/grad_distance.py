@@ -15,8 +15,10 @@ Shapes: every ``rec[i]`` has ``target[i]``'s shape and the result is a scalar. W
 ``[R, *target[i].shape]``), the target is shared, and the result has shape ``[R]``.
 
 Dtypes: float16, bfloat16, float32 and float64 are accepted; all tensors must share one dtype
-and one device. The result is float64 for float64 inputs and float32 otherwise; the sums are
-accumulated in float64 on CPU.
+and one device. The result is float64 for float64 inputs and float32 otherwise. The sums are
+accumulated in float64 on CPU; on CUDA each thread accumulates in float32 (float64 for float64
+inputs) and threads and chunks are combined in float64. Both are deterministic: bitwise the same
+from run to run, and on CPU independent of the thread count.
 
 Weights are a sequence of N floats or a 1-D tensor of N values (non-negative for ``cosine``);
 pass a tensor on the inputs' device to avoid a host-to-device copy per call.
