@@ -14,13 +14,12 @@ from fastleak.ops import grad_distance, grad_distance_reference
 from fastleak.ops.grad_distance import _partials_reference
 
 CUDA_OK = torch.cuda.is_available() and fastleak.has_cuda_kernels()
+compiled = pytest.mark.skipif(not _ext.LOADED, reason="fastleak._C is not built")
 DEVICES = [
-    pytest.param("cpu"),
+    pytest.param("cpu", marks=compiled),
     pytest.param("cuda", marks=[pytest.mark.cuda,
                                 pytest.mark.skipif(not CUDA_OK, reason="needs a GPU and the CUDA kernels")]),
 ]
-compiled = pytest.mark.skipif(not _ext.LOADED, reason="fastleak._C is not built")
-pytestmark = compiled
 
 PARTIALS = torch.ops.fastleak.grad_distance_partials if _ext.LOADED else None
 BACKWARD = torch.ops.fastleak.grad_distance_backward if _ext.LOADED else None
@@ -264,6 +263,7 @@ def _fuzz(device, case):
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@compiled
 @FUZZ
 @given(case=tensor_lists())
 def test_fuzz_against_reference_cpu(case):
@@ -291,6 +291,7 @@ def test_bitwise_repeatable(device):
         assert torch.equal(PARTIALS(rec, target, True), first)
 
 
+@compiled
 def test_independent_of_thread_count():
     shapes = [(300_000,), (3, 3, 64, 64), (65537,), (10,)] * 3
     rec, target = make_lists(shapes, torch.float32, "cpu", restarts=2, grad=False)
@@ -310,7 +311,8 @@ def test_independent_of_thread_count():
 # --------------------------------------------------------------------------------------------
 # errors
 
-BOTH = pytest.mark.parametrize("fn", [grad_distance, grad_distance_reference], ids=["compiled", "reference"])
+BOTH = pytest.mark.parametrize("fn", [pytest.param(grad_distance, marks=compiled), grad_distance_reference],
+                               ids=["compiled", "reference"])
 
 
 def _pair(*shapes, dtype=torch.float32):
@@ -366,6 +368,7 @@ def test_error_bad_weights(fn):
         fn(_pair((2,), (3,)), _pair((2,), (3,)), "l2", torch.ones(2, 1))
 
 
+@compiled
 def test_op_errors_name_the_op():
     with pytest.raises(ValueError, match=r"grad_distance_partials: shape mismatch at index 0"):
         PARTIALS(_pair((2,)), _pair((3,)), False)
