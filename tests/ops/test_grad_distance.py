@@ -339,6 +339,8 @@ def test_error_shape_mismatch(fn):
     with pytest.raises(ValueError, match=r"shape mismatch at index 0: rec\[0\] has shape \[2\], "
                                          r"expected \[2, 2\] \(\[R, \*target\[i\]\.shape\]\)"):
         fn(_pair((2,)), _pair((2,)), batched=True)
+    with pytest.raises(ValueError, match=r"shape mismatch at index 1: rec\[1\] has shape \[3, 2\], expected \[2, 2\]"):
+        fn(_pair((2, 2), (3, 2)), _pair((2,), (2,)), batched=True)
 
 
 @BOTH

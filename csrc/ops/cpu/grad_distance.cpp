@@ -52,12 +52,15 @@ int64_t grad_distance_check_inputs(const char* op, at::TensorList rec, at::Tenso
       TORCH_CHECK_VALUE(x.device() == ref.device(), op, ": ", name, "[", i, "] is on ", x.device(), ", expected ",
                         ref.device(), " (the device of rec[0]); all tensors must be on one device");
     }
-    std::vector<int64_t> expected;
-    if (batched) expected.push_back(restarts);
-    expected.insert(expected.end(), target[i].sizes().begin(), target[i].sizes().end());
-    TORCH_CHECK_VALUE(rec[i].sizes() == at::IntArrayRef(expected), op, ": shape mismatch at index ", i, ": rec[", i,
-                      "] has shape ", rec[i].sizes(), ", expected ", at::IntArrayRef(expected),
-                      batched ? " ([R, *target[i].shape])" : " (target[i].shape)");
+    const at::IntArrayRef rs = rec[i].sizes();
+    const at::IntArrayRef ts = target[i].sizes();
+    const bool same = batched ? rs.size() == ts.size() + 1 && rs[0] == restarts && rs.slice(1).equals(ts) : rs == ts;
+    if (!same) {
+      std::vector<int64_t> expected(ts.begin(), ts.end());
+      if (batched) expected.insert(expected.begin(), restarts);
+      TORCH_CHECK_VALUE(false, op, ": shape mismatch at index ", i, ": rec[", i, "] has shape ", rs, ", expected ",
+                        at::IntArrayRef(expected), batched ? " ([R, *target[i].shape])" : " (target[i].shape)");
+    }
   }
   return restarts;
 }
