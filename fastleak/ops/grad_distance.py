@@ -15,8 +15,10 @@ Shapes: every ``rec[i]`` has ``target[i]``'s shape and the result is a scalar. W
 ``[R, *target[i].shape]``), the target is shared, and the result has shape ``[R]``.
 
 Dtypes: float16, bfloat16, float32 and float64 are accepted; all tensors must share one dtype
-and one device. The result is float64 for float64 inputs and float32 otherwise; the sums are
-accumulated in float64 on CPU.
+and one device. The result is float64 for float64 inputs and float32 otherwise. The sums are
+accumulated in float64 on CPU; on CUDA each thread accumulates in float32 (float64 for float64
+inputs) and threads and chunks are combined in float64. Both are deterministic: bitwise the same
+from run to run, and on CPU independent of the thread count.
 
 Weights are a sequence of N floats or a 1-D tensor of N values (non-negative for ``cosine``);
 pass a tensor on the inputs' device to avoid a host-to-device copy per call.
@@ -38,7 +40,8 @@ from fastleak import _ext
 
 EPS = 1e-12
 _SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_SLOT_DIFF2, _SLOT_RT, _SLOT_RR, _SLOT_TT = range(4)
+# Slots of the [R, N, 4] partial sums: sum (r-t)^2, sum r*t, sum r^2, sum t^2 (in this order).
+_SLOT_DIFF2, _SLOT_RT = 0, 1
 
 # metric name -> function(partials [R, N, 4], weights [N] | None) -> [R]
 _METRICS: dict[str, Callable[[Tensor, Tensor | None], Tensor]] = {}
@@ -53,10 +56,10 @@ def _metric(name: str):
 
 
 def _weighted_sum(values: Tensor, weights: Tensor | None) -> Tensor:
-    """Sum over the tensor axis of values [R, N], weighted when weights [N] is given."""
-    if weights is None:
-        return values.sum(dim=1)
-    return (values * weights).sum(dim=1)
+    """Sum of values [R, N, ...] over the tensor axis N, weighted when weights [N] is given."""
+    if weights is not None:
+        values = values * weights.reshape((-1,) + (1,) * (values.dim() - 2))
+    return values.sum(dim=1)
 
 
 @_metric("l2")
@@ -66,11 +69,9 @@ def _l2(partials: Tensor, weights: Tensor | None) -> Tensor:
 
 @_metric("cosine")
 def _cosine(partials: Tensor, weights: Tensor | None) -> Tensor:
-    dot = _weighted_sum(partials[..., _SLOT_RT], weights)
-    rr = _weighted_sum(partials[..., _SLOT_RR], weights)
-    tt = _weighted_sum(partials[..., _SLOT_TT], weights)
-    eps2 = EPS * EPS
-    return 1.0 - dot / (rr.clamp_min(eps2).sqrt() * tt.clamp_min(eps2).sqrt())
+    sums = _weighted_sum(partials[..., _SLOT_RT:], weights)  # [R, 3]: <r,t>, |r|^2, |t|^2
+    norms = sums[:, 1:].clamp_min(EPS * EPS).sqrt()
+    return 1.0 - sums[:, 0] / (norms[:, 0] * norms[:, 1])
 
 
 def _result_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -114,11 +115,11 @@ def _check_inputs(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool
             if x.device != ref.device:
                 raise ValueError(f"grad_distance: {name}[{i}] is on {x.device}, expected {ref.device} "
                                  "(the device of rec[0]); all tensors must be on one device")
-        expected = (restarts, *t.shape) if batched else tuple(t.shape)
-        if tuple(r.shape) != expected:
-            what = f"[R={restarts}, *target[{i}].shape]" if batched else f"target[{i}].shape"
+        expected = [restarts, *t.shape] if batched else list(t.shape)
+        if list(r.shape) != expected:
+            what = "[R, *target[i].shape]" if batched else "target[i].shape"
             raise ValueError(f"grad_distance: shape mismatch at index {i}: rec[{i}] has shape "
-                             f"{tuple(r.shape)}, expected {list(expected)} ({what})")
+                             f"{list(r.shape)}, expected {expected} ({what})")
 
 
 def _weights_tensor(weights: Sequence[float] | Tensor | None, n: int, dtype: torch.dtype,
@@ -192,8 +193,48 @@ def grad_distance(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str =
     _check_sequences(rec, target)
     w = _weights_tensor(weights, len(rec), _result_dtype(rec[0].dtype), rec[0].device)
     # The op checks every tensor's dtype, device and shape itself (TORCH_CHECK).
-    partials = torch.ops.fastleak.grad_distance_partials(list(rec), list(target), batched)
+    partials = _Partials.apply(batched, len(rec), *rec, *target)
     return _finish(partials, metric_fn, w, batched)
+
+
+def _partials_grads(rec: list[Tensor], target: list[Tensor], grad: Tensor, batched: bool,
+                    need_rec: bool, need_target: bool) -> tuple[list | None, list | None]:
+    """Gradients of grad_distance_partials wrt rec and target, given the gradient of its [R, N, 4] output."""
+    g_diff2, g_dot, g_rr, g_tt = grad.unbind(-1)
+    # d/dr [(r-t)^2, r*t, r^2, t^2] = [2(r-t), t, 2r, 0];  d/dt = [-2(r-t), r, 0, 2t]
+    cross = g_dot - 2.0 * g_diff2
+    grad_rec = grad_target = None
+    if need_rec:
+        grad_rec = torch.ops.fastleak.grad_distance_backward(rec, target, 2.0 * (g_diff2 + g_rr), cross, batched)
+    if need_target:
+        # grad_target = cross * r + 2 (g_diff2 + g_tt) * t, summed over restarts for the shared target
+        per_restart = torch.ops.fastleak.grad_distance_backward(rec, target, cross, 2.0 * (g_diff2 + g_tt), batched)
+        grad_target = [g.sum(0) for g in per_restart] if batched else per_restart
+    return grad_rec, grad_target
+
+
+class _Partials(torch.autograd.Function):
+    """grad_distance_partials on flat tensor arguments.
+
+    The op's own autograd registration (below) serves direct calls, torch.compile and opcheck;
+    this Function spares the wrapper the per-tensor pytree handling of torch.library's tensor-list
+    autograd, which costs more host time than the kernels for small models.
+    """
+
+    @staticmethod
+    def forward(ctx, batched: bool, n: int, *tensors: Tensor) -> Tensor:
+        ctx.batched, ctx.n = batched, n
+        ctx.save_for_backward(*tensors)
+        return torch.ops.fastleak.grad_distance_partials(list(tensors[:n]), list(tensors[n:]), batched)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        n = ctx.n
+        saved = ctx.saved_tensors
+        needs = ctx.needs_input_grad[2:]
+        grad_rec, grad_target = _partials_grads(list(saved[:n]), list(saved[n:]), grad, ctx.batched,
+                                                any(needs[:n]), any(needs[n:]))
+        return None, None, *(grad_rec or [None] * n), *(grad_target or [None] * n)
 
 
 def _partials_setup_context(ctx, inputs, output) -> None:
@@ -204,20 +245,11 @@ def _partials_setup_context(ctx, inputs, output) -> None:
 
 
 def _partials_backward(ctx, grad: Tensor):
-    n, batched = ctx.n, ctx.batched
+    n = ctx.n
     saved = ctx.saved_tensors
-    rec, target = list(saved[:n]), list(saved[n:])
-    g_diff2, g_dot, g_rr, g_tt = grad.unbind(-1)
-    # d/dr [(r-t)^2, r*t, r^2, t^2] = [2(r-t), t, 2r, 0];  d/dt = [-2(r-t), r, 0, 2t]
-    cross = g_dot - 2.0 * g_diff2
-    grad_rec = grad_target = [None] * n
-    if any(ctx.needs_input_grad[0]):
-        grad_rec = torch.ops.fastleak.grad_distance_backward(rec, target, 2.0 * (g_diff2 + g_rr), cross, batched)
-    if any(ctx.needs_input_grad[1]):
-        # grad_target = cross * r + 2 (g_diff2 + g_tt) * t, summed over restarts for the shared target
-        per_restart = torch.ops.fastleak.grad_distance_backward(rec, target, cross, 2.0 * (g_diff2 + g_tt), batched)
-        grad_target = [g.sum(0) for g in per_restart] if batched else per_restart
-    return grad_rec, grad_target, None
+    grad_rec, grad_target = _partials_grads(list(saved[:n]), list(saved[n:]), grad, ctx.batched,
+                                            any(ctx.needs_input_grad[0]), any(ctx.needs_input_grad[1]))
+    return grad_rec or [None] * n, grad_target or [None] * n, None
 
 
 def _backward_setup_context(ctx, inputs, output) -> None:

@@ -8,7 +8,11 @@
 
 // Keep a * b + c as two roundings: the portable and the vectorised variants of chunk_sums_impl
 // (with and without FMA units) then give bitwise the same sums.
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off")
+#endif
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -48,12 +52,15 @@ int64_t grad_distance_check_inputs(const char* op, at::TensorList rec, at::Tenso
       TORCH_CHECK_VALUE(x.device() == ref.device(), op, ": ", name, "[", i, "] is on ", x.device(), ", expected ",
                         ref.device(), " (the device of rec[0]); all tensors must be on one device");
     }
-    std::vector<int64_t> expected;
-    if (batched) expected.push_back(restarts);
-    expected.insert(expected.end(), target[i].sizes().begin(), target[i].sizes().end());
-    TORCH_CHECK_VALUE(rec[i].sizes() == at::IntArrayRef(expected), op, ": shape mismatch at index ", i, ": rec[", i,
-                      "] has shape ", rec[i].sizes(), ", expected ", at::IntArrayRef(expected),
-                      batched ? " ([R, *target[i].shape])" : " (target[i].shape)");
+    const at::IntArrayRef rs = rec[i].sizes();
+    const at::IntArrayRef ts = target[i].sizes();
+    const bool same = batched ? rs.size() == ts.size() + 1 && rs[0] == restarts && rs.slice(1).equals(ts) : rs == ts;
+    if (!same) {
+      std::vector<int64_t> expected(ts.begin(), ts.end());
+      if (batched) expected.insert(expected.begin(), restarts);
+      TORCH_CHECK_VALUE(false, op, ": shape mismatch at index ", i, ": rec[", i, "] has shape ", rs, ", expected ",
+                        at::IntArrayRef(expected), batched ? " ([R, *target[i].shape])" : " (target[i].shape)");
+    }
   }
   return restarts;
 }
@@ -146,6 +153,17 @@ __attribute__((always_inline)) inline void chunk_sums_impl(const scalar_t* __res
 }
 
 template <typename scalar_t>
+using ChunkSumsFn = void (*)(const scalar_t*, const scalar_t*, int64_t, double*);
+
+template <typename scalar_t>
+void chunk_sums_portable(const scalar_t* r, const scalar_t* t, int64_t n, double* out) {
+  chunk_sums_impl<scalar_t>(r, t, n, out);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FASTLEAK_X86_VARIANTS 1
+
+template <typename scalar_t>
 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw"))) void chunk_sums_avx512(
     const scalar_t* r, const scalar_t* t, int64_t n, double* out) {
   chunk_sums_impl<scalar_t>(r, t, n, out);
@@ -155,39 +173,19 @@ template <typename scalar_t>
 __attribute__((target("avx2"))) void chunk_sums_avx2(const scalar_t* r, const scalar_t* t, int64_t n, double* out) {
   chunk_sums_impl<scalar_t>(r, t, n, out);
 }
-
-template <typename scalar_t>
-void chunk_sums_portable(const scalar_t* r, const scalar_t* t, int64_t n, double* out) {
-  chunk_sums_impl<scalar_t>(r, t, n, out);
-}
-
-enum class Isa { kPortable, kAvx2, kAvx512 };
-
-Isa detect_isa() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512bw")) {
-    return Isa::kAvx512;
-  }
-  if (__builtin_cpu_supports("avx2")) return Isa::kAvx2;
 #endif
-  return Isa::kPortable;
-}
 
-template <typename scalar_t>
-using ChunkSumsFn = void (*)(const scalar_t*, const scalar_t*, int64_t, double*);
-
+// The widest variant this processor runs.
 template <typename scalar_t>
 ChunkSumsFn<scalar_t> select_chunk_sums() {
-  static const Isa isa = detect_isa();
-  switch (isa) {
-    case Isa::kAvx512:
-      return &chunk_sums_avx512<scalar_t>;
-    case Isa::kAvx2:
-      return &chunk_sums_avx2<scalar_t>;
-    default:
-      return &chunk_sums_portable<scalar_t>;
-  }
+#ifdef FASTLEAK_X86_VARIANTS
+  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx512) return &chunk_sums_avx512<scalar_t>;
+  if (avx2) return &chunk_sums_avx2<scalar_t>;
+#endif
+  return &chunk_sums_portable<scalar_t>;
 }
 
 template <typename scalar_t, typename opmath_t>

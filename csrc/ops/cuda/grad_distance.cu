@@ -36,6 +36,7 @@ constexpr int kWarps = kThreads / 32;
 constexpr int64_t kChunk = 16384;  // elements per block
 constexpr int kMaxTensors = 48;    // tensors per launch (kernel arguments stay under 4 KiB)
 constexpr int kMaxCombine = 192;   // tensors per launch of the combining kernel
+constexpr int kCombineThreads = 256;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -142,22 +143,33 @@ __global__ void __launch_bounds__(kThreads) partials_kernel(const PartialsArgs<s
   }
 }
 
+// One warp per (tensor, restart): lane l adds chunks l, l + 32, ... in order, then a fixed
+// shuffle tree adds the lanes.
 template <typename out_t>
-__global__ void combine_kernel(const CombineArgs args, const double* slots, out_t* out, int64_t restarts,
-                               int64_t n_tensors) {
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= args.count * restarts) return;
-  const int64_t entry = idx / restarts;
-  const int64_t restart = idx - entry * restarts;
-  const double* slot = slots + (args.slot_base[entry] + restart * args.chunks[entry]) * kSlots;
+__global__ void __launch_bounds__(kCombineThreads) combine_kernel(const CombineArgs args, const double* slots,
+                                                                  out_t* out, int64_t restarts, int64_t n_tensors) {
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * kCombineThreads + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (warp >= args.count * restarts) return;
+  const int64_t entry = warp / restarts;
+  const int64_t restart = warp - entry * restarts;
+  const int64_t chunks = args.chunks[entry];
+  const double* slot = slots + (args.slot_base[entry] + restart * chunks) * kSlots;
   double v[kSlots] = {0.0, 0.0, 0.0, 0.0};
-  for (int64_t c = 0; c < args.chunks[entry]; ++c) {
+  for (int64_t c = lane; c < chunks; c += 32) {
 #pragma unroll
     for (int s = 0; s < kSlots; ++s) v[s] += slot[c * kSlots + s];
   }
-  out_t* o = out + (restart * n_tensors + args.first_tensor + entry) * kSlots;
 #pragma unroll
-  for (int s = 0; s < kSlots; ++s) o[s] = static_cast<out_t>(v[s]);
+  for (int s = 0; s < kSlots; ++s) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) v[s] += __shfl_down_sync(0xffffffffu, v[s], offset);
+  }
+  if (lane == 0) {
+    out_t* o = out + (restart * n_tensors + args.first_tensor + entry) * kSlots;
+#pragma unroll
+    for (int s = 0; s < kSlots; ++s) o[s] = static_cast<out_t>(v[s]);
+  }
 }
 
 template <typename scalar_t>
@@ -246,9 +258,10 @@ at::Tensor partials_cuda(at::TensorList rec_in, at::TensorList target_in, bool b
         cargs.slot_base[e] = slot_base[first + e];
         cargs.chunks[e] = chunks[first + e];
       }
-      const int64_t threads = cargs.count * restarts;
-      if (threads == 0) continue;
-      combine_kernel<opmath_t><<<static_cast<unsigned>(ceil_div(threads, 256)), 256, 0, stream>>>(
+      const int64_t warps = cargs.count * restarts;
+      if (warps == 0) continue;
+      combine_kernel<opmath_t><<<static_cast<unsigned>(ceil_div(warps * 32, kCombineThreads)), kCombineThreads, 0,
+                                 stream>>>(
           cargs, slots.const_data_ptr<double>(), out.data_ptr<opmath_t>(), restarts, n);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
