@@ -57,14 +57,14 @@ def sources(pattern: str) -> list[str]:
 def extension():
     cuda = want_cuda()
     cpp = sources("csrc/**/*.cpp")
-    cxx_flags = ["-O3", "-fopenmp", "-g0", "-Wall", "-std=c++17"]
+    cxx_flags = ["-O3", "-fopenmp", "-g0", "-Wall"]  # the C++ standard is the one torch requires
     link_flags = ["-fopenmp"]
     define_macros = []
     if cuda:
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0+PTX"
         define_macros.append(("FASTLEAK_WITH_CUDA", None))
-        nvcc_flags = ["-O3", "-std=c++17", "--Werror", "all-warnings", "-Xcompiler", "-Wall",
+        nvcc_flags = ["-O3", "--Werror", "all-warnings", "-Xcompiler", "-Wall",
                       "--expt-relaxed-constexpr", "-diag-suppress", "20012"]
         ext = CUDAExtension("fastleak._C", cpp + sources("csrc/**/*.cu"), define_macros=define_macros,
                             extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
