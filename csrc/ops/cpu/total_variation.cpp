@@ -218,6 +218,8 @@ at::Tensor total_variation_backward_cpu(const at::Tensor& grad_out_in, const at:
               ": grad_out must have shape [N] = [", x_in.size(0), "], got ", grad_out_in.sizes());
   TORCH_CHECK(at::isFloatingType(grad_out_in.scalar_type()), op,
               ": grad_out must be a floating-point tensor, got dtype ", grad_out_in.scalar_type());
+  TORCH_CHECK(grad_out_in.device() == x_in.device(), op, ": grad_out must be on the device of x (", x_in.device(),
+              "), got ", grad_out_in.device());
   const at::Tensor x = x_in.contiguous();
   const at::Tensor grad_out = grad_out_in.to(result_type(x.scalar_type())).contiguous();
   const Geometry g(x);
