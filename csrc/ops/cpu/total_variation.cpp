@@ -1,7 +1,8 @@
 // CPU kernels of fastleak::total_variation and its backward.
 // Work is split into (image, channel, block of rows) items of a size that does not depend
 // on the thread count; per-item partial sums are combined in a fixed order, so results are
-// bitwise reproducible for any number of threads.
+// bitwise reproducible for any number of threads (on one machine: the instruction-set variant
+// picked at load time, see FL_CPU_MULTIVERSION, fixes the order of the vector sums).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
