@@ -33,13 +33,19 @@ FL_HOST_DEVICE T mean_weight(int64_t pairs) {
   return pairs > 0 ? T(1) / T(pairs) : T(0);
 }
 
-// d TV / d c for the pixel `c` with its four neighbours, scaled by the upstream gradient
-// through sh = grad_out * wh and sv = grad_out * wv. Missing neighbours are passed as `c`
-// itself: penalty_grad(0) == 0 makes them contribute nothing.
+// d TV / d c for the pixel `c`, scaled by the upstream gradient through sh = grad_out * wh and
+// sv = grad_out * wv, given the derivatives of its horizontal pairs, d_left = penalty_grad(c - left)
+// and d_right = penalty_grad(right - c) (0 for a missing pair), and its vertical neighbours.
+// Missing vertical neighbours are passed as `c` itself: penalty_grad(0) == 0.
+template <int P, typename T>
+FL_HOST_DEVICE T pixel_grad_from_pairs(T sh, T sv, T d_left, T d_right, T c, T up, T down) {
+  return sh * (d_left - d_right) + sv * (penalty_grad<P>(c - up) - penalty_grad<P>(down - c));
+}
+
+// The same from the four neighbours, missing ones passed as `c` itself.
 template <int P, typename T>
 FL_HOST_DEVICE T pixel_grad(T sh, T sv, T c, T left, T right, T up, T down) {
-  return sh * (penalty_grad<P>(c - left) - penalty_grad<P>(right - c)) +
-         sv * (penalty_grad<P>(c - up) - penalty_grad<P>(down - c));
+  return pixel_grad_from_pairs<P>(sh, sv, penalty_grad<P>(c - left), penalty_grad<P>(right - c), c, up, down);
 }
 
 }  // namespace tv

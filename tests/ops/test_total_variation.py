@@ -94,7 +94,8 @@ def test_low_precision_matches_reference(device, dtype, p):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", [(3, 2, 5, 7), (2, 1, 1, 6), (2, 3, 6, 1), (2, 2, 1, 1), (0, 3, 4, 4),
                                    (2, 0, 4, 4), (2, 3, 0, 4), (2, 3, 4, 0), (1, 1, 1, 65537), (1, 1, 65537, 1),
-                                   (1, 1, 2, 40000), (2, 3, 300, 200)])
+                                   (1, 1, 2, 40000), (2, 3, 300, 200), (2, 2, 50, 127), (2, 2, 50, 128),
+                                   (2, 2, 700, 20), (1, 1, 5000, 10)])
 @pytest.mark.parametrize("p", [1, 2])
 def test_shapes_match_reference(device, shape, p):
     x = randn(shape, seed=sum(shape), dtype=torch.float64, device=device)

@@ -1,7 +1,8 @@
 // CPU kernels of fastleak::total_variation and its backward.
 // Work is split into (image, channel, block of rows) items of a size that does not depend
 // on the thread count; per-item partial sums are combined in a fixed order, so results are
-// bitwise reproducible for any number of threads.
+// bitwise reproducible for any number of threads (on one machine: the instruction-set variant
+// picked at load time, see FL_CPU_MULTIVERSION, fixes the order of the vector sums).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -18,6 +19,8 @@ namespace {
 
 constexpr int64_t kItemElems = int64_t(1) << 15;
 constexpr int64_t kSegment = 2048;
+constexpr int64_t kWideRow = 128;
+constexpr int64_t kGradBlockElems = 4096;
 
 // Row loops are compiled for several instruction sets and picked at load time; flatten
 // inlines the shared per-element math into each variant.
@@ -50,55 +53,76 @@ at::ScalarType result_type(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-// Sums of penalty(x[h, w+1] - x[h, w]) and penalty(x[h+1, w] - x[h, w]) over rows [h0, h1) of
-// one plane. Columns are processed in segments; within a segment every column accumulates its
-// own opmath_t sum over the rows (plain vector adds, no per-row horizontal reduction, which
-// matters for narrow images), and the column sums are added up in double.
-template <int P, typename scalar_t>
-FL_CPU_MULTIVERSION void plane_rows_sums(const scalar_t* plane, int64_t h0, int64_t h1, int64_t H, int64_t W,
-                                         double& sh, double& sv) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  opmath_t col_h[kSegment], col_v[kSegment];
-  for (int64_t s = 0; s < W; s += kSegment) {
-    const int64_t len = std::min(kSegment, W - s);
-    const int64_t len_h = std::min(len, W - 1 - s);  // horizontal pairs that start in the segment
-    std::fill(col_h, col_h + len, opmath_t(0));
-    std::fill(col_v, col_v + len, opmath_t(0));
-    for (int64_t h = h0; h < h1; ++h) {
-      const scalar_t* row = plane + h * W + s;
-      const scalar_t* below = h + 1 < H ? row + W : row;  // the last row has no vertical pairs
-#pragma omp simd
-      for (int64_t w = 0; w < len_h; ++w) {
-        col_h[w] += tv::penalty<P>(opmath_t(row[w + 1]) - opmath_t(row[w]));
-      }
-#pragma omp simd
-      for (int64_t w = 0; w < len; ++w) {
-        col_v[w] += tv::penalty<P>(opmath_t(below[w]) - opmath_t(row[w]));
-      }
-    }
-    double a = 0, b = 0;
-    for (int64_t w = 0; w < len; ++w) {
-      a += col_h[w];
-      b += col_v[w];
-    }
-    sh += a;
-    sv += b;
+// Sum of f(i) for i in [0, n): opmath_t sums over fixed segments, added up in double.
+template <typename opmath_t, typename F>
+inline double segmented_sum(int64_t n, const F& f) {
+  double total = 0;
+  for (int64_t s = 0; s < n; s += kSegment) {
+    const int64_t e = std::min(n, s + kSegment);
+    opmath_t acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = s; i < e; ++i) acc += f(i);
+    total += acc;
   }
+  return total;
+}
+
+// Sums of penalty(x[h, w+1] - x[h, w]) and penalty(x[h+1, w] - x[h, w]) over `rows` rows of a
+// plane starting at `base`, of which the first `vrows` have a row below; `scratch` holds
+// max(rows * W, 2 * kSegment) values.
+// Wide rows: within each segment of columns, every column accumulates its own opmath_t sums over
+// the rows (independent vector adds rather than one latency-bound reduction chain); the column
+// sums are added up in double. Narrow rows would spend more on per-row loop overhead than on the
+// pairs, so there the rows form one flat range: the horizontal penalties go to `scratch`, those
+// of the pairs that would cross a row end are zeroed, and both directions are summed flat.
+template <int P, typename scalar_t, typename opmath_t>
+FL_CPU_MULTIVERSION void rows_sums(const scalar_t* base, int64_t rows, int64_t vrows, int64_t W, opmath_t* scratch,
+                                   double& sh, double& sv) {
+  auto diff = [&](int64_t i, int64_t j) { return tv::penalty<P>(opmath_t(base[j]) - opmath_t(base[i])); };
+  sh = sv = 0;
+  if (W >= kWideRow) {
+    opmath_t* col_h = scratch;
+    opmath_t* col_v = scratch + kSegment;
+    for (int64_t s = 0; s < W; s += kSegment) {
+      const int64_t len = std::min(kSegment, W - s);
+      const int64_t len_h = std::min(len, W - 1 - s);  // horizontal pairs that start in the segment
+      std::fill(col_h, col_h + len, opmath_t(0));
+      std::fill(col_v, col_v + len, opmath_t(0));
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t i = r * W + s;
+#pragma omp simd
+        for (int64_t w = 0; w < len_h; ++w) col_h[w] += diff(i + w, i + w + 1);
+        if (r < vrows) {
+#pragma omp simd
+          for (int64_t w = 0; w < len; ++w) col_v[w] += diff(i + w, i + w + W);
+        }
+      }
+      sh += segmented_sum<opmath_t>(len, [&](int64_t w) { return col_h[w]; });
+      sv += segmented_sum<opmath_t>(len, [&](int64_t w) { return col_v[w]; });
+    }
+    return;
+  }
+  const int64_t n = rows * W;
+#pragma omp simd
+  for (int64_t i = 0; i < n - 1; ++i) scratch[i] = diff(i, i + 1);
+  for (int64_t r = 0; r < rows; ++r) scratch[r * W + W - 1] = 0;
+  sh = segmented_sum<opmath_t>(n, [&](int64_t i) { return scratch[i]; });
+  sv = segmented_sum<opmath_t>(vrows * W, [&](int64_t i) { return diff(i, i + W); });
 }
 
 template <int P, typename scalar_t, typename out_t>
 void forward_impl(const scalar_t* x, const Geometry& g, out_t* out) {
+  using opmath_t = at::opmath_type<scalar_t>;
   const int64_t items = g.items();
   std::vector<double> partial(2 * items);
   at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
+    std::vector<opmath_t> scratch(std::max(g.rows_per_item * g.W, 2 * kSegment));
     for (int64_t item = begin; item < end; ++item) {
       const int64_t plane = item / g.items_per_plane;
       const int64_t h0 = (item % g.items_per_plane) * g.rows_per_item;
       const int64_t h1 = std::min(g.H, h0 + g.rows_per_item);
-      double sh = 0, sv = 0;
-      plane_rows_sums<P>(x + plane * g.H * g.W, h0, h1, g.H, g.W, sh, sv);
-      partial[2 * item] = sh;
-      partial[2 * item + 1] = sv;
+      rows_sums<P>(x + (plane * g.H + h0) * g.W, h1 - h0, std::min(h1, g.H - 1) - h0, g.W, scratch.data(),
+                   partial[2 * item], partial[2 * item + 1]);
     }
   });
   const double wh = tv::mean_weight<double>(g.C * g.H * (g.W - 1));
@@ -131,37 +155,42 @@ at::Tensor total_variation_cpu(const at::Tensor& x_in, int64_t p) {
   return out;
 }
 
-// Gradient of rows [h0, h1) of one plane: a gather over the four neighbours of every pixel,
-// with a missing neighbour replaced by the pixel itself (see tv::pixel_grad). Rows with the
-// same vertical neighbourhood run as one flat loop that treats every pixel as horizontally
-// interior (no per-row loop overhead for narrow images); the first and last column are redone
-// after it by two strided loops.
-template <int P, typename scalar_t, typename opmath_t = at::opmath_type<scalar_t>>
-FL_CPU_MULTIVERSION void plane_rows_grad(const scalar_t* x, int64_t h0, int64_t h1, int64_t H, int64_t W,
-                                         opmath_t sh, opmath_t sv, scalar_t* grad) {
-  const int64_t r = W > 1 ? 1 : 0;  // offset of the horizontal neighbour of an edge pixel
-  // Rows [r0, r1), whose upper and lower neighbours sit at offsets -up and +down.
-  auto span = [&](int64_t r0, int64_t r1, int64_t up, int64_t down) {
-    if (r0 >= r1) return;
-    auto px = [&](int64_t i, int64_t left, int64_t right) {
-      grad[i] = static_cast<scalar_t>(tv::pixel_grad<P>(sh, sv, opmath_t(x[i]), opmath_t(x[left]),
-                                                        opmath_t(x[right]), opmath_t(x[i - up]),
-                                                        opmath_t(x[i + down])));
+// Gradient of rows [h0, h1) of one plane, a gather, in blocks of rows small enough for their
+// `pairs` to stay in L1: the derivatives of the block's horizontal pairs are computed once over
+// its rows as one flat range into `pairs` (pairs[0] is the missing left pair of the first pixel;
+// those that would cross a row end are zeroed), then every pixel combines its two pairs with its
+// vertical neighbours. Rows with the same vertical neighbourhood (first, interior, last) run as
+// one flat loop each, so narrow images pay no per-row loop overhead.
+template <int P, typename scalar_t, typename opmath_t>
+FL_CPU_MULTIVERSION void rows_grad(const scalar_t* x, int64_t h0, int64_t h1, int64_t H, int64_t W, opmath_t sh,
+                                   opmath_t sv, opmath_t* pairs, scalar_t* grad) {
+  const int64_t block_rows = std::max<int64_t>(1, kGradBlockElems / W);
+  opmath_t* right = pairs + 1;  // right[j]: pair (j, j+1) of the block's flat range
+  pairs[0] = 0;
+  for (int64_t b0 = h0; b0 < h1; b0 += block_rows) {
+    const int64_t b1 = std::min(h1, b0 + block_rows);
+    const int64_t offset = b0 * W, n = (b1 - b0) * W;
+    const scalar_t* base = x + offset;
+#pragma omp simd
+    for (int64_t j = 0; j < n - 1; ++j) right[j] = tv::penalty_grad<P>(opmath_t(base[j + 1]) - opmath_t(base[j]));
+    for (int64_t r = 0; r < b1 - b0; ++r) right[r * W + W - 1] = 0;
+    // Rows [r0, r1) whose upper and lower neighbours sit at offsets -up and +down (0: none).
+    auto span = [&](int64_t r0, int64_t r1, int64_t up, int64_t down) {
+#pragma omp simd
+      for (int64_t i = r0 * W; i < r1 * W; ++i) {
+        const int64_t j = i - offset;
+        grad[i] = static_cast<scalar_t>(tv::pixel_grad_from_pairs<P>(
+            sh, sv, pairs[j], right[j], opmath_t(x[i]), opmath_t(x[i - up]), opmath_t(x[i + down])));
+      }
     };
-#pragma omp simd
-    for (int64_t i = r0 * W + 1; i < r1 * W - 1; ++i) px(i, i - 1, i + 1);
-#pragma omp simd
-    for (int64_t h = r0; h < r1; ++h) px(h * W, h * W, h * W + r);
-#pragma omp simd
-    for (int64_t h = r0; h < r1; ++h) px(h * W + W - 1, h * W + W - 1 - r, h * W + W - 1);
-  };
-  if (H == 1) {
-    span(h0, h1, 0, 0);
-    return;
+    if (H == 1) {
+      span(b0, b1, 0, 0);
+      continue;
+    }
+    if (b0 == 0) span(0, 1, 0, W);
+    span(std::max<int64_t>(b0, 1), std::min<int64_t>(b1, H - 1), W, W);
+    if (b1 == H) span(H - 1, H, W, 0);
   }
-  if (h0 == 0) span(0, 1, 0, W);
-  span(std::max<int64_t>(h0, 1), std::min<int64_t>(h1, H - 1), W, W);
-  if (h1 == H) span(H - 1, H, W, 0);
 }
 
 template <int P, typename scalar_t, typename go_t>
@@ -170,14 +199,15 @@ void backward_impl(const go_t* grad_out, const scalar_t* x, const Geometry& g, s
   const double wh = tv::mean_weight<double>(g.C * g.H * (g.W - 1));
   const double wv = tv::mean_weight<double>(g.C * (g.H - 1) * g.W);
   at::parallel_for(0, g.items(), 1, [&](int64_t begin, int64_t end) {
+    std::vector<opmath_t> pairs(std::max(kGradBlockElems, g.W) + 1);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t plane = item / g.items_per_plane;
       const double go = static_cast<double>(grad_out[plane / g.C]);
       const int64_t h0 = (item % g.items_per_plane) * g.rows_per_item;
       const int64_t h1 = std::min(g.H, h0 + g.rows_per_item);
       const int64_t offset = plane * g.H * g.W;
-      plane_rows_grad<P>(x + offset, h0, h1, g.H, g.W, static_cast<opmath_t>(go * wh),
-                         static_cast<opmath_t>(go * wv), grad + offset);
+      rows_grad<P>(x + offset, h0, h1, g.H, g.W, static_cast<opmath_t>(go * wh), static_cast<opmath_t>(go * wv),
+                   pairs.data(), grad + offset);
     }
   });
 }
@@ -189,6 +219,8 @@ at::Tensor total_variation_backward_cpu(const at::Tensor& grad_out_in, const at:
               ": grad_out must have shape [N] = [", x_in.size(0), "], got ", grad_out_in.sizes());
   TORCH_CHECK(at::isFloatingType(grad_out_in.scalar_type()), op,
               ": grad_out must be a floating-point tensor, got dtype ", grad_out_in.scalar_type());
+  TORCH_CHECK(grad_out_in.device() == x_in.device(), op, ": grad_out must be on the device of x (", x_in.device(),
+              "), got ", grad_out_in.device());
   const at::Tensor x = x_in.contiguous();
   const at::Tensor grad_out = grad_out_in.to(result_type(x.scalar_type())).contiguous();
   const Geometry g(x);
