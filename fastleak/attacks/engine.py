@@ -282,7 +282,7 @@ def _labels(observations: Sequence[Observation], model: nn.Module, config: Attac
             raise ValueError(f"labels must be None, 'recover', 'optimize' or label tensors, got {mode!r}")
         from fastleak import labels as label_recovery
 
-        found = [label_recovery.counts(obs, model, config.label_method) for obs in observations]
+        found = label_recovery.counts_many(observations, model, config.label_method)
         for c in found:
             log.info("labels recovered with %s: %s", c.method, c.labels.tolist())
         return "recover", [c.labels for c in found], found[0].method
