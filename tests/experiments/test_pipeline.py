@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+from fastleak.experiments import ExperimentSpec, run, simulate
+
+
+@pytest.mark.parametrize("mode, kind, pairs", [("fedsgd", "gradient", 1), ("fedavg", "update", 1),
+                                               ("multi-pair", "gradient", 3)])
+def test_simulate_builds_the_requested_observation(mode, kind, pairs):
+    spec = ExperimentSpec(model="lenet", batch=2, mode=mode, pairs=3, local_steps=2)
+    scenario = simulate(spec)
+    assert scenario.observation.kind == kind and scenario.observation.num_pairs == pairs
+    assert scenario.images.shape == (2, 3, 32, 32) and scenario.labels.shape == (2,)
+
+
+def test_defense_is_applied_to_the_observation():
+    plain = simulate(ExperimentSpec(model="lenet", batch=2))
+    pruned = simulate(ExperimentSpec(model="lenet", batch=2, defense="prune", defense_params={"ratio": 0.9}))
+    zeros = sum(int((t == 0).sum()) for t in pruned.observation.pairs[0].shared)
+    total = sum(t.numel() for t in pruned.observation.pairs[0].shared)
+    assert zeros >= 0.89 * total
+    assert not torch.equal(plain.observation.pairs[0].shared[0], pruned.observation.pairs[0].shared[0])
+
+
+def test_run_recovers_labels_and_scores_the_reconstruction():
+    spec = ExperimentSpec(model="lenet", batch=2, labels="unique", restarts=2, iterations=5)
+    outcome = run(spec)
+    assert outcome.evaluation.labels.exact
+    assert sorted(outcome.result.labels.tolist()) == sorted(outcome.scenario.labels.tolist())
+    assert len(outcome.evaluation.psnr_per_image) == 2
+
+
+def test_spec_rejects_unknown_and_invalid_options():
+    with pytest.raises(ValueError, match="unknown experiment option"):
+        ExperimentSpec.from_dict({"colour": 1})
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ExperimentSpec(mode="fedprox")
+    with pytest.raises(ValueError, match="batch must be a positive integer"):
+        ExperimentSpec(batch=0)
