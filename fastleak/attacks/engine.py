@@ -157,13 +157,8 @@ class _Problem:
         return torch.randn((self.Q, self.B, self.C), generator=self.generator).to(self.device)
 
     def distance(self, shared: list[Tensor], target: list[Tensor]) -> Tensor:
-        metric = self.config.distance
-        if self.P == 1:
-            return grad_distance(shared, [t[0] for t in target], metric, self.weights, batched=True)
-        rows = [grad_distance([s[p * self.R:(p + 1) * self.R] for s in shared],
-                              [t[p * self.R] for t in target], metric, self.weights, batched=True)
-                for p in range(self.P)]
-        return torch.cat(rows)
+        shared_target = [t[0] for t in target] if self.P == 1 else target
+        return grad_distance(shared, shared_target, self.config.distance, self.weights, batched=True)
 
     def objective(self, x: Tensor, soft: Tensor | None) -> Tensor:
         """The per-dummy-batch objective [Q]: gradient distance over all pairs plus priors."""

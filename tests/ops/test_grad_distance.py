@@ -407,3 +407,21 @@ def test_fallback_uses_reference_and_warns_once(monkeypatch, caplog, metric):
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "reference" in r.getMessage()]
     assert len(warnings) == 1
     assert not uses_compiled_partials(first)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("fn", [grad_distance, grad_distance_reference])
+def test_per_row_targets_equal_one_call_per_row(metric, fn):
+    g = torch.Generator().manual_seed(7)
+    rec = [torch.randn(3, 4, 5, generator=g, dtype=torch.float64, requires_grad=True),
+           torch.randn(3, 6, generator=g, dtype=torch.float64, requires_grad=True)]
+    target = [torch.randn(3, 4, 5, generator=g, dtype=torch.float64), torch.randn(3, 6, generator=g,
+                                                                                   dtype=torch.float64)]
+    out = fn(rec, target, metric, [1.0, 0.5], batched=True)
+    rows = torch.stack([grad_distance_reference([r[k] for r in rec], [t[k] for t in target], metric, [1.0, 0.5])
+                        for k in range(3)])
+    torch.testing.assert_close(out, rows, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad(out.sum(), rec)
+    want = torch.autograd.grad(rows.sum(), rec)
+    for a, b in zip(grads, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
