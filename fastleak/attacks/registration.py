@@ -35,7 +35,14 @@ def register_to_mean(x: Tensor, steps: int = 25, lr: float = 0.01, translation_o
             loss = (_warp(images, identity + delta * mask) - target).pow(2).mean()
             loss.backward()
             opt.step()
-    return (identity + delta.detach() * mask).view(r, b, 2, 3)
+    theta = identity + delta.detach() * mask
+    with torch.no_grad():
+        def per_image(t: Tensor) -> Tensor:
+            return (_warp(images, t) - target).pow(2).flatten(1).mean(1)
+
+        better = per_image(theta) < per_image(identity)
+    # Adam's normalised steps move even where the gradient vanishes: keep only real improvements.
+    return torch.where(better[:, None, None], theta, identity).view(r, b, 2, 3)
 
 
 def invert_affine(theta: Tensor) -> Tensor:
