@@ -22,3 +22,4 @@ $py benchmarks/bench_ops.py --device cuda --json "$out/bench_ops_cuda.json" 2>&1
 if [ -f benchmarks/bench_attack.py ]; then
   $py benchmarks/bench_attack.py --device cuda --json "$out/bench_attack_cuda.json" 2>&1 | tee "$out/bench_attack_cuda.txt"
 fi
+$py benchmarks/attack_speed_cuda.py --json "$out/attack_speed_cuda.json" 2>&1 | tee "$out/attack_speed_cuda.txt"
