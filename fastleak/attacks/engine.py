@@ -157,8 +157,9 @@ class _Problem:
         return torch.randn((self.Q, self.B, self.C), generator=self.generator).to(self.device)
 
     def distance(self, shared: list[Tensor], target: list[Tensor]) -> Tensor:
-        shared_target = [t[0] for t in target] if self.P == 1 else target
-        return grad_distance(shared, shared_target, self.config.distance, self.weights, batched=True)
+        if self.P == 1:
+            return grad_distance(shared, [t[0] for t in target], self.config.distance, self.weights, batched=True)
+        return grad_distance(shared, target, self.config.distance, self.weights, batched=True, row_targets=True)
 
     def objective(self, x: Tensor, soft: Tensor | None) -> Tensor:
         """The per-dummy-batch objective [Q]: gradient distance over all pairs plus priors."""

@@ -12,10 +12,10 @@ With per-tensor weights w_i (all 1 when ``weights`` is None):
 
 Shapes: every ``rec[i]`` has ``target[i]``'s shape and the result is a scalar. With
 ``batched=True`` every ``rec[i]`` has a leading restart dimension R (shape
-``[R, *target[i].shape]``), the target is shared, and the result has shape ``[R]``. When
-every ``target[i]`` also has the leading dimension R (the same shape as ``rec[i]``), row k of
-the result is the distance between row k of rec and row k of target: R independent problems
-(e.g. attacks on different observations) in one call.
+``[R, *target[i].shape]``), the target is shared, and the result has shape ``[R]``. With
+``batched=True, row_targets=True`` every ``target[i]`` has the leading dimension R too, and row
+k of the result is the distance between row k of rec and row k of target: R independent
+problems (e.g. attacks on different observations) in one call.
 
 Dtypes: float16, bfloat16, float32 and float64 are accepted; all tensors must share one dtype
 and one device. The result is float64 for float64 inputs and float32 otherwise. The sums are
@@ -174,13 +174,15 @@ def _finish(partials: Tensor, metric_fn, weights: Tensor | None, batched: bool) 
     return out if batched else out[0]
 
 
-def _row_targets(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> bool:
-    return batched and len(rec) == len(target) and all(
-        isinstance(r, Tensor) and isinstance(t, Tensor) and t.dim() == r.dim() for r, t in zip(rec, target))
-
-
-def _split_rows(rec: Sequence[Tensor], target: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor], int]:
+def _split_rows(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> tuple[list[Tensor], list[Tensor], int]:
     """Rows of per-row batched lists as one unbatched list of R*N tensors, row-major."""
+    if not batched:
+        raise ValueError("grad_distance: row_targets=True needs batched=True")
+    _check_sequences(rec, target)
+    for i, (r, t) in enumerate(zip(rec, target)):
+        if not isinstance(r, Tensor) or not isinstance(t, Tensor) or r.dim() == 0 or t.dim() == 0:
+            raise ValueError(f"grad_distance: with row_targets=True, rec[{i}] and target[{i}] must be tensors "
+                             "with a leading row dimension")
     rows = rec[0].shape[0]
     for i, (r, t) in enumerate(zip(rec, target)):
         if r.shape[0] != rows or t.shape[0] != rows:
@@ -190,11 +192,12 @@ def _split_rows(rec: Sequence[Tensor], target: Sequence[Tensor]) -> tuple[list[T
 
 
 def grad_distance_reference(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str = "l2",
-                            weights: Sequence[float] | Tensor | None = None, *, batched: bool = False) -> Tensor:
+                            weights: Sequence[float] | Tensor | None = None, *, batched: bool = False,
+                            row_targets: bool = False) -> Tensor:
     """Pure-PyTorch grad_distance; defines the semantics (see the module docstring)."""
     metric_fn = _metric_fn(metric)
-    if _row_targets(rec, target, batched):
-        flat_rec, flat_target, rows = _split_rows(rec, target)
+    if row_targets:
+        flat_rec, flat_target, rows = _split_rows(rec, target, batched)
         _check_inputs(flat_rec, flat_target, False)
         w = _weights_tensor(weights, len(rec), _result_dtype(rec[0].dtype), rec[0].device)
         return metric_fn(_partials_reference(flat_rec, flat_target, False).view(rows, len(rec), 4), w)
@@ -205,18 +208,19 @@ def grad_distance_reference(rec: Sequence[Tensor], target: Sequence[Tensor], met
 
 
 def grad_distance(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str = "l2",
-                  weights: Sequence[float] | Tensor | None = None, *, batched: bool = False) -> Tensor:
+                  weights: Sequence[float] | Tensor | None = None, *, batched: bool = False,
+                  row_targets: bool = False) -> Tensor:
     """Distance between gradients ``rec`` and ``target`` (lists of tensors); see the module docstring.
 
     Uses the fused compiled kernels when fastleak._C is loaded, the pure-PyTorch reference otherwise.
     """
     if not _ext.compiled_ops_available():
-        return grad_distance_reference(rec, target, metric, weights, batched=batched)
+        return grad_distance_reference(rec, target, metric, weights, batched=batched, row_targets=row_targets)
     metric_fn = _metric_fn(metric)
     _check_sequences(rec, target)
     w = _weights_tensor(weights, len(rec), _result_dtype(rec[0].dtype), rec[0].device)
-    if _row_targets(rec, target, batched):
-        flat_rec, flat_target, rows = _split_rows(rec, target)
+    if row_targets:
+        flat_rec, flat_target, rows = _split_rows(rec, target, batched)
         partials = _Partials.apply(False, len(flat_rec), *flat_rec, *flat_target)
         return metric_fn(partials.view(rows, len(rec), 4), w)
     # The op checks every tensor's dtype, device and shape itself (TORCH_CHECK).

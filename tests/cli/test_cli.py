@@ -83,11 +83,11 @@ def test_audit_attacks_a_saved_observation_with_a_user_model(saved_observation):
 def test_interrupted_attack_resumes_from_its_checkpoint(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-m", "fastleak", "attack", "--model", "lenet", "--batch", "1", "--preset", "inverting",
-            "--restarts", "1", "--iterations", "400", "--option", "checkpoint_every=5", "--out", "runs"]
+            "--restarts", "1", "--iterations", "150", "--option", "checkpoint_every=2", "--out", "runs"]
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and not list((tmp_path / "runs").glob("*/checkpoint.pt")):
-        time.sleep(0.5)
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -96,7 +96,7 @@ def test_interrupted_attack_resumes_from_its_checkpoint(tmp_path):
     assert not (run / "metrics.json").exists()
     resumed = fastleak("attack", "--resume", str(run), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((run / "metrics.json").read_text())["iterations"] == 400
+    assert json.loads((run / "metrics.json").read_text())["iterations"] == 150
 
 
 @pytest.mark.parametrize("args, message", [

@@ -417,7 +417,7 @@ def test_per_row_targets_equal_one_call_per_row(metric, fn):
            torch.randn(3, 6, generator=g, dtype=torch.float64, requires_grad=True)]
     target = [torch.randn(3, 4, 5, generator=g, dtype=torch.float64), torch.randn(3, 6, generator=g,
                                                                                    dtype=torch.float64)]
-    out = fn(rec, target, metric, [1.0, 0.5], batched=True)
+    out = fn(rec, target, metric, [1.0, 0.5], batched=True, row_targets=True)
     rows = torch.stack([grad_distance_reference([r[k] for r in rec], [t[k] for t in target], metric, [1.0, 0.5])
                         for k in range(3)])
     torch.testing.assert_close(out, rows, rtol=1e-12, atol=1e-12)
@@ -425,3 +425,11 @@ def test_per_row_targets_equal_one_call_per_row(metric, fn):
     want = torch.autograd.grad(rows.sum(), rec)
     for a, b in zip(grads, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_row_targets_needs_batched_and_equal_rows():
+    rec = [torch.zeros(3, 2)]
+    with pytest.raises(ValueError, match="row_targets=True needs batched=True"):
+        grad_distance(rec, [torch.zeros(3, 2)], row_targets=True)
+    with pytest.raises(ValueError, match="same leading dimension 3"):
+        grad_distance(rec, [torch.zeros(2, 2)], batched=True, row_targets=True)
