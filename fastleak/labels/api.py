@@ -38,14 +38,40 @@ def _check_applicable(method: registry.Method, ev: Evidence, rows: list[int], si
                              f"{sizes[i]} > {ev.num_classes} classes")
 
 
+def combine_pairs(estimates: torch.Tensor, obs_index: torch.Tensor, num_obs: int, how: str = "median") -> torch.Tensor:
+    """Per-observation counts [N, C] from per-pair estimates [P, C] (``obs_index`` [P] maps rows).
+
+    ``median``: the element-wise median over an observation's pairs (the mean of the two middle
+    values for an even number), robust to one pair whose state gives a poor estimate;
+    ``mean``: their average.
+    """
+    c = estimates.shape[1]
+    per_obs = torch.bincount(obs_index, minlength=num_obs)
+    if how == "mean":
+        total = torch.zeros(num_obs, c, dtype=estimates.dtype, device=estimates.device)
+        return total.index_add_(0, obs_index, estimates) / per_obs.clamp_min(1)[:, None]
+    order = torch.sort(obs_index, stable=True).indices
+    start = torch.cumsum(per_obs, 0) - per_obs
+    slot = torch.arange(len(order), device=order.device) - start[obs_index[order]]
+    table = torch.full((num_obs, int(per_obs.max()), c), float("nan"), dtype=estimates.dtype,
+                       device=estimates.device)
+    table[obs_index[order], slot] = estimates[order]
+    ranked = torch.sort(table, dim=1).values  # NaN padding sorts last
+    lo = ((per_obs - 1).clamp_min(0) // 2)[:, None, None].expand(-1, 1, c)
+    hi = (per_obs // 2).clamp_max(ranked.shape[1] - 1)[:, None, None].expand(-1, 1, c)
+    hi = torch.where(per_obs[:, None, None] % 2 == 1, lo, hi)
+    return 0.5 * (ranked.gather(1, lo) + ranked.gather(1, hi)).squeeze(1)
+
+
 def counts_many(observations: Sequence[Observation], model: nn.Module, method: str = "auto", *,
                 num_samples: Sequence[int | None] | int | None = None,
                 config: LabelConfig | None = None) -> tuple[LabelCounts, ...]:
     """Label counts of many observations at once, with batched tensor math over all of them.
 
     Every pair of every observation is one row of the evidence; a method estimates float
-    counts for all rows together, the rows of one observation are averaged, and each
-    observation's estimates are rounded (largest remainder) to exactly its batch size.
+    counts for all rows together, the rows of one observation are combined (element-wise
+    median by default, ``LabelConfig.combine``), and each observation's estimates are rounded
+    (largest remainder) to exactly its batch size.
     """
     if isinstance(observations, Observation):
         raise TypeError("observations must be a sequence of Observation; use counts() for one")
@@ -78,9 +104,7 @@ def counts_many(observations: Sequence[Observation], model: nn.Module, method: s
         rows = sel.nonzero().squeeze(1)
         sub = ev.subset(rows)
         est = spec.estimate(sub, config).double()
-        estimates.index_add_(0, sub.obs_index, est)
-    pairs = torch.bincount(ev.obs_index, minlength=n).double()
-    estimates /= pairs[:, None]
+        estimates[obs_rows] = combine_pairs(est, sub.obs_index, n, config.combine)[obs_rows]
     totals = torch.tensor(sizes, dtype=torch.long, device=estimates.device)
     rounded = largest_remainder(estimates, totals)
     return tuple(LabelCounts(estimates=estimates[i], counts=rounded[i], method=chosen[i],

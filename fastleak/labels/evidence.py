@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from fastleak.federated.observation import Observation
+from fastleak.federated import Observation, local_schedule
 from fastleak.models import final_linear, final_linear_param_names
 
 log = logging.getLogger("fastleak.labels")
@@ -103,8 +103,6 @@ def mean_gradient_scale(obs: Observation, num_samples: int) -> float:
         raise ValueError(f"observation.kind must be 'gradient' or 'update', got {obs.kind!r}")
     if obs.local_lr is None or not obs.local_lr > 0:
         raise ValueError(f"an update observation needs local_lr > 0, got {obs.local_lr!r}")
-    from fastleak.federated import local_schedule
-
     schedule = local_schedule(num_samples, obs.local_steps, obs.local_batch_size, obs.local_epochs)
     if obs.reduction == "mean":
         return -1.0 / (obs.local_lr * len(schedule))

@@ -16,14 +16,19 @@ class LabelConfig:
     ``trajectory_points``: model states, evenly spaced between the start and the end of a
     local-training run, at which statistics of an update are averaged; None picks
     ``min(local_steps, 5)`` for updates (gradients always use their one state).
+    ``combine``: how the count estimates of an observation's pairs are merged: "median"
+    (element-wise; robust to a pair whose model state gives a poor estimate) or "mean".
     """
 
     num_dummies: int = 64
     dummy_seed: int = 0
     dummies: torch.Tensor | None = None
     trajectory_points: int | None = None
+    combine: str = "median"
 
     def __post_init__(self) -> None:
+        if self.combine not in ("median", "mean"):
+            raise ValueError(f"LabelConfig.combine must be 'median' or 'mean', got {self.combine!r}")
         if self.num_dummies < 1:
             raise ValueError(f"LabelConfig.num_dummies must be >= 1, got {self.num_dummies}")
         if self.trajectory_points is not None and self.trajectory_points < 1:
