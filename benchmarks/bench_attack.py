@@ -20,6 +20,10 @@ Cases:
   5. scaling: fastleak's time per iteration against B (R=1) and R (B=4), convnet width 32,
      plotted to ``benchmarks/scaling.png`` (``--plot``).
 
+Timing: 1 warm-up and 3 timed iterations per case (case 4: 3 and 10), the median time of the
+timed iterations; case 2 times the whole runs. ``--threads`` sets torch's intra-op threads in
+every worker; on a machine shared with other jobs, 1 thread avoids OpenMP oversubscription.
+
 The first-iteration objective of both sides is printed and compared (relative tolerance
 1e-4). For Adam that is the objective at the initial images; fastleak's L-BFGS records the
 objective after each step while ``torch.optim.LBFGS.step`` returns it before the step, so for
@@ -32,6 +36,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,9 +92,9 @@ def cases(quick: bool) -> list[Case]:
     dlg = dict(labels="recover", lbfgs_inner=1)
     w1 = Workload(batch=2 if quick else 4, restarts=2 if quick else 8, **conv, **warm)
     w2 = Workload(model="lenet", batch=1, restarts=1, attacks=4 if quick else 32, preset="dlg", warmup=0,
-                  timed=10 if quick else 100, overrides=dlg)
+                  timed=10 if quick else 100, overrides=dlg)  # timed as whole runs
     w3 = Workload(model="resnet18", batch=2 if quick else 8, restarts=2 if quick else 4, preset="inverting", **warm)
-    w4 = Workload(batch=4, restarts=1, **conv, **warm)
+    w4 = Workload(batch=4, restarts=1, **conv, **(warm if quick else dict(warmup=3, timed=10)))
     out = [
         Case(f"1 inverting {_label(w1)}", "iterate", w1, ("fastleak", "eager"), 2.0),
         Case(f"2 dlg {w2.model} {w2.attacks} attacks x {w2.iterations} its", "sweep", w2, ("fastleak", "eager"), 4.0),
@@ -135,10 +140,12 @@ def _setup(w: Workload):
 
 
 def _steady(stamps: list[float], warmup: int, timed: int) -> float:
-    """Seconds per iteration over the timed iterations (stamps[k] is taken after step k+1)."""
+    """Median seconds per iteration over the timed iterations (stamps[k] is taken after step k+1);
+    the median keeps a load spike from other processes on the machine out of the result."""
     if warmup == 0:
         raise ValueError("steady-state timing needs at least one warm-up iteration")
-    return (stamps[warmup + timed - 1] - stamps[warmup - 1]) / timed
+    window = stamps[warmup - 1:warmup + timed]
+    return statistics.median(b - a for a, b in zip(window, window[1:]))
 
 
 def _run_fastleak(w: Workload, device: torch.device, model, observations, labels, config,
