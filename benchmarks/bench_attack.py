@@ -1,0 +1,436 @@
+"""End-to-end attack speed: fastleak's batched engine against the eager reference, in one run.
+
+    python benchmarks/bench_attack.py --json out.json [--device cpu|cuda] [--quick] [--threads N]
+                                      [--only NAME] [--profile table.txt]
+
+Both sides attack the same model, the same real images (``fastleak.data``), the same FedSGD
+observation, with the same preset, iterations, seed and the true labels (so only the
+optimisation is measured). Every case side runs in its own subprocess, so its peak memory
+(max RSS, and peak CUDA memory on a GPU) is its own.
+
+Cases:
+  1. inverting, convnet width 32, CIFAR-10, B=4, R=8: attack iterations per second
+     (one attack iteration advances all R restarts by one step; the eager side runs the
+     restarts one after another, so its time per attack iteration is the sum over restarts).
+  2. DLG sweep: 32 independent single-image attacks on LeNet, 100 L-BFGS iterations each
+     (fastleak: one ``attack_many`` call; eager: 32 attacks one after another): attacks per minute.
+  3. inverting, ResNet-18, CIFAR-10, B=8, R=4: attack iterations per second.
+  4. limit ratio: one fastleak attack iteration (convnet width 32, B=4, R=1) over one plain
+     training step (forward + backward) on the same batch.
+  5. scaling: fastleak's time per iteration against B (R=1) and R (B=4), convnet width 32,
+     plotted to ``benchmarks/scaling.png`` (``--plot``).
+
+Timing: 1 warm-up and 3 timed iterations per case (case 4: 3 and 10), the median time of the
+timed iterations; case 2 times the whole runs. Two clocks are reported: wall time (the targets
+are judged on it) and the worker's CPU time, which other jobs on a shared machine disturb much
+less (with one thread it is the time on an otherwise idle core; on a GPU only wall time counts).
+``--threads`` sets torch's intra-op threads in every worker; on a machine shared with other
+jobs, 1 thread avoids OpenMP oversubscription.
+
+The first-iteration objective of both sides is printed and compared (relative tolerance
+1e-4). For Adam that is the objective at the initial images; fastleak's L-BFGS records the
+objective after each step while ``torch.optim.LBFGS.step`` returns it before the step, so for
+L-BFGS the engine's first record is compared with the eager side's second.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+LOSS_RTOL = 1e-4
+DATA_SEED, MODEL_SEED, ATTACK_SEED = 0, 0, 1
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One attack setting: ``attacks`` observations of ``batch`` images, ``restarts`` each."""
+
+    model: str
+    batch: int
+    restarts: int
+    preset: str
+    warmup: int
+    timed: int
+    width: int | None = None
+    attacks: int = 1
+    dataset: str = "cifar10"
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def iterations(self) -> int:
+        return self.warmup + self.timed
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    kind: str            # "iterate": time per iteration; "sweep": whole runs; "limit": vs a training step
+    workload: Workload
+    sides: tuple[str, ...]
+    target: float | None  # speed-up over eager (iterate, sweep) or the largest attack/train ratio (limit)
+
+
+def _label(w: Workload) -> str:
+    width = f"-w{w.width}" if w.width is not None else ""
+    return f"{w.model}{width} B{w.batch} R{w.restarts}"
+
+
+def cases(quick: bool) -> list[Case]:
+    """The benchmark's cases; ``quick`` shrinks every one of them to a smoke-test size."""
+    conv = dict(model="convnet", width=8 if quick else 32, preset="inverting")
+    warm = dict(warmup=1, timed=2) if quick else dict(warmup=1, timed=3)
+    dlg = dict(labels="recover", lbfgs_inner=1)
+    w1 = Workload(batch=2 if quick else 4, restarts=2 if quick else 8, **conv, **warm)
+    w2 = Workload(model="lenet", batch=1, restarts=1, attacks=4 if quick else 32, preset="dlg", warmup=0,
+                  timed=10 if quick else 100, overrides=dlg)  # timed as whole runs
+    w3 = Workload(model="resnet18", batch=2 if quick else 8, restarts=2 if quick else 4, preset="inverting", **warm)
+    w4 = Workload(batch=4, restarts=1, **conv, **(warm if quick else dict(warmup=3, timed=10)))
+    out = [
+        Case(f"1 inverting {_label(w1)}", "iterate", w1, ("fastleak", "eager"), 2.0),
+        Case(f"2 dlg {w2.model} {w2.attacks} attacks x {w2.iterations} its", "sweep", w2, ("fastleak", "eager"), 4.0),
+        Case(f"3 inverting {_label(w3)}", "iterate", w3, ("fastleak", "eager"), 1.3),
+        Case(f"4 limit {_label(w4)}", "limit", w4, ("fastleak", "eager", "train"), 3.0),
+    ]
+    batches, restarts = ((1, 4), (1, 4)) if quick else ((1, 4, 16, 64), (1, 4, 16))
+    scaling = [Workload(batch=b, restarts=1, **conv, **warm) for b in batches]
+    scaling += [Workload(batch=4, restarts=r, **conv, **warm) for r in restarts if r != 1]
+    out += [Case(f"5 scaling {_label(w)}", "scale", w, ("fastleak",), None) for w in scaling]
+    return out
+
+
+# ---------------------------------------------------------------- worker (one case side per process)
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _setup(w: Workload):
+    import fastleak.data as data
+    import fastleak.models as models
+    from fastleak.attacks import PRESETS
+    from fastleak.federated import fedsgd
+
+    kw = {"width": w.width} if w.width is not None else {}
+    model = models.build(w.model, data.num_classes(w.dataset), seed=MODEL_SEED, **kw)
+    x, y = data.load(w.dataset, w.attacks * w.batch, seed=DATA_SEED)
+    xs, ys = x.split(w.batch), list(y.split(w.batch))
+    observations = [fedsgd(model, xi, yi) for xi, yi in zip(xs, ys)]
+    config = PRESETS.get(w.preset).replace(iterations=w.iterations, record_every=1, **w.overrides)
+    return model, observations, ys, config, (xs[0], ys[0])
+
+
+CLOCKS = ("wall", "cpu")  # time.perf_counter, and this process's CPU time (time.process_time)
+
+
+def _now() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float]) -> list[float]:
+    return [now - then for now, then in zip(_now(), start)]
+
+
+def _steady(stamps: list[list[float]], warmup: int, timed: int, clock: int) -> float:
+    """Median seconds per iteration over the timed iterations (stamps[k] is taken after step k+1);
+    the median keeps a load spike from other processes on the machine out of the result."""
+    if warmup == 0:
+        raise ValueError("steady-state timing needs at least one warm-up iteration")
+    window = [stamp[clock] for stamp in stamps[warmup - 1:warmup + timed]]
+    return statistics.median(b - a for a, b in zip(window, window[1:]))
+
+
+def _run_fastleak(w: Workload, device: torch.device, model, observations, labels, config,
+                  profiler=None) -> dict:
+    from fastleak.attacks import attack_many
+
+    stamps: list[list[float]] = []
+    first: list[torch.Tensor] = []
+
+    def callback(step: int, losses: torch.Tensor) -> None:
+        _sync(device)
+        stamps.append(_since(start))
+        if step == 1:
+            first.append(losses.detach().cpu())
+        if profiler is not None:
+            profiler.step()
+
+    start = _now()
+    attack_many(observations, model, config, labels=labels, restarts=w.restarts, seed=ATTACK_SEED, device=device,
+                callback=callback)
+    _sync(device)
+    return {"first_losses": first[0].tolist(), "total": _since(start), "stamps": stamps}
+
+
+def _run_eager(w: Workload, device: torch.device, model, observations, labels, config) -> dict:
+    from eager_reference import eager_attack_many
+
+    stamps: dict[str, list[list[float]]] = {}
+
+    def on_step(p: int, r: int, step: int, loss: torch.Tensor) -> None:
+        _sync(device)
+        stamps.setdefault(f"{p},{r}", []).append(_since(start))
+
+    start = _now()
+    results = eager_attack_many(observations, model, config, labels, restarts=w.restarts, seed=ATTACK_SEED,
+                                device=device, on_step=on_step)
+    _sync(device)
+    total = _since(start)
+    column = 1 if config.optimizer == "lbfgs" else 0
+    first = torch.cat([res.losses[:, column] for res in results])
+    return {"first_losses": first.tolist(), "total": total, "stamps": stamps}
+
+
+def _run_train(w: Workload, device: torch.device, model, batch) -> dict:
+    from fastleak.federated import client_loss
+
+    model = model.to(device)
+    x, y = (t.to(device) for t in batch)
+    stamps = []
+    start = _now()
+    for _ in range(w.iterations):
+        model.zero_grad(set_to_none=True)
+        client_loss(model(x), y).backward()
+        _sync(device)
+        stamps.append(_since(start))
+    return {"total": stamps[-1], "stamps": stamps}
+
+
+def worker(case: Case, side: str, device: torch.device, profile_path: str | None) -> dict:
+    w = case.workload
+    model, observations, labels, config, batch = _setup(w)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rss_before = _rss_mib()
+    if side == "fastleak" and profile_path:
+        from torch.profiler import ProfilerActivity, profile, schedule
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        # the callback steps the profiler after every attack iteration: skip the first, record the second
+        with profile(activities=activities, schedule=schedule(wait=1, warmup=0, active=1),
+                     record_shapes=True) as prof:
+            out = _run_fastleak(w, device, model, observations, labels, config.replace(iterations=2), profiler=prof)
+        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        with open(profile_path, "w") as f:
+            f.write(prof.key_averages().table(sort_by=sort, row_limit=20) + "\n")
+            f.write(prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=20) + "\n")
+        return out
+    if side == "fastleak":
+        out = _run_fastleak(w, device, model, observations, labels, config)
+    elif side == "eager":
+        out = _run_eager(w, device, model, observations, labels, config)
+    else:
+        out = _run_train(w, device, model, batch)
+    out["rss_before_mib"] = rss_before
+    out["rss_peak_mib"] = _peak_rss_mib()
+    out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    return out
+
+
+# ---------------------------------------------------------------- parent
+
+def run_side(case: Case, side: str, args, profile_path: str | None = None) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        out_path = tmp.name
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", case.name, "--side", side, "--worker-out",
+           out_path, "--device", args.device, "--threads", str(args.threads)]
+    cmd += ["--quick"] if args.quick else []
+    cmd += ["--profile", profile_path] if profile_path else []
+    try:
+        subprocess.run(cmd, check=True)
+        with open(out_path) as f:
+            return json.load(f)
+    finally:
+        os.unlink(out_path)
+
+
+def seconds_per_iteration(case: Case, side: str, result: dict, clock: int) -> float:
+    w = case.workload
+    if side == "eager":
+        return sum(_steady(stamps, w.warmup, w.timed, clock) for stamps in result["stamps"].values())
+    return _steady(result["stamps"], w.warmup, w.timed, clock)
+
+
+def _first_stamp(result: dict) -> list[float]:
+    stamps = result["stamps"]
+    return (stamps["0,0"] if isinstance(stamps, dict) else stamps)[0]
+
+
+def compare_losses(a: list[float], b: list[float]) -> float:
+    ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    return float(((ta - tb).abs() / tb.abs().clamp_min(1e-12)).max())
+
+
+def _fmt(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in values) + "]"
+
+
+def _timing(case: Case, results: dict[str, dict], clock: int) -> dict:
+    w = case.workload
+    out: dict = {}
+    if case.kind == "sweep":
+        out["total_s"] = {side: r["total"][clock] for side, r in results.items()}
+        out["attacks_per_min"] = {side: w.attacks / t * 60 for side, t in out["total_s"].items()}
+        out["ratio"] = out["attacks_per_min"]["fastleak"] / out["attacks_per_min"]["eager"]
+    else:
+        out["s_per_it"] = {side: seconds_per_iteration(case, side, r, clock) for side, r in results.items()}
+        t = out["s_per_it"]
+        if case.kind == "iterate":
+            out["ratio"] = t["eager"] / t["fastleak"]
+        elif case.kind == "limit":
+            out["ratio"] = t["fastleak"] / t["train"]
+            out["eager_ratio"] = t["eager"] / t["train"]
+    if case.target is not None:
+        out["met"] = out["ratio"] <= case.target if case.kind == "limit" else out["ratio"] >= case.target
+    return out
+
+
+def summarize(case: Case, results: dict[str, dict]) -> dict:
+    """One case's row; ``ratio`` and ``met`` are on the wall clock, ``timing`` holds both clocks."""
+    row: dict = {"case": case.name, "kind": case.kind, "workload": asdict(case.workload), "target": case.target,
+                 "memory": {side: {k: r.get(k) for k in ("rss_before_mib", "rss_peak_mib", "cuda_peak_mib")}
+                            for side, r in results.items()},
+                 "cold_s": {side: _first_stamp(r)[0] for side, r in results.items()},
+                 "timing": {name: _timing(case, results, clock) for clock, name in enumerate(CLOCKS)}}
+    row["ratio"] = row["timing"]["wall"].get("ratio")
+    row["met"] = row["timing"]["wall"].get("met")
+    if "fastleak" in results and "eager" in results:
+        row["first_losses"] = {side: results[side]["first_losses"] for side in ("fastleak", "eager")}
+        row["loss_max_rel_diff"] = compare_losses(results["fastleak"]["first_losses"],
+                                                  results["eager"]["first_losses"])
+        row["losses_agree"] = row["loss_max_rel_diff"] <= LOSS_RTOL
+    return row
+
+
+def print_row(row: dict) -> None:
+    mem = ", ".join(f"{side} {m['rss_peak_mib']:.0f} MiB (+{m['rss_peak_mib'] - m['rss_before_mib']:.0f})"
+                    + (f" cuda {m['cuda_peak_mib']:.0f} MiB" if m["cuda_peak_mib"] is not None else "")
+                    for side, m in row["memory"].items())
+    print(f"[{row['case']}]")
+    for clock in CLOCKS:
+        t = row["timing"][clock]
+        if row["kind"] == "sweep":
+            speed = ", ".join(f"{side} {t['attacks_per_min'][side]:.2f} attacks/min ({t['total_s'][side]:.1f} s)"
+                              for side in t["total_s"])
+        else:
+            speed = ", ".join(f"{side} {v * 1e3:.1f} ms/it" for side, v in t["s_per_it"].items())
+        verdict = ""
+        if "met" in t:
+            op = "<=" if row["kind"] == "limit" else ">="
+            verdict = f"; ratio {t['ratio']:.2f} (target {op} {row['target']}: {'met' if t['met'] else 'MISSED'})"
+        print(f"    {clock:4s} {speed}{verdict}")
+    print(f"    peak RSS: {mem}")
+    if "first_losses" in row:
+        print(f"    first-iteration losses fastleak {_fmt(row['first_losses']['fastleak'])}")
+        print(f"    first-iteration losses eager    {_fmt(row['first_losses']['eager'])}")
+        print(f"    max relative difference {row['loss_max_rel_diff']:.2e} "
+              f"({'agree' if row['losses_agree'] else 'DISAGREE'} at {LOSS_RTOL:g})")
+    sys.stdout.flush()
+
+
+def plot_scaling(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scale = [r for r in rows if r["kind"] == "scale"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, fixed, label in ((axes[0], "batch", ("restarts", 1), "batch size B (R=1)"),
+                                  (axes[1], "restarts", ("batch", 4), "restarts R (B=4)")):
+        points = sorted((r["workload"][key], r["timing"]) for r in scale if r["workload"][fixed[0]] == fixed[1])
+        xs = [p[0] for p in points]
+        for clock, style in zip(CLOCKS, ("o-", "s:")):
+            ys = [p[1][clock]["s_per_it"]["fastleak"] for p in points]
+            ax.loglog(xs, ys, style, label=f"fastleak ({clock} clock)")
+        ax.loglog(xs, [ys[0] * x / xs[0] for x in xs], "--", color="gray", label="linear in the first point (cpu)")
+        ax.set_xlabel(label)
+        ax.set_ylabel("seconds per attack iteration")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle("fastleak attack iteration time, convnet, inverting preset")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", default=None, help="write results to this JSON file")
+    ap.add_argument("--plot", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "scaling.png"),
+                    help="where the scaling plot goes (default: benchmarks/scaling.png)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the harness")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                    help="torch intra-op threads in every case (default: torch's default)")
+    ap.add_argument("--only", default=None, help="run only cases whose name contains this")
+    ap.add_argument("--profile", default=None, help="write the torch.profiler table of one fastleak "
+                                                     "iteration of case 1 to this file")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--side", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    all_cases = cases(args.quick)
+
+    if args.worker is not None:
+        case = next(c for c in all_cases if c.name == args.worker)
+        out = worker(case, args.side, torch.device(args.device), args.profile)
+        with open(args.worker_out, "w") as f:
+            json.dump(out, f)
+        return 0
+
+    import fastleak.ops  # noqa: F401  (checks that the compiled ops load before spawning workers)
+
+    load = os.getloadavg()
+    print(f"device {args.device}, torch {torch.__version__}, {args.threads} thread(s), "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    rows = []
+    for case in all_cases:
+        if args.only and args.only not in case.name:
+            continue
+        row = summarize(case, {side: run_side(case, side, args) for side in case.sides})
+        print_row(row)
+        rows.append(row)
+    if args.profile:
+        case = all_cases[0]
+        run_side(case, "fastleak", args, profile_path=os.path.abspath(args.profile))
+        print(f"profile of one fastleak iteration of [{case.name}] written to {args.profile}")
+    load_after = os.getloadavg()
+    if any(r["kind"] == "scale" for r in rows):
+        plot_scaling(rows, args.plot)
+        print(f"scaling plot written to {args.plot}")
+    if args.json:
+        meta = {"device": args.device, "torch": torch.__version__, "threads": args.threads, "quick": args.quick,
+                "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                "load_average_before": load, "load_average_after": load_after,
+                "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
