@@ -232,8 +232,8 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
     model = copy.deepcopy(model).to(device)
 
     label_mode, fixed, method = _labels(observations, model, config, labels)
-    if label_mode == "optimize":
-        config = config.replace(labels="optimize")
+    # the run optimises soft labels only when asked to; given or recovered labels are fixed
+    config = config.replace(labels="optimize" if label_mode == "optimize" else "recover")
     problem = _Problem(model, [_to_device(o, device) for o in observations], config, restarts, fixed, seed, device)
     start = time.perf_counter()
     run = _AdamRun(problem) if config.optimizer == "adam" else _LBFGSRun(problem)

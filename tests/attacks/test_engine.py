@@ -173,3 +173,10 @@ def test_bad_inputs_get_clear_errors(convnet_case, lenet_case):
         torch.full_like(t, float("nan")) for t in obs.pairs[0].shared)),))
     with pytest.raises(ValueError, match="NaN or inf"):
         attack(poisoned, model, "inverting", labels=y)
+
+
+def test_given_labels_override_a_preset_that_optimises_labels(lenet_case):
+    model, x, y, obs = lenet_case
+    res = attack(obs, model, "dlg", labels=y, restarts=1, iterations=1, lbfgs_inner=2)
+    assert res.config.labels == "recover" and res.label_method == "given"
+    assert torch.equal(res.labels, y)

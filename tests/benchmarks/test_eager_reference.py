@@ -91,8 +91,6 @@ def test_priors_and_layer_weights_match_the_engine(convnet_case):
     torch.testing.assert_close(eager.losses, fast.history.T, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: labels passed to attack() are ignored when the preset's "
-                                       "labels field is 'optimize' (the dlg preset): soft labels are optimised")
 def test_dlg_preset_with_given_labels_matches_the_engine(lenet_case):
     model, y, obs = lenet_case
     fast = attack(obs, model, "dlg", labels=y, restarts=2, iterations=STEPS, seed=3, record_every=1, lbfgs_inner=1)
