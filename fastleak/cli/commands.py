@@ -183,7 +183,7 @@ def _summary(spec, outcome, metrics: dict[str, Any], run_dir: Path) -> None:
 
 # Sized for two CPU cores: the ConvNet's double backward costs several training steps per iteration.
 DEMO = {"dataset": "cifar10", "model": "convnet", "model_options": {"width": 16}, "batch": 4, "labels": "random",
-        "mode": "fedsgd", "preset": "inverting", "restarts": 2, "iterations": 150, "seed": 0}
+        "mode": "fedsgd", "preset": "inverting", "restarts": 2, "iterations": 300, "seed": 0}
 DEMO_FAST = {**DEMO, "model_options": {"width": 8}, "restarts": 1, "iterations": 20}
 
 
