@@ -4,8 +4,8 @@
     recover(obs, model, method="auto") -> LongTensor     # sorted labels, one per sample
     counts_many(observations, model, ...)                # batched over many observations
 
-Methods (``METHODS``): idlg, yin, llg, bias, geng, ilrg, and auto, which runs iDLG for one
-sample, iLRG when the final layer has a bias, Geng et al. otherwise.
+Methods (``METHODS``): idlg, yin, llg, bias, geng, geng_bias, ilrg, and auto, which runs iDLG
+for one sample, geng_bias when the final layer has a bias, geng otherwise (``choose``).
 """
 from fastleak.labels import geng as _geng  # noqa: F401  (registers)
 from fastleak.labels import ilrg as _ilrg  # noqa: F401

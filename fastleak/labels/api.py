@@ -17,11 +17,13 @@ log = logging.getLogger("fastleak.labels")
 
 
 def choose(num_samples: int, has_bias: bool) -> str:
-    """What ``method="auto"`` runs: iDLG for one sample, iLRG when the final layer has a
-    (shared) bias, Geng et al. otherwise."""
+    """What ``method="auto"`` runs: iDLG for one sample; with a (shared) final-layer bias,
+    ``geng_bias``, which matched or beat iLRG and Geng's weight-based estimate in the benchmark
+    (benchmarks/RESULTS_labels.md), notably with BatchNorm batch statistics and B >= C; Geng
+    et al. on the weight gradient otherwise."""
     if num_samples == 1:
         return "idlg"
-    return "ilrg" if has_bias else "geng"
+    return "geng_bias" if has_bias else "geng"
 
 
 def _check_applicable(method: registry.Method, ev: Evidence, rows: list[int], sizes: list[int]) -> None:

@@ -19,6 +19,19 @@ def geng(ev: Evidence, config: LabelConfig) -> torch.Tensor:
     uses the product of the two means; the mean of the product is the same estimate with the
     correlation between confidence and feature size kept.)
     """
-    a, obar = dummy_statistics(ev, config)
+    a, obar, _ = dummy_statistics(ev, config)
     g = fc_row_stats(ev.grad_w)[0].double()
     return ev.num_samples[:, None].double() * (a - g) / obar[:, None]
+
+
+@register("geng_bias", needs_bias=True)
+def geng_bias(ev: Evidence, config: LabelConfig) -> torch.Tensor:
+    """Geng et al.'s estimator on the FC bias, a weight on the constant feature 1:
+    n_c = B·(mean_k p̂_kc − Δb_c) on dummy inputs.
+
+    With mean reduction Δb_c = mean_k p_kc − n_c/B exactly, so only the batch's mean softmax
+    output is approximated; the variation of the feature sums across samples, which limits
+    ``geng``, does not enter.
+    """
+    _, _, pbar = dummy_statistics(ev, config)
+    return ev.num_samples[:, None].double() * (pbar - ev.grad_b.double())

@@ -4,8 +4,12 @@ from __future__ import annotations
 import copy
 import logging
 
+from typing import Callable
+
 import torch
 from torch import nn
+
+from fastleak._registry import Registry
 
 from fastleak.labels import trajectory
 from fastleak.labels.evidence import Evidence
@@ -13,6 +17,22 @@ from fastleak.labels.types import LabelConfig
 from fastleak.models import features_and_logits
 
 log = logging.getLogger("fastleak.labels")
+
+
+DummyDraw = Callable[[tuple[int, ...], torch.Generator], torch.Tensor]
+DUMMIES: Registry[DummyDraw] = Registry("dummy distribution")
+
+
+@DUMMIES.register("uniform")
+def _uniform(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+    """U(0, 1) pixels: the value range of fastleak.data images."""
+    return torch.rand(shape, generator=gen)
+
+
+@DUMMIES.register("normal")
+def _normal(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+    """N(0, 1) pixels: for inputs normalised to zero mean and unit variance."""
+    return torch.randn(shape, generator=gen)
 
 
 def dummy_inputs(ev: Evidence, config: LabelConfig, obs_index: int) -> torch.Tensor:
@@ -24,7 +44,7 @@ def dummy_inputs(ev: Evidence, config: LabelConfig, obs_index: int) -> torch.Ten
         raise ValueError("observation.input_shape is None: the dummy statistics need it, "
                          "or pass LabelConfig(dummies=...)")
     gen = torch.Generator(device="cpu").manual_seed(config.dummy_seed)
-    x = torch.randn((config.num_dummies, *obs.input_shape), generator=gen, dtype=torch.float32)
+    x = DUMMIES.get(config.dummy_distribution)((config.num_dummies, *obs.input_shape), gen)
     return x.to(device=device, dtype=dtype)
 
 
@@ -38,8 +58,9 @@ def _probs_and_feature_sums(model: nn.Module, state: dict[str, torch.Tensor], x:
     return torch.softmax(logits.double(), dim=1), feats.flatten(1).double().sum(1)
 
 
-def dummy_statistics(ev: Evidence, config: LabelConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: A_c = mean_{t,k} p̂_kc(t)·Ô_k(t) [P, C] and Ō = mean_{t,k} Ô_k(t) [P].
+def dummy_statistics(ev: Evidence, config: LabelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row: A_c = mean_{t,k} p̂_kc(t)·Ô_k(t) [P, C], Ō = mean_{t,k} Ô_k(t) [P] and
+    p̄_c = mean_{t,k} p̂_kc(t) [P, C].
 
     Ô_k is the sum of dummy k's penultimate features. Rows on the same start state with no
     trajectory share one forward pass.
@@ -47,7 +68,8 @@ def dummy_statistics(ev: Evidence, config: LabelConfig) -> tuple[torch.Tensor, t
     t, w = trajectory.times(ev, config)
     a = torch.zeros(ev.num_rows, ev.num_classes, dtype=torch.float64, device=ev.grad_w.device)
     obar = torch.zeros(ev.num_rows, dtype=torch.float64, device=ev.grad_w.device)
-    cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+    pbar = torch.zeros_like(a)
+    cache: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     # A private copy runs the states: loading them never touches the caller's model, and its
     # BatchNorm running statistics may change freely in train mode.
     model = copy.deepcopy(ev.model).to(ev.grad_w.device)
@@ -60,13 +82,15 @@ def dummy_statistics(ev: Evidence, config: LabelConfig) -> tuple[torch.Tensor, t
             x = dummy_inputs(ev, config, i)
             acc_a = torch.zeros(ev.num_classes, dtype=torch.float64, device=a.device)
             acc_o = torch.zeros((), dtype=torch.float64, device=a.device)
+            acc_p = torch.zeros_like(acc_a)
             for tk, wk in zip(t[row].tolist(), w[row].tolist()):
                 if wk == 0:
                     continue
                 probs, osum = _probs_and_feature_sums(model, trajectory.state_at(ev, row, tk), x, obs.bn_train)
                 acc_a += wk * (probs * osum[:, None]).mean(0)
                 acc_o += wk * osum.mean()
-            cache[key] = (acc_a, acc_o)
-        a[row], obar[row] = cache[key]
+                acc_p += wk * probs.mean(0)
+            cache[key] = (acc_a, acc_o, acc_p)
+        a[row], obar[row], pbar[row] = cache[key]
     log.debug("dummy statistics: %d forward groups for %d rows", len(cache), ev.num_rows)
-    return a, obar
+    return a, obar, pbar

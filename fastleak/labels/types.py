@@ -11,8 +11,11 @@ class LabelConfig:
     """Knobs of the methods that simulate the client's model on inputs of their own.
 
     ``dummies``: the attacker's own inputs (e.g. public images of the domain) for the
-    softmax/feature statistics of ``geng``; when None, ``num_dummies`` standard-normal
-    inputs of ``Observation.input_shape`` are drawn with ``dummy_seed`` (Geng et al.'s choice).
+    softmax/feature statistics of ``geng`` and ``geng_bias``; when None, ``num_dummies`` random
+    inputs of ``Observation.input_shape`` are drawn with ``dummy_seed`` from
+    ``dummy_distribution``: "uniform" (U(0, 1) pixels, the range of fastleak.data images) or
+    "normal" (N(0, 1), for normalised inputs). Their scale should match the client's
+    preprocessing: the feature sums enter Geng's estimate.
     ``trajectory_points``: model states, evenly spaced between the start and the end of a
     local-training run, at which statistics of an update are averaged; None picks
     ``min(local_steps, 5)`` for updates (gradients always use their one state).
@@ -23,6 +26,7 @@ class LabelConfig:
     num_dummies: int = 64
     dummy_seed: int = 0
     dummies: torch.Tensor | None = None
+    dummy_distribution: str = "uniform"
     trajectory_points: int | None = None
     combine: str = "median"
 

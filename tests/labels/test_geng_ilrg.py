@@ -77,8 +77,22 @@ def test_bias_free_model_rejects_bias_methods(make_head, make_observation):
     model = make_head(3, 4, bias=False, weight=W)
     gw, _ = fc_gradients(X, Y, bias=torch.zeros(4, dtype=torch.float64))
     obs = make_observation(model, gw, num_samples=6)
-    for method in ("ilrg", "bias"):
+    for method in ("ilrg", "bias", "geng_bias"):
         with pytest.raises(ValueError, match=f"method '{method}' needs the final nn.Linear's bias"):
             L.counts(obs, model, method)
     out = L.counts(obs, model, "auto", config=LabelConfig(dummies=X))
     assert out.method == "geng" and out.requested == "auto"
+
+
+def test_geng_bias_is_exact_when_the_dummies_are_the_batch(make_head, make_observation):
+    model = make_head(3, 4, weight=W, bias_value=BIAS)
+    x = X * torch.arange(1, 7, dtype=torch.float64)[:, None]  # feature sums now differ: geng's error source
+    gw, gb = fc_gradients(x, Y)
+    obs = make_observation(model, gw, gb, num_samples=6)
+    out = L.counts(obs, model, "geng_bias", config=LabelConfig(dummies=x))
+    torch.testing.assert_close(out.estimates, torch.tensor([3.0, 0.0, 2.0, 1.0], dtype=torch.float64))
+    geng = L.counts(obs, model, "geng", config=LabelConfig(dummies=x)).estimates
+    assert float((geng - out.estimates).abs().max()) > 0.3
+    other = X[:2]
+    expected = 6 * (torch.softmax(other @ W.T + BIAS, 1).mean(0) - gb)
+    torch.testing.assert_close(L.counts(obs, model, "geng_bias", config=LabelConfig(dummies=other)).estimates, expected)

@@ -1,0 +1,272 @@
+"""Accuracy and throughput of fastleak.labels on real images (fastleak.data), FedSGD and FedAvg.
+
+    python benchmarks/bench_labels.py --quick
+    python benchmarks/bench_labels.py --models lenet,resnet18 --batches 8,32,128 --trials 10 \
+        --json runs/bench_labels.json --markdown benchmarks/RESULTS_labels.md
+
+Grid: model x classes (10: CIFAR-10 images, 100: CIFAR-100 images) x state (untrained, trained:
+plain SGD on real batches until the loss halves, at most ``--train-steps`` steps; cached under
+runs/labels_cache/) x BatchNorm
+mode (train: batch statistics; eval: running statistics; models without BatchNorm run once) x
+protocol (fedsgd, fedavgK: K full-batch local SGD steps at ``--local-lr``) x batch size x label
+pattern. Every cell draws ``--trials`` batches (seeds seed..seed+trials-1) and scores every
+applicable method on all of them with one batched ``counts_many`` call.
+
+Metrics per method, over the classes that are present in the truth or in the recovery:
+LnAcc = share whose count is exact, LeAcc = share whose presence is right; exact = share of
+batches whose whole multiset is exact. Cells that the data cannot provide (e.g. "unique" with more
+samples than classes that have images) are skipped and listed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import logging
+import os
+import platform
+import sys
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import fastleak.data as D  # noqa: E402
+import fastleak.labels as L  # noqa: E402
+import fastleak.models as M  # noqa: E402
+from fastleak.federated import fedavg, fedsgd  # noqa: E402
+
+DATA = {10: "cifar10", 100: "cifar100"}
+CACHE = os.path.join(ROOT, "runs", "labels_cache")
+HAS_BN = {"lenet": False, "convnet": True, "resnet18": True}
+
+
+def build(name: str, classes: int, seed: int, width: int) -> torch.nn.Module:
+    return M.build(name, classes, seed=seed, **({"width": width} if name == "convnet" else {}))
+
+
+def trained(name: str, classes: int, seed: int, width: int, steps: int, lr: float) -> tuple[torch.nn.Module, dict]:
+    """The model after plain SGD (batch 32, natural labels, train mode) until the mean loss of the
+    last 10 steps is at most half the initial ln(C), or ``steps`` steps; cached."""
+    os.makedirs(CACHE, exist_ok=True)
+    path = os.path.join(CACHE, f"{name}_w{width}_c{classes}_s{seed}_max{steps}_lr{lr}_half.pt")
+    model = build(name, classes, seed, width)
+    if os.path.exists(path):
+        blob = torch.load(path)
+        model.load_state_dict(blob["state"])
+        return model, blob["info"]
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    model.train()
+    t0, losses = time.time(), []
+    for s in range(steps):
+        x, y = D.load(DATA[classes], 32, seed=100_000 + s, labels="natural")
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if len(losses) >= 10 and sum(losses[-10:]) / 10 <= 0.5 * math.log(classes):
+            break
+    x, y = D.load(DATA[classes], 64, seed=99, labels="natural")
+    model.eval()
+    with torch.no_grad():
+        acc = float((model(x).argmax(1) == y).float().mean())
+    info = {"steps": len(losses), "lr": lr, "first_loss": losses[0], "last_loss": sum(losses[-10:]) / 10,
+            "accuracy_on_data": acc, "seconds": time.time() - t0}
+    torch.save({"state": model.state_dict(), "info": info}, path)
+    return model, info
+
+
+def methods_for(batch: int, pattern: str, classes: int, has_bias: bool, wanted: list[str]) -> list[str]:
+    out = []
+    for m in wanted:
+        if m == "idlg" and batch != 1:
+            continue
+        if m == "yin" and (pattern != "unique" or batch > classes):
+            continue
+        if m in ("ilrg", "bias", "geng_bias") and not has_bias:
+            continue
+        out.append(m)
+    return out
+
+
+def score(found: list[L.LabelCounts], truths: list[torch.Tensor]) -> dict:
+    ln = le = exact = 0.0
+    for f, t in zip(found, truths):
+        active = (t > 0) | (f.counts > 0)
+        ln += float((f.counts[active] == t[active]).double().mean())
+        le += float(((f.counts[active] > 0) == (t[active] > 0)).double().mean())
+        exact += float(torch.equal(f.counts, t))
+    n = len(truths)
+    return {"LnAcc": ln / n, "LeAcc": le / n, "exact": exact / n}
+
+
+def observe(model, x, y, protocol: str, local_lr: float):
+    if protocol == "fedsgd":
+        return fedsgd(model, x, y)
+    steps = int(protocol.removeprefix("fedavg"))
+    return fedavg(model, x, y, local_steps=steps, lr=local_lr)
+
+
+def run_cell(model, classes, batch, pattern, protocol, trials, seed, methods, local_lr, config):
+    observations, truths = [], []
+    for t in range(trials):
+        x, y = D.load(DATA[classes], batch, seed=seed + t, labels=pattern)
+        observations.append(observe(model, x, y, protocol, local_lr))
+        truths.append(torch.bincount(y, minlength=classes))
+    result = {}
+    for m in methods:
+        t0 = time.time()
+        found = L.counts_many(observations, model, m, config=config)
+        result[m] = {**score(found, truths), "seconds": time.time() - t0}
+        if m == "auto":
+            result[m]["chose"] = sorted({f.method for f in found})
+    return result
+
+
+def throughput(n: int, batch: int, seed: int) -> list[dict]:
+    """Observations/s of counts_many on n FedSGD observations vs a Python loop of counts()."""
+    rows = []
+    model = M.build("lenet", 10, seed=seed)
+    observations = []
+    for t in range(n):
+        x, y = D.load("cifar10", batch, seed=seed + t, labels="random")
+        observations.append(fedsgd(model, x, y))
+    for method in ("ilrg", "llg", "geng_bias", "geng"):
+        L.counts_many(observations[:2], model, method)  # warm-up
+        t0 = time.time()
+        together = L.counts_many(observations, model, method)
+        batched = time.time() - t0
+        t0 = time.time()
+        alone = [L.counts(o, model, method) for o in observations]
+        loop = time.time() - t0
+        same = all(torch.equal(a.counts, b.counts) for a, b in zip(together, alone))
+        rows.append({"method": method, "observations": n, "batch": batch, "batched_obs_per_s": n / batched,
+                     "loop_obs_per_s": n / loop, "speedup": loop / batched, "identical_counts": same})
+    return rows
+
+
+def markdown(report: dict) -> str:
+    a = report["args"]
+    lines = ["## Label-count recovery (fastleak.labels)", "",
+             f"Command: `{report['command']}`  ",
+             f"Seed {a['seed']}, {a['trials']} batches per cell, torch {report['torch']}, "
+             f"{report['threads']} CPU threads ({report['machine']}), {report['seconds']:.0f} s in all.  ",
+             "Cell entries: exact-multiset rate / LnAcc / LeAcc, over the classes present in the truth "
+             "or the recovery; `-` = method not applicable.", ""]
+    if report["trained"]:
+        lines.append("Trained models (plain SGD, batch 32, natural labels of the same image pool):")
+        for k, v in report["trained"].items():
+            lines.append(f"- {k}: {v['steps']} steps at lr {v['lr']}, loss {v['first_loss']:.2f} -> "
+                         f"{v['last_loss']:.2f}, accuracy on a batch of the pool {v['accuracy_on_data']:.2f}")
+        lines.append("")
+    methods = a["methods"].split(",")
+    head = "| model | C | state | BN | protocol | B | pattern | " + " | ".join(methods) + " | auto chose |"
+    lines += [head, "|" + "---|" * (len(methods) + 8)]
+    for cell in report["cells"]:
+        r = cell["result"]
+        vals = [(f"{r[m]['exact']:.2f} / {r[m]['LnAcc']:.2f} / {r[m]['LeAcc']:.2f}" if m in r else "-")
+                for m in methods]
+        chose = ",".join(r["auto"]["chose"]) if "auto" in r else ""
+        lines.append(f"| {cell['model']} | {cell['classes']} | {cell['state']} | {cell['bn']} | {cell['protocol']} | "
+                     f"{cell['batch']} | {cell['pattern']} | " + " | ".join(vals) + f" | {chose} |")
+    if report["skipped"]:
+        lines += ["", "Skipped (the image pool cannot provide the pattern): " + "; ".join(report["skipped"])]
+    if report["throughput"]:
+        lines += ["", "Throughput, FedSGD observations of an untrained LeNet (one model state):", "",
+                  "| method | observations | B | counts_many obs/s | loop obs/s | speedup | same counts |",
+                  "|---|---|---|---|---|---|---|"]
+        for t in report["throughput"]:
+            lines.append(f"| {t['method']} | {t['observations']} | {t['batch']} | {t['batched_obs_per_s']:.1f} | "
+                         f"{t['loop_obs_per_s']:.1f} | {t['speedup']:.1f}x | {t['identical_counts']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small grid: lenet and resnet18, C=10, B 1/8/32, 3 trials")
+    p.add_argument("--models", default="lenet,convnet,resnet18")
+    p.add_argument("--classes", default="10,100")
+    p.add_argument("--batches", default="1,8,32,64,128")
+    p.add_argument("--patterns", default="unique,random,repeat:4")
+    p.add_argument("--states", default="untrained,trained")
+    p.add_argument("--bn", default="train,eval", help="BatchNorm modes for models that have BatchNorm")
+    p.add_argument("--protocols", default="fedsgd,fedavg1,fedavg4,fedavg16")
+    p.add_argument("--methods", default="idlg,yin,llg,bias,geng,geng_bias,ilrg,auto")
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--convnet-width", type=int, default=64)
+    p.add_argument("--train-steps", type=int, default=200)
+    p.add_argument("--train-lr", type=float, default=0.01)
+    p.add_argument("--local-lr", type=float, default=0.01)
+    p.add_argument("--num-dummies", type=int, default=64)
+    p.add_argument("--throughput", type=int, default=0, help="observations for the throughput comparison (0: skip)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", default=None)
+    p.add_argument("--markdown", default=None)
+    a = p.parse_args(argv)
+    if a.quick:
+        a.models, a.classes, a.batches, a.trials = "lenet,resnet18", "10", "1,8,32", 3
+        a.protocols, a.states, a.throughput = "fedsgd,fedavg4", "untrained", a.throughput or 64
+    torch.set_num_threads(a.threads)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("fastleak.data").setLevel(logging.ERROR)
+    config = L.LabelConfig(num_dummies=a.num_dummies)
+    methods = a.methods.split(",")
+    report = {"command": "python benchmarks/bench_labels.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "args": vars(a), "torch": torch.__version__, "threads": a.threads, "machine": platform.machine(),
+              "cells": [], "skipped": [], "trained": {}, "throughput": []}
+    t_start = time.time()
+    for name in a.models.split(","):
+        for classes in [int(c) for c in a.classes.split(",")]:
+            for state in a.states.split(","):
+                if state == "trained":
+                    model, info = trained(name, classes, a.seed, a.convnet_width, a.train_steps, a.train_lr)
+                    report["trained"][f"{name}/C={classes}"] = info
+                else:
+                    model = build(name, classes, a.seed, a.convnet_width)
+                has_bias = M.final_linear(model).bias is not None
+                for bn in (a.bn.split(",") if HAS_BN[name] else ["none"]):
+                    model.train(bn != "eval")
+                    for protocol in a.protocols.split(","):
+                        for batch in [int(b) for b in a.batches.split(",")]:
+                            for pattern in a.patterns.split(","):
+                                if batch == 1 and pattern != a.patterns.split(",")[0]:
+                                    continue
+                                label = f"{name}/C={classes}/B={batch}/{pattern}"
+                                try:
+                                    D.load(DATA[classes], batch, seed=a.seed, labels=pattern)
+                                except ValueError:
+                                    if label not in report["skipped"]:
+                                        report["skipped"].append(label)
+                                    continue
+                                ms = methods_for(batch, pattern, classes, has_bias, methods)
+                                t0 = time.time()
+                                result = run_cell(model, classes, batch, pattern, protocol, a.trials, a.seed, ms,
+                                                  a.local_lr, config)
+                                cell = {"model": name, "classes": classes, "state": state, "bn": bn,
+                                        "protocol": protocol, "batch": batch, "pattern": pattern,
+                                        "seconds": time.time() - t0, "result": result}
+                                report["cells"].append(cell)
+                                summary = " ".join(f"{m}={r['exact']:.2f}/{r['LnAcc']:.2f}" for m, r in result.items())
+                                print(f"[{time.time() - t_start:6.0f}s] {name} C={classes} {state} bn={bn} {protocol} "
+                                      f"B={batch} {pattern}: {summary}", flush=True)
+    if a.throughput:
+        report["throughput"] = throughput(a.throughput, 8, a.seed)
+        for t in report["throughput"]:
+            print(f"throughput {t['method']}: batched {t['batched_obs_per_s']:.1f} obs/s, loop "
+                  f"{t['loop_obs_per_s']:.1f} obs/s ({t['speedup']:.1f}x), identical={t['identical_counts']}")
+    report["seconds"] = time.time() - t_start
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
