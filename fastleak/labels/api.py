@@ -19,7 +19,7 @@ log = logging.getLogger("fastleak.labels")
 def choose(num_samples: int, has_bias: bool) -> str:
     """What ``method="auto"`` runs: iDLG for one sample; with a (shared) final-layer bias,
     ``geng_bias``, which matched or beat iLRG and Geng's weight-based estimate in the benchmark
-    (benchmarks/bench_labels.py), notably with BatchNorm batch statistics and B >= C; Geng
+    (benchmarks/RESULTS.md, label recovery), notably with BatchNorm batch statistics and B >= C; Geng
     et al. on the weight gradient otherwise."""
     if num_samples == 1:
         return "idlg"
