@@ -57,6 +57,7 @@ class BatchedLBFGS:
             "dirs": torch.zeros(q, h, n, **z), "stps": torch.zeros(q, h, n, **z),
             "count": torch.zeros(q, dtype=torch.long, device=x.device),
             "ptr": torch.zeros(q, dtype=torch.long, device=x.device),
+            "sy": torch.zeros(q, h, h, **z), "yy": torch.zeros(q, h, h, **z),
             "h_diag": torch.ones(q, **z), "d": torch.zeros(q, n, **z), "t": torch.zeros(q, **z),
             "prev_grad": torch.zeros(q, n, **z), "prev_loss": torch.zeros(q, **z),
             "loss": torch.zeros(q, **z), "grad": torch.zeros(q, n, **z),
@@ -80,29 +81,43 @@ class BatchedLBFGS:
     def losses(self) -> Tensor:
         return self.state["loss"]
 
+    def _used_slots(self, extra: int = 0) -> int:
+        """How many leading ring slots can hold a pair: until a ring wraps, its pairs fill slots
+        0..count-1, so the unused tail is skipped (``extra`` slots for pairs being added)."""
+        h, count = self.config.history_size, self.state["count"]
+        return h if bool((count == h).any()) else min(h, int(count.max()) + extra)
+
     def _direction(self, g: Tensor) -> Tensor:
         """-H g for each problem's own history, in the compact form of Byrd, Nocedal and Schnabel
-        (1994), which equals the two-loop recursion and costs a few batched matrix products."""
+        (1994), which equals the two-loop recursion. SᵀY and YᵀY are kept up to date by
+        ``_remember``, so a step costs a few batched matrix-vector products over the used slots."""
         s = self.state
         h = self.config.history_size
-        k = torch.arange(h, device=g.device)
-        order = (s["ptr"][:, None] - s["count"][:, None] + k) % h          # oldest -> newest
-        valid = (k[None, :] < s["count"][:, None]).to(g.dtype)            # [Q, h]
-        rows = torch.arange(g.shape[0], device=g.device)[:, None]
-        S = s["stps"][rows, order] * valid[..., None]                       # [Q, h, n]
-        Y = s["dirs"][rows, order] * valid[..., None]
+        used = self._used_slots()
+        if used == 0:
+            return -s["h_diag"][:, None] * g
+        S, Y = s["stps"][:, :used], s["dirs"][:, :used]
+        k = torch.arange(used, device=g.device)
+        order = (s["ptr"][:, None] - s["count"][:, None] + k) % h               # oldest -> newest slot
+        valid = (k[None, :] < s["count"][:, None]).to(g.dtype)                # [Q, used]
+        order = torch.where(valid.bool(), order, k[None, :])                   # in range for gathers
+        pair = valid[:, :, None] * valid[:, None, :]
+        rows = torch.arange(g.shape[0], device=g.device)[:, None, None]
+        sy = s["sy"][rows, order[:, :, None], order[:, None, :]] * pair        # chronological
+        yy = s["yy"][rows, order[:, :, None], order[:, None, :]] * pair
         gamma = s["h_diag"][:, None]
-        sy = S @ Y.transpose(1, 2)
         diag = torch.diagonal(sy, dim1=1, dim2=2) + (1 - valid)
         upper = torch.triu(sy, diagonal=1) + torch.diag_embed(diag)
-        a = (S @ g[..., None]).squeeze(-1)
-        b = (Y @ g[..., None]).squeeze(-1)
+        a = (S @ g[..., None]).squeeze(-1).gather(1, order) * valid
+        b = (Y @ g[..., None]).squeeze(-1).gather(1, order) * valid
         p = torch.linalg.solve_triangular(upper, a[..., None], upper=True).squeeze(-1)
-        yy_p = (Y @ (Y.transpose(1, 2) @ p[..., None])).squeeze(-1)
+        yy_p = (yy @ p[..., None]).squeeze(-1)
         rhs = diag * valid * p + gamma * yy_p - gamma * b
         w = torch.linalg.solve_triangular(upper.transpose(1, 2), rhs[..., None], upper=False).squeeze(-1)
-        hg = gamma * g + (S.transpose(1, 2) @ w[..., None]).squeeze(-1) \
-            - gamma * (Y.transpose(1, 2) @ p[..., None]).squeeze(-1)
+        coef_s = torch.zeros_like(w).scatter_(1, order, w * valid)             # back to slot order
+        coef_y = torch.zeros_like(p).scatter_(1, order, p * valid)
+        hg = gamma * g + (S.transpose(1, 2) @ coef_s[..., None]).squeeze(-1) \
+            - gamma * (Y.transpose(1, 2) @ coef_y[..., None]).squeeze(-1)
         return -hg
 
     def _remember(self, y: Tensor, step: Tensor, mask: Tensor) -> None:
@@ -113,6 +128,15 @@ class BatchedLBFGS:
         slot = s["ptr"][accept]
         s["dirs"][q_idx, slot] = y[accept]
         s["stps"][q_idx, slot] = step[accept]
+        used = self._used_slots(extra=1)
+        S, Y = s["stps"][:, :used], s["dirs"][:, :used]                        # views, new pair included
+        sy_row = (Y @ step[..., None]).squeeze(-1)[accept]                    # s_new · y_j
+        sy_col = (S @ y[..., None]).squeeze(-1)[accept]                       # s_i · y_new
+        yy_row = (Y @ y[..., None]).squeeze(-1)[accept]
+        s["sy"][q_idx, slot, :used] = sy_row
+        s["sy"][q_idx, :used, slot] = sy_col
+        s["yy"][q_idx, slot, :used] = yy_row
+        s["yy"][q_idx, :used, slot] = yy_row
         s["h_diag"] = torch.where(accept, ys / _dot(y, y).clamp_min(1e-300), s["h_diag"])
         s["ptr"] = torch.where(accept, (s["ptr"] + 1) % self.config.history_size, s["ptr"])
         s["count"] = torch.where(accept, (s["count"] + 1).clamp(max=self.config.history_size), s["count"])

@@ -49,6 +49,20 @@ def test_matches_torch_lbfgs_on_each_problem_alone(history):
         torch.testing.assert_close(opt.x[q], x.detach(), rtol=1e-9, atol=1e-10)
 
 
+def test_a_finished_problem_leaves_the_others_histories_intact():
+    a, b, x0 = _problems()
+    b[0], x0[0] = 0.0, 0.0  # problem 0 starts at its minimum: no curvature pair is ever stored
+    opt = BatchedLBFGS(x0, LBFGSConfig(history_size=3))
+    for _ in range(7):
+        opt.step(_closure(a, b))
+    assert opt.state["count"][0] == 0 and bool((opt.state["count"][1:] == 3).all())
+    for q in (1, Q - 1):
+        alone = BatchedLBFGS(x0[q:q + 1], LBFGSConfig(history_size=3))
+        for _ in range(7):
+            alone.step(_closure(a[q:q + 1], b[q:q + 1]))
+        torch.testing.assert_close(opt.x[q], alone.x[0], rtol=1e-12, atol=1e-12)
+
+
 def test_problems_do_not_influence_each_other():
     a, b, x0 = _problems()
     full = BatchedLBFGS(x0, LBFGSConfig(history_size=5))
