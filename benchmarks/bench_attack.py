@@ -414,7 +414,7 @@ def main() -> int:
         print_row(row)
         rows.append(row)
     if args.profile:
-        case = all_cases[0]
+        case = next(c for c in all_cases if not args.only or args.only in c.name)
         run_side(case, "fastleak", args, profile_path=os.path.abspath(args.profile))
         print(f"profile of one fastleak iteration of [{case.name}] written to {args.profile}")
     load_after = os.getloadavg()

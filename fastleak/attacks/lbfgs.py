@@ -54,7 +54,7 @@ class BatchedLBFGS:
         z = dict(device=x.device, dtype=x.dtype)
         self.x = x.detach().clone()
         self.state: dict[str, Tensor] = {
-            "dirs": torch.zeros(q, h, n, **z), "stps": torch.zeros(q, h, n, **z),
+            "pairs": torch.zeros(q, h, 2, n, **z),                   # slot j: (s_j, y_j)
             "count": torch.zeros(q, dtype=torch.long, device=x.device),
             "ptr": torch.zeros(q, dtype=torch.long, device=x.device),
             "sy": torch.zeros(q, h, h, **z), "yy": torch.zeros(q, h, h, **z),
@@ -87,59 +87,56 @@ class BatchedLBFGS:
         h, count = self.config.history_size, self.state["count"]
         return h if bool((count == h).any()) else min(h, int(count.max()) + extra)
 
-    def _direction(self, g: Tensor) -> Tensor:
-        """-H g for each problem's own history, in the compact form of Byrd, Nocedal and Schnabel
-        (1994), which equals the two-loop recursion. SᵀY and YᵀY are kept up to date by
-        ``_remember``, so a step costs a few batched matrix-vector products over the used slots."""
+    def _update_and_direction(self, g: Tensor, y: Tensor, step: Tensor, mask: Tensor) -> Tensor:
+        """Store the new curvature pair (y, step) of each problem in ``mask`` whose y·s > 1e-10, as
+        ``torch.optim.LBFGS`` does, and return -H g for each problem's own history.
+
+        -H g uses the compact form of Byrd, Nocedal and Schnabel (1994), which equals the two-loop
+        recursion. SᵀY and YᵀY are kept up to date, and the pairs are stored interleaved, so a step
+        reads the history twice: once for its products with (step, y, g), once to combine it.
+        """
         s = self.state
+        q, n = g.shape
         h = self.config.history_size
-        used = self._used_slots()
-        if used == 0:
-            return -s["h_diag"][:, None] * g
-        S, Y = s["stps"][:, :used], s["dirs"][:, :used]
+        ys = _dot(y, step)
+        accept = mask & (ys > 1e-10)
+        used = self._used_slots(extra=1)
+        pairs = s["pairs"][:, :used].view(q, 2 * used, n)                     # rows s_0, y_0, s_1, y_1, ...
+        # [pair j, s|y, with step|y|g]; both products are arranged so the history is read row by row
+        prod = (torch.stack([step, y, g], 1) @ pairs.transpose(1, 2)).view(q, 3, used, 2).permute(0, 2, 3, 1)
+        rows = torch.arange(q, device=g.device)[accept]
+        slot = s["ptr"][accept]
+        s["pairs"][rows, slot] = torch.stack([step[accept], y[accept]], 1)
+        new = torch.stack([step[accept], y[accept]], 1) @ torch.stack([step[accept], y[accept], g[accept]], -1)
+        prod[rows, slot] = new                                                   # the overwritten slot
+        s["sy"][rows, slot, :used] = prod[rows, :, 1, 0]                        # s_new · y_j
+        s["sy"][rows, :used, slot] = prod[rows, :, 0, 1]                        # s_j · y_new
+        s["yy"][rows, slot, :used] = prod[rows, :, 1, 1]
+        s["yy"][rows, :used, slot] = prod[rows, :, 1, 1]
+        s["h_diag"] = torch.where(accept, ys / _dot(y, y).clamp_min(1e-300), s["h_diag"])
+        s["ptr"] = torch.where(accept, (s["ptr"] + 1) % h, s["ptr"])
+        s["count"] = torch.where(accept, (s["count"] + 1).clamp(max=h), s["count"])
+
         k = torch.arange(used, device=g.device)
         order = (s["ptr"][:, None] - s["count"][:, None] + k) % h               # oldest -> newest slot
         valid = (k[None, :] < s["count"][:, None]).to(g.dtype)                # [Q, used]
         order = torch.where(valid.bool(), order, k[None, :])                   # in range for gathers
         pair = valid[:, :, None] * valid[:, None, :]
-        rows = torch.arange(g.shape[0], device=g.device)[:, None, None]
-        sy = s["sy"][rows, order[:, :, None], order[:, None, :]] * pair        # chronological
-        yy = s["yy"][rows, order[:, :, None], order[:, None, :]] * pair
+        batch = torch.arange(q, device=g.device)[:, None, None]
+        sy = s["sy"][batch, order[:, :, None], order[:, None, :]] * pair       # chronological
+        yy = s["yy"][batch, order[:, :, None], order[:, None, :]] * pair
         gamma = s["h_diag"][:, None]
         diag = torch.diagonal(sy, dim1=1, dim2=2) + (1 - valid)
         upper = torch.triu(sy, diagonal=1) + torch.diag_embed(diag)
-        a = (S @ g[..., None]).squeeze(-1).gather(1, order) * valid
-        b = (Y @ g[..., None]).squeeze(-1).gather(1, order) * valid
+        a = prod[:, :, 0, 2].gather(1, order) * valid                           # s_j · g
+        b = prod[:, :, 1, 2].gather(1, order) * valid                           # y_j · g
         p = torch.linalg.solve_triangular(upper, a[..., None], upper=True).squeeze(-1)
-        yy_p = (yy @ p[..., None]).squeeze(-1)
-        rhs = diag * valid * p + gamma * yy_p - gamma * b
+        rhs = diag * valid * p + gamma * (yy @ p[..., None]).squeeze(-1) - gamma * b
         w = torch.linalg.solve_triangular(upper.transpose(1, 2), rhs[..., None], upper=False).squeeze(-1)
-        coef_s = torch.zeros_like(w).scatter_(1, order, w * valid)             # back to slot order
-        coef_y = torch.zeros_like(p).scatter_(1, order, p * valid)
-        hg = gamma * g + (S.transpose(1, 2) @ coef_s[..., None]).squeeze(-1) \
-            - gamma * (Y.transpose(1, 2) @ coef_y[..., None]).squeeze(-1)
-        return -hg
-
-    def _remember(self, y: Tensor, step: Tensor, mask: Tensor) -> None:
-        s = self.state
-        ys = _dot(y, step)
-        accept = mask & (ys > 1e-10)
-        q_idx = torch.arange(y.shape[0], device=y.device)[accept]
-        slot = s["ptr"][accept]
-        s["dirs"][q_idx, slot] = y[accept]
-        s["stps"][q_idx, slot] = step[accept]
-        used = self._used_slots(extra=1)
-        S, Y = s["stps"][:, :used], s["dirs"][:, :used]                        # views, new pair included
-        sy_row = (Y @ step[..., None]).squeeze(-1)[accept]                    # s_new · y_j
-        sy_col = (S @ y[..., None]).squeeze(-1)[accept]                       # s_i · y_new
-        yy_row = (Y @ y[..., None]).squeeze(-1)[accept]
-        s["sy"][q_idx, slot, :used] = sy_row
-        s["sy"][q_idx, :used, slot] = sy_col
-        s["yy"][q_idx, slot, :used] = yy_row
-        s["yy"][q_idx, :used, slot] = yy_row
-        s["h_diag"] = torch.where(accept, ys / _dot(y, y).clamp_min(1e-300), s["h_diag"])
-        s["ptr"] = torch.where(accept, (s["ptr"] + 1) % self.config.history_size, s["ptr"])
-        s["count"] = torch.where(accept, (s["count"] + 1).clamp(max=self.config.history_size), s["count"])
+        coef = torch.zeros(q, used, 2, dtype=g.dtype, device=g.device)         # back to slot order
+        coef[..., 0].scatter_(1, order, w * valid)
+        coef[..., 1].scatter_(1, order, -gamma * p * valid)
+        return -(gamma * g + (coef.view(q, 1, 2 * used) @ pairs).squeeze(1))
 
     def step(self, closure: Closure) -> Tensor:
         """One iteration for every still-active problem; returns the current losses [Q]."""
@@ -156,8 +153,7 @@ class BatchedLBFGS:
         if first:
             d = -g
         else:
-            self._remember(g - s["prev_grad"], s["d"] * s["t"][:, None], active)
-            d = self._direction(g)
+            d = self._update_and_direction(g, g - s["prev_grad"], s["d"] * s["t"][:, None], active)
         s["prev_grad"], s["prev_loss"] = g.clone(), s["loss"].clone()
         if first:
             t = torch.clamp(1.0 / g.abs().sum(-1), max=1.0) * cfg.lr

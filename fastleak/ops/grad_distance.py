@@ -220,8 +220,8 @@ def grad_distance(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str =
     _check_sequences(rec, target)
     w = _weights_tensor(weights, len(rec), _result_dtype(rec[0].dtype), rec[0].device)
     if row_targets:
-        flat_rec, flat_target, rows = _split_rows(rec, target, batched)
-        partials = _Partials.apply(False, len(flat_rec), *flat_rec, *flat_target)
+        _, _, rows = _split_rows(rec, target, batched)
+        partials = _RowPartials.apply(len(rec), *rec, *target)
         return metric_fn(partials.view(rows, len(rec), 4), w)
     # The op checks every tensor's dtype, device and shape itself (TORCH_CHECK).
     partials = _Partials.apply(batched, len(rec), *rec, *target)
@@ -266,6 +266,38 @@ class _Partials(torch.autograd.Function):
         grad_rec, grad_target = _partials_grads(list(saved[:n]), list(saved[n:]), grad, ctx.batched,
                                                 any(needs[:n]), any(needs[n:]))
         return None, None, *(grad_rec or [None] * n), *(grad_target or [None] * n)
+
+
+def _rows(tensors: Sequence[Tensor]) -> list[Tensor]:
+    """Row k of every tensor, row-major: the unbatched list of R*N tensors of R problems."""
+    return [t[k] for k in range(tensors[0].shape[0]) for t in tensors]
+
+
+def _stack_rows(flat: list[Tensor] | None, n: int) -> list[Tensor | None]:
+    return [None] * n if flat is None else [torch.stack(flat[i::n]) for i in range(n)]
+
+
+class _RowPartials(torch.autograd.Function):
+    """grad_distance_partials of R independent problems, each rec[i]/target[i] given as [R, ...].
+
+    The rows are split inside the Function: selecting them in autograd would give every row's
+    gradient its own zero-filled [R, ...] buffer, which is quadratic in R.
+    """
+
+    @staticmethod
+    def forward(ctx, n: int, *tensors: Tensor) -> Tensor:
+        ctx.n = n
+        ctx.save_for_backward(*tensors)
+        return torch.ops.fastleak.grad_distance_partials(_rows(tensors[:n]), _rows(tensors[n:]), False)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        n = ctx.n
+        saved = ctx.saved_tensors
+        needs = ctx.needs_input_grad[1:]
+        grad_rec, grad_target = _partials_grads(_rows(saved[:n]), _rows(saved[n:]), grad, False,
+                                                any(needs[:n]), any(needs[n:]))
+        return None, *_stack_rows(grad_rec, n), *_stack_rows(grad_target, n)
 
 
 def _partials_setup_context(ctx, inputs, output) -> None:

@@ -427,6 +427,22 @@ def test_per_row_targets_equal_one_call_per_row(metric, fn):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_per_row_targets_gradcheck_and_gradgradcheck(metric):
+    g = torch.Generator().manual_seed(8)
+    rec = [torch.randn(3, 5, 2, generator=g, dtype=torch.float64).transpose(1, 2).requires_grad_(),
+           torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)]
+    target = [torch.randn(3, 2, 5, generator=g, dtype=torch.float64, requires_grad=True),
+              torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)]
+
+    def fn(*tensors):
+        return grad_distance(list(tensors[:2]), list(tensors[2:]), metric, [1.0, 0.5], batched=True,
+                             row_targets=True)
+
+    assert torch.autograd.gradcheck(fn, (*rec, *target))
+    assert torch.autograd.gradgradcheck(fn, (*rec, *target))
+
+
 def test_row_targets_needs_batched_and_equal_rows():
     rec = [torch.zeros(3, 2)]
     with pytest.raises(ValueError, match="row_targets=True needs batched=True"):
