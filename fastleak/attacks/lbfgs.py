@@ -118,13 +118,17 @@ class BatchedLBFGS:
         s["count"] = torch.where(accept, (s["count"] + 1).clamp(max=h), s["count"])
 
         k = torch.arange(used, device=g.device)
-        order = (s["ptr"][:, None] - s["count"][:, None] + k) % h               # oldest -> newest slot
         valid = (k[None, :] < s["count"][:, None]).to(g.dtype)                # [Q, used]
-        order = torch.where(valid.bool(), order, k[None, :])                   # in range for gathers
         pair = valid[:, :, None] * valid[:, None, :]
-        batch = torch.arange(q, device=g.device)[:, None, None]
-        sy = s["sy"][batch, order[:, :, None], order[:, None, :]] * pair       # chronological
-        yy = s["yy"][batch, order[:, :, None], order[:, None, :]] * pair
+        if used < h:                                 # no ring has wrapped: slot order is chronological
+            order = k.expand(q, used)
+            sy, yy = s["sy"][:, :used, :used] * pair, s["yy"][:, :used, :used] * pair
+        else:
+            order = (s["ptr"][:, None] - s["count"][:, None] + k) % h           # oldest -> newest slot
+            order = torch.where(valid.bool(), order, k[None, :])               # in range for gathers
+            batch = torch.arange(q, device=g.device)[:, None, None]
+            sy = s["sy"][batch, order[:, :, None], order[:, None, :]] * pair
+            yy = s["yy"][batch, order[:, :, None], order[:, None, :]] * pair
         gamma = s["h_diag"][:, None]
         diag = torch.diagonal(sy, dim1=1, dim2=2) + (1 - valid)
         upper = torch.triu(sy, diagonal=1) + torch.diag_embed(diag)
