@@ -114,10 +114,11 @@ def _overlap(a: SettingPath, b: SettingPath) -> bool:
     return a[:n] == b[:n]
 
 
-def _check_disjoint(first: set[SettingPath], first_name: str, second: set[SettingPath], second_name: str) -> None:
-    clashes = sorted(".".join(a) for a in first for b in second if _overlap(a, b))
+def _check_disjoint(source: str, first: set[SettingPath], first_name: str, second: set[SettingPath],
+                    second_name: str) -> None:
+    clashes = sorted({".".join(max(a, b, key=len)) for a in first for b in second if _overlap(a, b)})
     if clashes:
-        raise ValueError(f"{', '.join(clashes)} set in both {first_name} and {second_name}; "
+        raise ValueError(f"{source}: {', '.join(clashes)} set in both {first_name} and {second_name}; "
                          "give each setting in one place only")
 
 
@@ -151,11 +152,11 @@ class SweepSpec:
             raise ValueError(f"{self.source}: cases must be a non-empty sequence of tables")
         fixed = set(_leaves(self.fixed, f"{self.source} [fixed]"))
         axes = set(_axes(self.grid, f"{self.source} [grid]"))
-        _check_disjoint(fixed, "[fixed]", axes, "[grid]")
+        _check_disjoint(self.source, fixed, "[fixed]", axes, "[grid]")
         for i, case in enumerate(self.cases):
             paths = set(_leaves(case, f"{self.source} [[cases]] #{i + 1}"))
-            _check_disjoint(fixed, "[fixed]", paths, f"[[cases]] #{i + 1}")
-            _check_disjoint(axes, "[grid]", paths, f"[[cases]] #{i + 1}")
+            _check_disjoint(self.source, fixed, "[fixed]", paths, f"[[cases]] #{i + 1}")
+            _check_disjoint(self.source, axes, "[grid]", paths, f"[[cases]] #{i + 1}")
 
     @property
     def attempts(self) -> int:
