@@ -66,7 +66,7 @@ def _resolve_config(preset: str | AttackConfig, iterations: int | None, override
     for field in ("iterations", "lbfgs_inner", "record_every", "checkpoint_every", "group_every", "history_size"):
         if getattr(config, field) < 1:
             raise ValueError(f"{field} must be >= 1, got {getattr(config, field)}")
-    choices = {"labels": ("recover", "optimize"), "distance": ("l2", "cosine"), "optimizer": ("adam", "lbfgs"),
+    choices = {"labels": ("recover", "optimize"), "distance": ("l2", "l2_relative", "cosine"), "optimizer": ("adam", "lbfgs"),
                "init": ("uniform", "gaussian"), "registration": ("affine", "translation")}
     for field, allowed in choices.items():
         if getattr(config, field) not in allowed:

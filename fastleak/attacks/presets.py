@@ -16,7 +16,8 @@ class AttackConfig:
     optimised jointly with the images, as DLG does).
     lbfgs_inner: L-BFGS iterations per step, like ``torch.optim.LBFGS(max_iter=...)``: the DLG
     presets take 300 steps of 20 iterations, as the original DLG code does.
-    distance: gradient distance "l2" or "cosine"; layer_weights: "equal", "linear", "exp".
+    distance: gradient distance "l2", "l2_relative" (L2 over the target's squared norm, so that prior
+    weights mean the same on every model) or "cosine"; layer_weights: "equal", "linear", "exp".
     optimizer: "adam" (optionally on signed gradients, with step decay at 3/8, 5/8, 7/8 of the
     run) or "lbfgs" (batched, per-problem; ``line_search`` None or "backtracking").
     Priors (0 disables): tv (anisotropic total variation, p=1), l2 (mean squared pixel),

@@ -5,6 +5,8 @@
 With per-tensor weights w_i (all 1 when ``weights`` is None):
 
 - ``l2``:     sum_i w_i * ||r_i - t_i||^2, with (r - t)^2 summed directly (no r.r + t.t - 2 r.t).
+- ``l2_relative``: sum_i w_i * ||r_i - t_i||^2 / max(sum_i w_i ||t_i||^2, EPS^2): the L2 distance
+  relative to the target's size, so that it does not scale with the model's gradient magnitude.
 - ``cosine``: 1 - sum_i w_i <r_i, t_i> / (norm_r * norm_t) with
   norm_r = sqrt(max(sum_i w_i ||r_i||^2, EPS^2)) and likewise norm_t, EPS = 1e-12: the
   cosine distance of the two whole concatenated (weighted) gradients. A zero gradient
@@ -44,7 +46,7 @@ from fastleak import _ext
 EPS = 1e-12
 _SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # Slots of the [R, N, 4] partial sums: sum (r-t)^2, sum r*t, sum r^2, sum t^2 (in this order).
-_SLOT_DIFF2, _SLOT_RT = 0, 1
+_SLOT_DIFF2, _SLOT_RT, _SLOT_TT = 0, 1, 3
 
 # metric name -> function(partials [R, N, 4], weights [N] | None) -> [R]
 _METRICS: dict[str, Callable[[Tensor, Tensor | None], Tensor]] = {}
@@ -68,6 +70,12 @@ def _weighted_sum(values: Tensor, weights: Tensor | None) -> Tensor:
 @_metric("l2")
 def _l2(partials: Tensor, weights: Tensor | None) -> Tensor:
     return _weighted_sum(partials[..., _SLOT_DIFF2], weights)
+
+
+@_metric("l2_relative")
+def _l2_relative(partials: Tensor, weights: Tensor | None) -> Tensor:
+    sums = _weighted_sum(partials[..., [_SLOT_DIFF2, _SLOT_TT]], weights)  # [R, 2]: |r-t|^2, |t|^2
+    return sums[:, 0] / sums[:, 1].clamp_min(EPS * EPS)
 
 
 @_metric("cosine")

@@ -24,6 +24,7 @@ DEVICES = [
 PARTIALS = torch.ops.fastleak.grad_distance_partials if _ext.LOADED else None
 BACKWARD = torch.ops.fastleak.grad_distance_backward if _ext.LOADED else None
 
+METRICS = ["l2", "l2_relative", "cosine"]
 # Empty and 0-dim tensors included; BIG_SHAPES cross the kernels' chunk sizes (CPU 65536, CUDA 16384).
 SHAPES = [(3, 4), (0,), (5, 1, 3), (), (2, 3, 3, 3), (1000,)]
 BIG_SHAPES = SHAPES + [(65537,), (16385,)]
@@ -79,7 +80,7 @@ def grads(out, inputs):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
-@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 def test_matches_reference(device, dtype, metric, batched, weighted):
@@ -95,6 +96,17 @@ def test_matches_reference(device, dtype, metric, batched, weighted):
     for g, g_ref in zip(grads(out, rec + target), grads(ref, rec + target)):
         assert g.dtype == dtype
         assert_close_rel(g, g_ref, grad_tol)
+
+
+def test_l2_relative_is_l2_over_the_weighted_target_norm():
+    rec, target = make_lists(SHAPES, torch.float64, restarts=3, grad=False)
+    weights = [0.5 + i for i in range(len(SHAPES))]
+    norm = sum(w * t.pow(2).sum() for w, t in zip(weights, target))
+    for fn in (grad_distance, grad_distance_reference):
+        expected = fn(rec, target, "l2", weights, batched=True) / norm
+        assert_close_rel(fn(rec, target, "l2_relative", weights, batched=True), expected, 1e-13)
+    scaled = grad_distance([100.0 * r for r in rec], [100.0 * t for t in target], "l2_relative", weights, batched=True)
+    assert_close_rel(scaled, grad_distance(rec, target, "l2_relative", weights, batched=True), 1e-12)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -126,7 +138,7 @@ def test_uses_compiled_op(device):
 def test_weights_tensor_gets_gradient(device):
     rec, target = make_lists(SHAPES, torch.float64, device)
     w = torch.linspace(0.5, 2.0, len(SHAPES), dtype=torch.float64, device=device, requires_grad=True)
-    for metric in ("l2", "cosine"):
+    for metric in METRICS:
         out = grad_distance(rec, target, metric, w)
         ref = grad_distance_reference(rec, target, metric, w)
         assert_close_rel(out, ref, 1e-12)
@@ -173,7 +185,7 @@ def test_opcheck(device, batched):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
 def test_gradcheck_and_gradgradcheck(device, metric, batched):
     shapes = [(2, 3), (4,), ()]
@@ -199,7 +211,7 @@ def test_noncontiguous_gradcheck(device, batched):
     rec.requires_grad_()
     target.requires_grad_()
     assert not rec.is_contiguous() and not target.is_contiguous()
-    for metric in ("l2", "cosine"):
+    for metric in METRICS:
         assert torch.autograd.gradcheck(lambda r, t: grad_distance([r], [t], metric, batched=batched), (rec, target))
 
 
@@ -358,7 +370,7 @@ def test_error_mixed_dtype(fn):
 
 @BOTH
 def test_error_bad_metric(fn):
-    with pytest.raises(ValueError, match=r"metric must be one of \['cosine', 'l2'\], got 'l1'"):
+    with pytest.raises(ValueError, match=r"metric must be one of \['cosine', 'l2', 'l2_relative'\], got 'l1'"):
         fn(_pair((2,)), _pair((2,)), "l1")
 
 
@@ -394,7 +406,7 @@ def test_error_mixed_device():
 # fallback without the compiled library
 
 
-@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("metric", METRICS)
 def test_fallback_uses_reference_and_warns_once(monkeypatch, caplog, metric):
     rec, target = make_lists(SHAPES, torch.float64)
     expected = grad_distance_reference(rec, target, metric, batched=False)
@@ -409,7 +421,7 @@ def test_fallback_uses_reference_and_warns_once(monkeypatch, caplog, metric):
     assert not uses_compiled_partials(first)
 
 
-@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("fn", [grad_distance, grad_distance_reference])
 def test_per_row_targets_equal_one_call_per_row(metric, fn):
     g = torch.Generator().manual_seed(7)
@@ -427,7 +439,7 @@ def test_per_row_targets_equal_one_call_per_row(metric, fn):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("metric", METRICS)
 def test_per_row_targets_gradcheck_and_gradgradcheck(metric):
     g = torch.Generator().manual_seed(8)
     rec = [torch.randn(3, 5, 2, generator=g, dtype=torch.float64).transpose(1, 2).requires_grad_(),
