@@ -409,13 +409,15 @@ def _configure_sweep(p: argparse.ArgumentParser) -> None:
          "  fastleak sweep grid.toml --address ray://head:10001 --output runs/grid.jsonl\n"
          "  fastleak sweep grid.toml --backend serial --retry-failed\n"
          "  fastleak sweep --report runs/sweep_defenses.jsonl\n"
-         "a rerun skips the jobs already in the results file; the file format is in fastleak/sweeps/grid.py",
+         "a rerun skips the jobs already in the results file; the sweep file schema is documented in\n"
+         "fastleak/sweeps/grid.py and the results format in fastleak/sweeps/results.py",
          _configure_sweep)
 def sweep_command(args: argparse.Namespace) -> int:
     from fastleak import sweeps
 
     if bool(args.sweep) == bool(args.report):
         raise CliError("give either a sweep file or --report RESULTS", "see 'fastleak sweep --help'")
+    fix = "fix the sweep file or options; see 'fastleak sweep --help'"
     try:
         if args.report:
             files = sweeps.write_report(args.report, args.report_dir)
@@ -430,19 +432,21 @@ def sweep_command(args: argparse.Namespace) -> int:
                 print(job.key[:12], ", ".join(f"{k}={v}" for k, v in job.varied.items()))
             print(f"{len(jobs)} of {len(sweep.jobs())} jobs to run; results go to {output}")
             return 0
-        progress = _SweepProgress()
-        try:
-            summary = sweeps.run_sweep(sweep, output, backend=args.backend, workers=args.workers,
-                                       address=args.address, cpus_per_job=args.cpus_per_job,
-                                       retry_failed=args.retry_failed, callback=progress)
-        finally:
-            progress.close()
+    except (ValueError, FileNotFoundError) as exc:
+        raise CliError(str(exc), fix) from None
+    progress = _SweepProgress()
+    try:
+        summary = sweeps.run_sweep(sweep, output, backend=args.backend, workers=args.workers,
+                                   address=args.address, cpus_per_job=args.cpus_per_job,
+                                   retry_failed=args.retry_failed, callback=progress)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; finished jobs are saved in {output}\n  resume with the same command",
-              file=sys.stderr)
+        progress.close()
+        print(f"\ninterrupted; finished jobs are saved in {output}\n  resume with the same command", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        raise CliError(str(exc), "fix the sweep file or options; see 'fastleak sweep --help'") from None
+    except (ValueError, RuntimeError) as exc:
+        raise CliError(str(exc), fix) from None
+    finally:
+        progress.close()
     print(f"{summary.total} jobs: {summary.skipped} already done, {summary.ok} ok, {summary.failed} failed "
           f"({summary.backend} backend)\nresults: {summary.output}\n  summarise with: fastleak sweep --report "
           f"{summary.output}")

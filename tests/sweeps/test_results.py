@@ -83,9 +83,8 @@ def test_the_last_record_of_a_key_counts():
 
 def test_two_writers_cannot_share_a_file(tmp_path):
     path = tmp_path / "r.jsonl"
-    with ResultsWriter(path):
-        with pytest.raises(RuntimeError, match="being written by another sweep"):
-            ResultsWriter(path).__enter__()
+    with ResultsWriter(path), pytest.raises(RuntimeError, match="being written by another sweep"):
+        ResultsWriter(path).__enter__()
     with ResultsWriter(path) as writer:
         writer.append(_result(0))
     assert len(read_results(path)) == 1

@@ -2,7 +2,6 @@
 import json
 import math
 import shutil
-import sys
 
 import pytest
 import torch
@@ -99,25 +98,3 @@ def test_the_serial_backend_writes_the_same_records(finished, tmp_path):
         assert r.settings == on_ray[key].settings and r.metrics.keys() == on_ray[key].metrics.keys()
         assert r.metrics["psnr"] == pytest.approx(on_ray[key].metrics["psnr"], rel=1e-4)
         assert r.metrics["exact"] == on_ray[key].metrics["exact"]
-
-
-def test_auto_falls_back_to_serial_without_ray(monkeypatch, caplog, tmp_path):
-    from fastleak.sweeps import resolve
-
-    assert resolve("auto") == "ray"
-    monkeypatch.setitem(sys.modules, "ray", None)
-    with caplog.at_level("WARNING"):
-        assert resolve("auto") == "serial"
-    assert "pip install fastleak[ray]" in caplog.text
-    with pytest.raises(ValueError, match="the ray backend needs Ray"):
-        run_sweep(_sweep([0]), tmp_path / "r.jsonl", backend="ray")
-    with pytest.raises(ValueError, match="unknown sweep backend 'dask'"):
-        run_sweep(_sweep([0]), tmp_path / "r.jsonl", backend="dask")
-
-
-def test_cuda_jobs_ask_ray_for_a_gpu():
-    from fastleak.sweeps.backends import resources
-
-    cpu, cuda = SweepSpec.from_dict({"grid": {"device": ["cpu", "cuda:1"]}}).jobs()
-    assert resources(cpu, 1) == {"num_cpus": 1, "num_gpus": 0}
-    assert resources(cuda, 2) == {"num_cpus": 2, "num_gpus": 1}
