@@ -1,0 +1,182 @@
+"""What the server does with the recorded updates: label recovery, an attack, and the round report.
+
+Per round, in the round's directory (see ``fastleak.integrations.flower.strategy``):
+
+* ``leakage.json``: ``{"version", "round", "labels_method", "attack": AttackConfig fields | null,
+  "clients": [{"row", "cid", "file", "num_samples",
+  "labels": {"method", "recovered": [...], "estimates": [...]} | {"error"} (absent without label recovery),
+  "attack": {"loss", "labels", "label_method", "iterations", "wall_time_s"} | {"error"}
+  (absent without an attack)}]}``. The server has no ground truth, so an attack is scored by its
+  final objective (``loss``: gradient distance plus priors, lower is a closer match).
+* ``reconstructions.pt`` (with an attack; ``torch.load(weights_only=True)``):
+  ``{"format": "fastleak.flower.reconstructions", "version": 1, "round": int,
+  "clients": {cid: {"images": [B, C, H, W] in [0, 1], "labels": [B]}}}``.
+* ``reconstructions.png`` (with an attack): one row per client (``row`` above), its
+  reconstructions captioned ``#row y=label``.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+
+from fastleak.attacks import PRESETS, AttackConfig, attack
+from fastleak.federated import Observation
+from fastleak.federated.client import _positive_int
+from fastleak.labels import METHODS, counts
+from fastleak.reports.figures import _CAPTION, _CELL, _to_pil
+from fastleak.reports.rundir import write_json
+
+log = logging.getLogger(__name__)
+
+RECONSTRUCTIONS_FORMAT = "fastleak.flower.reconstructions"
+RECONSTRUCTIONS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The analysis run on every recorded update, in a background worker.
+
+    ``labels``: the label-recovery method (``fastleak.labels.METHODS``, "auto" by default) or
+    None to skip it. ``attack``: an attack preset (``fastleak.attacks.PRESETS``) or None (the
+    default) for no attack; it runs ``iterations`` steps with ``restarts`` restarts from ``seed``,
+    with ``attack_options`` overriding fields of the preset's ``AttackConfig``, and with the
+    recovered labels fixed when label recovery is on.
+    """
+
+    labels: str | None = "auto"
+    attack: str | None = None
+    iterations: int = 200
+    restarts: int = 1
+    seed: int = 0
+    attack_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.labels is not None and self.labels not in METHODS:
+            raise ValueError(f"AuditConfig.labels must be None or one of {', '.join(METHODS)}, got {self.labels!r}")
+        _positive_int(self.iterations, "AuditConfig.iterations")
+        _positive_int(self.restarts, "AuditConfig.restarts")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"AuditConfig.seed must be an int, got {self.seed!r}")
+        if not isinstance(self.attack_options, Mapping):
+            raise TypeError(f"AuditConfig.attack_options must be a mapping, got {type(self.attack_options).__name__}")
+        object.__setattr__(self, "attack_options", dict(self.attack_options))
+        if self.attack is not None:
+            self.attack_config()
+        elif self.attack_options:
+            raise ValueError("AuditConfig.attack_options are given but no attack preset is set (attack=None)")
+
+    def attack_config(self) -> AttackConfig | None:
+        """The attack's full configuration (None without an attack)."""
+        if self.attack is None:
+            return None
+        return PRESETS.get(self.attack).replace(**{**self.attack_options, "iterations": self.iterations})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels, "attack": self.attack, "iterations": self.iterations,
+                "restarts": self.restarts, "seed": self.seed, "attack_options": dict(self.attack_options)}
+
+    @property
+    def enabled(self) -> bool:
+        return self.labels is not None or self.attack is not None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One recorded client update of a round: its row in the round index, Flower id and file name."""
+
+    row: int
+    cid: str
+    file: str
+    observation: Observation
+
+
+def _recover_labels(entry: Recorded, model: nn.Module, method: str) -> tuple[dict[str, Any], torch.Tensor | None]:
+    try:
+        found = counts(entry.observation, model, method)
+    except Exception as exc:  # one client's failure must not stop the audit of the others
+        log.exception("round audit: label recovery failed for client %s", entry.cid)
+        return {"error": f"{type(exc).__name__}: {exc}"}, None
+    return {"method": found.method, "recovered": found.labels.tolist(),
+            "estimates": [round(v, 4) for v in found.estimates.tolist()]}, found.labels
+
+
+def _attack(entry: Recorded, model: nn.Module, config: AuditConfig,
+            labels: torch.Tensor | None) -> tuple[dict[str, Any], Any]:
+    try:
+        result = attack(entry.observation, model, config.attack_config(), labels=labels, restarts=config.restarts,
+                        seed=config.seed)
+    except Exception as exc:  # one client's failure must not stop the audit of the others
+        log.exception("round audit: the attack failed for client %s", entry.cid)
+        return {"error": f"{type(exc).__name__}: {exc}"}, None
+    return {"loss": float(result.restart_losses[result.best_restart]), "labels": result.labels.tolist(),
+            "label_method": result.label_method, "iterations": result.iterations,
+            "wall_time_s": result.wall_time}, result
+
+
+def rows_grid(rows: Sequence[torch.Tensor], captions: Sequence[Sequence[str]], path: str | os.PathLike) -> None:
+    """One row of images per entry of ``rows`` ([B_i, C, H, W] in [0, 1]), each image captioned."""
+    width = max(r.shape[0] for r in rows) * _CELL
+    height = len(rows) * (_CELL + _CAPTION)
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for i, (images, texts) in enumerate(zip(rows, captions)):
+        top = i * (_CELL + _CAPTION)
+        for j in range(images.shape[0]):
+            canvas.paste(_to_pil(images[j]), (j * _CELL, top))
+            draw.text((j * _CELL + 4, top + _CELL + 2), texts[j], fill="black", font=font)
+    canvas.save(path)
+
+
+def _save_reconstructions(path: Path, server_round: int, results: Mapping[str, Any]) -> None:
+    payload = {"format": RECONSTRUCTIONS_FORMAT, "version": RECONSTRUCTIONS_VERSION, "round": server_round,
+               "clients": {cid: {"images": r.images.cpu(), "labels": r.labels.cpu()} for cid, r in results.items()}}
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def audit_round(round_dir: Path, server_round: int, recorded: Sequence[Recorded], model: nn.Module,
+                config: AuditConfig) -> dict[str, Any]:
+    """Analyse the recorded updates of one round and write its report files; returns leakage.json's content.
+
+    Works on its own copy of ``model``, so audits may run in several threads at once."""
+    model = copy.deepcopy(model)
+    clients, attacked = [], {}
+    for entry in recorded:
+        item: dict[str, Any] = {"row": entry.row, "cid": entry.cid, "file": entry.file,
+                                "num_samples": entry.observation.num_samples}
+        labels = None
+        if config.labels is not None:
+            item["labels"], labels = _recover_labels(entry, model, config.labels)
+        if config.attack is not None:
+            item["attack"], result = _attack(entry, model, config, labels)
+            if result is not None:
+                attacked[entry.cid] = (entry.row, result)
+        clients.append(item)
+    attack_config = config.attack_config()
+    report = {"round": server_round, "labels_method": config.labels,
+              "attack": None if attack_config is None else attack_config.as_dict(), "clients": clients}
+    write_json(round_dir / "leakage.json", report)
+    if attacked:
+        _save_reconstructions(round_dir / "reconstructions.pt", server_round,
+                              {cid: result for cid, (_, result) in attacked.items()})
+        rows = [result.images for _, result in attacked.values()]
+        captions = [[f"#{row} y={int(c)}" for c in result.labels] for row, result in attacked.values()]
+        rows_grid(rows, captions, round_dir / "reconstructions.png")
+    log.info("round %d audited: %d client update(s)%s", server_round, len(recorded),
+             ", grid in " + str(round_dir / "reconstructions.png") if attacked else "")
+    return report
