@@ -54,7 +54,7 @@ def execute_job(key: str, settings: dict[str, Any], attempts: int = 2, threads: 
                 outcome = run(ExperimentSpec.from_dict(settings))
             except Exception as exc:
                 error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
-                log.warning("job %s attempt %d of %d failed: %s", key[:12], attempt, attempts, error)
+                log.info("job %s attempt %d of %d failed: %s", key[:12], attempt, attempts, error)
                 continue
             return JobResult(key=key, settings=settings, status="ok", attempts=attempt,
                              wall_time_s=time.perf_counter() - start, metrics=outcome_metrics(outcome),
