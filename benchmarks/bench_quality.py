@@ -2,6 +2,7 @@
 
     python benchmarks/bench_quality.py [--quick] [--only a,b] [--json out.json] [--device cpu|cuda]
                                        [--width 64] [--iterations N] [--dlg-steps 300] [--dlg-inner 20]
+                                       [--dlg-restarts 1]
 
 Cases (targets in brackets; a case's targets are reported as met/missed, never asserted):
 
@@ -88,9 +89,9 @@ def case_a(s: argparse.Namespace) -> dict[str, Any]:
     model = models.build("lenet", 10, seed=MODEL_SEED).to(s.device)
     obs = [federated.fedsgd(model, x[i:i + 1], y[i:i + 1]) for i in range(len(y))]
     out: dict[str, Any] = {"setting": {"images": len(y), "steps": s.dlg_steps, "lbfgs_inner": s.dlg_inner,
-                                       "restarts": 1, "model": "lenet (sigmoid, U(-0.5,0.5))"}}
+                                       "restarts": s.dlg_restarts, "model": "lenet (sigmoid, U(-0.5,0.5))"}}
     for preset in s.a_presets:
-        results = attack_many(obs, model, preset, restarts=1, iterations=s.dlg_steps, lbfgs_inner=s.dlg_inner,
+        results = attack_many(obs, model, preset, restarts=s.dlg_restarts, iterations=s.dlg_steps, lbfgs_inner=s.dlg_inner,
                               seed=ATTACK_SEED, device=s.device, **s.override)
         per = [_score(r.images, x[i:i + 1], r.labels, y[i:i + 1], 10) for i, r in enumerate(results)]
         psnrs = [p["psnr"] for p in per]
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, help="Adam iterations (default: the preset's; quick 20)")
     ap.add_argument("--restarts", type=int, help="restarts for the ConvNet cases (default 4; quick 2)")
     ap.add_argument("--dlg-steps", type=int, help="L-BFGS steps for case a (default 300; quick 3)")
+    ap.add_argument("--dlg-restarts", type=int, default=1,
+                    help="case a: random initialisations per image, the best by loss is kept (default 1)")
     ap.add_argument("--dlg-inner", type=int, help="L-BFGS iterations per step (default 20; quick 5)")
     ap.add_argument("--images", type=int, help="CIFAR-10 images for case a (default 20; quick 4)")
     ap.add_argument("--bn-train", action="store_true", help="ConvNet BatchNorm in train mode (default: eval)")
