@@ -356,3 +356,18 @@ def test_strategy_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="input_shape is needed"):
         AuditStrategy(model=plain, recipe=RECIPE, out_dir=tmp_path)
     assert AuditStrategy(model=plain, recipe=RECIPE, out_dir=tmp_path, input_shape=(3, 32, 32)).input_shape == (3, 32, 32)
+    no_classifier = torch.nn.Sequential(plain, torch.nn.ReLU())
+    with pytest.raises(ValueError, match="must end in an nn.Linear classifier"):
+        AuditStrategy(model=no_classifier, recipe=RECIPE, out_dir=tmp_path, input_shape=(3, 32, 32))
+    recorder = AuditStrategy(model=no_classifier, recipe=RECIPE, out_dir=tmp_path, input_shape=(3, 32, 32),
+                             audit=AuditConfig(labels=None))
+    assert recorder.num_classes is None
+
+
+def test_client_app_refuses_batches_the_recipe_cannot_train_on():
+    model = build("lenet", 10)
+    x, y = load("cifar10", 1, seed=1)
+    with pytest.raises(ValueError, match=r"batches\[1\]: batch_size must be at most the number of samples 1, got 2"):
+        client_app(model, [client_batches()[0], (x, y)], RECIPE)
+    with pytest.raises(ValueError, match=r"batches\[0\]: x has per-sample shape \(1, 28, 28\)"):
+        client_app(model, [load("mnist", 4, seed=1)], RECIPE)

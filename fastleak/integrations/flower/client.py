@@ -75,11 +75,12 @@ def client_app(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Ten
     batches = tuple((x, y) for x, y in batches)
     if not batches:
         raise ValueError("batches must hold one (x, y) batch per client, got none")
+    if not isinstance(recipe, TrainingRecipe):
+        raise TypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
     for k, (x, y) in enumerate(batches):
         try:
             validate_batch(model, x, y)
+            recipe.schedule(x.shape[0])
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"batches[{k}]: {exc}") from None
-    if not isinstance(recipe, TrainingRecipe):
-        raise TypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
     return ClientApp(client_fn=functools.partial(_client_fn, model, batches, recipe, torch_threads))

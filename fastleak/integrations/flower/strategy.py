@@ -113,9 +113,14 @@ class AuditStrategy(Strategy):
         if input_shape is None and spec is None:
             raise ValueError("input_shape is needed (e.g. (3, 32, 32)) for a model not built by fastleak.models.build")
         self.input_shape = tuple(input_shape) if input_shape is not None else tuple(spec.in_shape)
-        self.num_classes = final_linear(self.model).out_features
         self.recipe = recipe
         self.audit = audit if audit is not None else AuditConfig()
+        try:
+            self.num_classes: int | None = final_linear(self.model).out_features
+        except ValueError:
+            if self.audit.enabled:
+                raise
+            self.num_classes = None
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.strategy = strategy if strategy is not None else FedAvg(
