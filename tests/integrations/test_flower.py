@@ -371,3 +371,12 @@ def test_client_app_refuses_batches_the_recipe_cannot_train_on():
         client_app(model, [client_batches()[0], (x, y)], RECIPE)
     with pytest.raises(ValueError, match=r"batches\[0\]: x has per-sample shape \(1, 28, 28\)"):
         client_app(model, [load("mnist", 4, seed=1)], RECIPE)
+
+
+def test_default_strategy_is_fedavg_from_the_models_weights(tmp_path):
+    model = build("lenet", 10, seed=3)
+    strategy = AuditStrategy(model=model, recipe=RECIPE, out_dir=tmp_path / "audit")
+    assert isinstance(strategy.strategy, FedAvg) and (tmp_path / "audit").is_dir()
+    initial = parameters_to_ndarrays(strategy.initialize_parameters(SimpleClientManager()))
+    for a, b in zip(initial, get_weights(model), strict=True):
+        np.testing.assert_array_equal(a, b)
