@@ -124,6 +124,8 @@ def test_background_attack_writes_reconstructions_and_grid(simulation):
     assert recs["round"] == 1 and set(recs["clients"]) == set(simulation.partition)
     for client in simulation.leakage["clients"]:
         assert np.isfinite(client["attack"]["loss"]) and client["attack"]["iterations"] == 4
+        assert client["attack"]["labels"] == client["labels"]["recovered"]
+        assert client["attack"]["label_method"] == client["labels"]["method"] == "geng_bias"
         images = recs["clients"][client["cid"]]["images"]
         assert images.shape == (4, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
     assert simulation.leakage["attack"]["fedavg_mode"] == "pseudo"

@@ -6,8 +6,10 @@ Per round, in the round's directory (see ``fastleak.integrations.flower.strategy
   "clients": [{"row", "cid", "file", "num_samples",
   "labels": {"method", "recovered": [...], "estimates": [...]} | {"error"} (absent without label recovery),
   "attack": {"loss", "labels", "label_method", "iterations", "wall_time_s"} | {"error"}
-  (absent without an attack)}]}``. The server has no ground truth, so an attack is scored by its
-  final objective (``loss``: gradient distance plus priors, lower is a closer match).
+  (absent without an attack; ``label_method`` is the recovery method whose labels the attack kept
+  fixed, or the preset's own label rule without label recovery)}]}``. The server has no ground
+  truth, so an attack is scored by its final objective (``loss``: gradient distance plus priors,
+  lower is a closer match).
 * ``reconstructions.pt`` (with an attack; ``torch.load(weights_only=True)``):
   ``{"format": "fastleak.flower.reconstructions", "version": 1, "round": int,
   "clients": {cid: {"images": [B, C, H, W] in [0, 1], "labels": [B]}}}``.
@@ -109,8 +111,8 @@ def _recover_labels(entry: Recorded, model: nn.Module, method: str) -> tuple[dic
             "estimates": [round(v, 4) for v in found.estimates.tolist()]}, found.labels
 
 
-def _attack(entry: Recorded, model: nn.Module, config: AuditConfig,
-            labels: torch.Tensor | None) -> tuple[dict[str, Any], Any]:
+def _attack(entry: Recorded, model: nn.Module, config: AuditConfig, labels: torch.Tensor | None,
+            label_method: str | None) -> tuple[dict[str, Any], Any]:
     try:
         result = attack(entry.observation, model, config.attack_config(), labels=labels, restarts=config.restarts,
                         seed=config.seed)
@@ -118,7 +120,8 @@ def _attack(entry: Recorded, model: nn.Module, config: AuditConfig,
         log.exception("round audit: the attack failed for client %s", entry.cid)
         return {"error": f"{type(exc).__name__}: {exc}"}, None
     return {"loss": float(result.restart_losses[result.best_restart]), "labels": result.labels.tolist(),
-            "label_method": result.label_method, "iterations": result.iterations,
+            "label_method": label_method if labels is not None else result.label_method,
+            "iterations": result.iterations,
             "wall_time_s": result.wall_time}, result
 
 
@@ -163,7 +166,7 @@ def audit_round(round_dir: Path, server_round: int, recorded: Sequence[Recorded]
         if config.labels is not None:
             item["labels"], labels = _recover_labels(entry, model, config.labels)
         if config.attack is not None:
-            item["attack"], result = _attack(entry, model, config, labels)
+            item["attack"], result = _attack(entry, model, config, labels, item.get("labels", {}).get("method"))
             if result is not None:
                 attacked[entry.cid] = (entry.row, result)
         clients.append(item)
