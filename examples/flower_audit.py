@@ -9,6 +9,11 @@ per round, the clients' true images above what the server reconstructed.
 
     python examples/flower_audit.py --rounds 2 --clients 3 --out runs/flower_audit --iterations 300
 
+With four images per client (the default) the server recovers every client's label multiset, but
+300 iterations of Inverting Gradients leave the images unrecognisable (about 13 dB); with one
+image per client (``--batch 1 --preset idlg --iterations 60``) they come back recognisable
+(about 26 dB).
+
 Run it from the repository root after ``make setup`` (which installs fastleak with its ``flower``
 extra); Ray's worker processes must be able to import fastleak.
 
@@ -49,6 +54,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", choices=("lenet", "convnet"), default="lenet")
     parser.add_argument("--width", type=int, default=8, help="convnet width (default 8)")
     parser.add_argument("--preset", default="inverting", help="attack preset (default inverting)")
+    parser.add_argument("--fedavg-mode", choices=("pseudo", "unroll"), default="pseudo",
+                        help="match the pseudo-gradient (W0 - Wt) / (lr * steps), or replay the local steps")
     parser.add_argument("--local-steps", type=int, default=2)
     parser.add_argument("--local-batch", type=int, default=2, help="local mini-batch size, at most --batch (default 2)")
     parser.add_argument("--lr", type=float, default=0.001, help="clients' local SGD learning rate")
@@ -99,7 +106,8 @@ def main() -> None:
     model = build(args.model, 10, seed=args.seed, **options)
     batches = client_batches(args)
     recipe = TrainingRecipe(local_steps=args.local_steps, lr=args.lr, batch_size=min(args.local_batch, args.batch))
-    audit = AuditConfig(labels="auto", attack=args.preset, iterations=args.iterations, seed=args.seed)
+    audit = AuditConfig(labels="auto", attack=args.preset, iterations=args.iterations, seed=args.seed,
+                        attack_options={"fedavg_mode": args.fedavg_mode})
     fedavg = FedAvg(initial_parameters=ndarrays_to_parameters(get_weights(model)), fraction_fit=1.0,
                     fraction_evaluate=0.0, min_fit_clients=args.clients, min_available_clients=args.clients)
 
