@@ -30,17 +30,12 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from fastleak._checks import positive_int
 from fastleak.federated.losses import LOSSES, check_reduction, client_loss
 from fastleak.federated.observation import Observation, Pair
 from fastleak.models.registry import spec_of
 
 Tensors = Mapping[str, torch.Tensor]
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def trainable_names(model: nn.Module) -> tuple[str, ...]:
@@ -131,10 +126,10 @@ def client_gradients(model: nn.Module, params: Tensors, x: torch.Tensor, y: torc
 def local_schedule(num_samples: int, local_steps: int, batch_size: int | None = None,
                    epochs: int = 1) -> tuple[tuple[int, int], ...]:
     """The (start, stop) sample range of every local SGD step, in order (see the module docstring)."""
-    n = _positive_int(num_samples, "num_samples")
-    steps = _positive_int(local_steps, "local_steps")
-    epochs = _positive_int(epochs, "epochs")
-    b = n if batch_size is None else _positive_int(batch_size, "batch_size")
+    n = positive_int(num_samples, "num_samples")
+    steps = positive_int(local_steps, "local_steps")
+    epochs = positive_int(epochs, "epochs")
+    b = n if batch_size is None else positive_int(batch_size, "batch_size")
     if b > n:
         raise ValueError(f"batch_size must be at most the number of samples {n}, got {b}")
     num_batches = math.ceil(n / b)

@@ -25,8 +25,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from fastleak._checks import positive_int
 from fastleak._registry import Registry
-from fastleak.federated.client import _positive_int, fedavg, fedsgd
+from fastleak.federated.client import fedavg, fedsgd
 from fastleak.federated.observation import Observation
 from fastleak.models.registry import build, spec_of
 
@@ -92,7 +93,7 @@ def multi_pair(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, pairs: int
     ``local_steps``, ``lr``, ``batch_size``, ``epochs``). ``model`` is not modified. The result has
     one ``Pair`` per round and ``meta["multi_pair"]`` recording the rule and its settings.
     """
-    count = _positive_int(pairs, "pairs")
+    count = positive_int(pairs, "pairs")
     rule = BETWEEN.get(between)
     observer = OBSERVERS.get(kind)
     if seed is None:

@@ -37,6 +37,21 @@ def reconstruction_grid(true: torch.Tensor, reconstructed: torch.Tensor, caption
     return width, height
 
 
+def image_rows(rows: Sequence[torch.Tensor], captions: Sequence[Sequence[str]], path: str | os.PathLike) -> None:
+    """One row of images per entry of ``rows`` ([B_i, C, H, W] in [0, 1]), each image captioned."""
+    width = max(r.shape[0] for r in rows) * _CELL
+    height = len(rows) * (_CELL + _CAPTION)
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for i, (images, texts) in enumerate(zip(rows, captions)):
+        top = i * (_CELL + _CAPTION)
+        for j in range(images.shape[0]):
+            canvas.paste(_to_pil(images[j]), (j * _CELL, top))
+            draw.text((j * _CELL + 4, top + _CELL + 2), texts[j], fill="black", font=font)
+    canvas.save(path)
+
+
 def loss_plot(steps: Sequence[int], history: torch.Tensor, path: str | os.PathLike, title: str = "") -> None:
     """The objective of every restart against the step (log scale)."""
     import matplotlib

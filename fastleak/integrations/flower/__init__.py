@@ -16,11 +16,11 @@ try:
 except ImportError:
     raise ImportError("fastleak.integrations.flower needs Flower: pip install 'fastleak[flower]'") from None
 
-from fastleak.integrations.flower.audit import AuditConfig, audit_round, rows_grid
+from fastleak.integrations.flower.audit import AuditConfig, audit_round
 from fastleak.integrations.flower.client import RecipeClient, client_app
 from fastleak.integrations.flower.recipe import TrainingRecipe, train_locally
 from fastleak.integrations.flower.strategy import AuditStrategy
 from fastleak.integrations.flower.weights import get_weights, set_weights, state_from_arrays
 
 __all__ = ["AuditStrategy", "AuditConfig", "TrainingRecipe", "train_locally", "RecipeClient", "client_app",
-           "get_weights", "set_weights", "state_from_arrays", "audit_round", "rows_grid"]
+           "get_weights", "set_weights", "state_from_arrays", "audit_round"]

@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from fastleak.attacks import PRESETS, AttackConfig, attack
 from fastleak.federated import Observation
-from fastleak.federated.client import _positive_int
+from fastleak._checks import positive_int
 from fastleak.labels import METHODS, counts
-from fastleak.reports.figures import _CAPTION, _CELL, _to_pil
+from fastleak.reports import image_rows
 from fastleak.reports.rundir import write_json
 
 log = logging.getLogger(__name__)
@@ -64,8 +63,8 @@ class AuditConfig:
     def __post_init__(self) -> None:
         if self.labels is not None and self.labels not in METHODS:
             raise ValueError(f"AuditConfig.labels must be None or one of {', '.join(METHODS)}, got {self.labels!r}")
-        _positive_int(self.iterations, "AuditConfig.iterations")
-        _positive_int(self.restarts, "AuditConfig.restarts")
+        positive_int(self.iterations, "AuditConfig.iterations")
+        positive_int(self.restarts, "AuditConfig.restarts")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"AuditConfig.seed must be an int, got {self.seed!r}")
         if not isinstance(self.attack_options, Mapping):
@@ -125,21 +124,6 @@ def _attack(entry: Recorded, model: nn.Module, config: AuditConfig, labels: torc
             "wall_time_s": result.wall_time}, result
 
 
-def rows_grid(rows: Sequence[torch.Tensor], captions: Sequence[Sequence[str]], path: str | os.PathLike) -> None:
-    """One row of images per entry of ``rows`` ([B_i, C, H, W] in [0, 1]), each image captioned."""
-    width = max(r.shape[0] for r in rows) * _CELL
-    height = len(rows) * (_CELL + _CAPTION)
-    canvas = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
-    for i, (images, texts) in enumerate(zip(rows, captions)):
-        top = i * (_CELL + _CAPTION)
-        for j in range(images.shape[0]):
-            canvas.paste(_to_pil(images[j]), (j * _CELL, top))
-            draw.text((j * _CELL + 4, top + _CELL + 2), texts[j], fill="black", font=font)
-    canvas.save(path)
-
-
 def _save_reconstructions(path: Path, server_round: int, results: Mapping[str, Any]) -> None:
     payload = {"format": RECONSTRUCTIONS_FORMAT, "version": RECONSTRUCTIONS_VERSION, "round": server_round,
                "clients": {cid: {"images": r.images.cpu(), "labels": r.labels.cpu()} for cid, r in results.items()}}
@@ -179,7 +163,7 @@ def audit_round(round_dir: Path, server_round: int, recorded: Sequence[Recorded]
                               {cid: result for cid, (_, result) in attacked.items()})
         rows = [result.images for _, result in attacked.values()]
         captions = [[f"#{row} y={int(c)}" for c in result.labels] for row, result in attacked.values()]
-        rows_grid(rows, captions, round_dir / "reconstructions.png")
+        image_rows(rows, captions, round_dir / "reconstructions.png")
     log.info("round %d audited: %d client update(s)%s", server_round, len(recorded),
              ", grid in " + str(round_dir / "reconstructions.png") if attacked else "")
     return report

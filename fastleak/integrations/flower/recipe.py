@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from fastleak.federated import LOSSES, client_loss, local_schedule, validate_batch
-from fastleak.federated.client import _positive_int
+from fastleak._checks import positive_int
 from fastleak.federated.losses import check_reduction
 
 
@@ -35,10 +35,10 @@ class TrainingRecipe:
     bn_train: bool = True
 
     def __post_init__(self) -> None:
-        _positive_int(self.local_steps, "TrainingRecipe.local_steps")
-        _positive_int(self.epochs, "TrainingRecipe.epochs")
+        positive_int(self.local_steps, "TrainingRecipe.local_steps")
+        positive_int(self.epochs, "TrainingRecipe.epochs")
         if self.batch_size is not None:
-            _positive_int(self.batch_size, "TrainingRecipe.batch_size")
+            positive_int(self.batch_size, "TrainingRecipe.batch_size")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) \
                 or self.lr <= 0:
             raise ValueError(f"TrainingRecipe.lr must be a positive finite number, got {self.lr!r}")
