@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from fastleak._toml import read_toml
 from fastleak.cli.errors import CliError
 
 
@@ -104,16 +105,11 @@ def _spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
 
 def _read_toml(path: str) -> dict[str, Any]:
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python < 3.11
-        import tomli as tomllib
-    try:
-        with open(path, "rb") as f:
-            values = tomllib.load(f)
-    except FileNotFoundError:
-        raise CliError(f"config file {path!r} does not exist", "pass the path of an existing .toml file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CliError(f"config file {path!r} is not valid TOML: {exc}", "fix the file's syntax") from None
+        values = read_toml(path, "config file")
+    except FileNotFoundError as exc:
+        raise CliError(str(exc), "pass the path of an existing .toml file") from None
+    except ValueError as exc:
+        raise CliError(str(exc), "fix the file's syntax") from None
     return {k.replace("-", "_"): v for k, v in values.items()}
 
 

@@ -36,6 +36,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastleak._toml import read_toml
 from fastleak.experiments import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -201,17 +202,7 @@ class SweepSpec:
 
 def load(path: str | os.PathLike) -> SweepSpec:
     """Read and validate a sweep file (every job is checked with ``ExperimentSpec.from_dict``)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python < 3.11
-        import tomli as tomllib
-    try:
-        with open(path, "rb") as f:
-            values = tomllib.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"sweep file {os.fspath(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"sweep file {os.fspath(path)!r} is not valid TOML: {exc}") from None
+    values = read_toml(path, "sweep file")
     sweep = SweepSpec.from_dict(values, source=os.fspath(path))
     sweep.jobs()
     return sweep

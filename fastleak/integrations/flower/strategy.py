@@ -38,7 +38,7 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import torch
 from flwr.common import (EvaluateIns, EvaluateRes, FitIns, FitRes, Parameters, Scalar, ndarrays_to_parameters,
@@ -266,7 +266,7 @@ class AuditStrategy(Strategy):
             if self._own_executor and self._executor is not None:
                 self._executor.shutdown(wait=True)
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> "AuditStrategy":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
