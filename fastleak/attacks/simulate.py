@@ -31,7 +31,8 @@ class ClientSimulator:
     ``shared(x, y)`` takes dummy images [Q, B, C, H, W] and labels [Q, B] (long) or soft
     label logits [Q, B, classes] and returns one tensor [Q, *param.shape] per shared parameter:
     the gradient (kind "gradient"), the pseudo-gradient of an update (FedAvg, mode
-    "pseudo"), or the update W_after - W_before of the unrolled local steps (mode "unroll").
+    "pseudo"), or the update of the unrolled local steps (mode "unroll"); updates in both modes
+    are expressed in gradient units, (W_before - W_after) / (lr * steps), targets alike.
     ``bn_loss`` after a call holds the BatchNorm-statistics prior [Q] when ``track_bn`` is set.
     """
 
@@ -58,10 +59,15 @@ class ClientSimulator:
     def _stack(self, tensors: list[Tensor]) -> Tensor:
         return torch.stack([t.detach() for t in tensors]).repeat_interleave(self.restarts, dim=0)
 
+    def _update_scale(self) -> float:
+        """Updates are compared in gradient units, (W_0 - W_K) / (lr * K): the distance then has the
+        scale of a gradient distance, which L-BFGS's absolute tolerances and the priors assume."""
+        return -1.0 / (self._lr() * len(self.schedule()))
+
     def target(self) -> list[Tensor]:
         """The observed quantity, [Q, *param.shape] per parameter, in the form ``shared`` produces."""
-        if self.obs.kind == "update" and self.fedavg_mode == "pseudo":
-            scale = -1.0 / (self._lr() * len(self.schedule()))
+        if self.obs.kind == "update":
+            scale = self._update_scale()
             return [t * scale for t in self._targets]
         return self._targets
 
@@ -120,7 +126,7 @@ class ClientSimulator:
         return self._unrolled_update(x, y)
 
     def _unrolled_update(self, x: Tensor, y: Tensor) -> list[Tensor]:
-        """W_K - W_0 after the client's local SGD steps, differentiable w.r.t. the dummy data."""
+        """(W_0 - W_K) / (lr * K) after the client's K local SGD steps, differentiable w.r.t. the dummy data."""
         lr = self._lr()
         start = self._replicate()
         params = dict(start)
@@ -130,7 +136,8 @@ class ClientSimulator:
             bn_total = bn if bn_total is None else bn_total + bn
             params = {n: p - lr * g for (n, p), g in zip(params.items(), grads)}
         self.bn_loss = bn_total
-        return [params[n] - start[n] for n in self.names]
+        scale = self._update_scale()
+        return [(params[n] - start[n]) * scale for n in self.names]
 
 
 def check_observation(obs: Observation, model: nn.Module) -> None:

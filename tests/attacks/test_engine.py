@@ -42,8 +42,10 @@ def test_unrolled_fedavg_at_the_true_batch_reproduces_the_update(convnet_case, b
     obs = fedavg(model, x, y, local_steps=3, lr=0.05, batch_size=batch_size)
     sim = ClientSimulator(model, [obs], 0, restarts=1, fedavg_mode="unroll")
     shared = sim.shared(x[None], y[None])
-    for got, want in zip(shared, obs.pairs[0].shared):
-        torch.testing.assert_close(got[0], want, rtol=1e-4, atol=1e-6)
+    steps = len(sim.schedule())
+    for got, target, update in zip(shared, sim.target(), obs.pairs[0].shared):
+        torch.testing.assert_close(target[0], -update / (0.05 * steps))
+        torch.testing.assert_close(got[0] * (-0.05 * steps), update, rtol=1e-4, atol=1e-6)
 
 
 def test_pseudo_gradient_target_has_gradient_sign_and_scale(convnet_case):
