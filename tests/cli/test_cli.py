@@ -80,11 +80,18 @@ def test_audit_attacks_a_saved_observation_with_a_user_model(saved_observation):
     assert labels["recovered"] == sorted(y.tolist())
 
 
+def _default_sigint():
+    """Ctrl-C handling in the child even when the tests run as a background job, which starts
+    with SIGINT ignored (and would pass that on)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupted_attack_resumes_from_its_checkpoint(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-m", "fastleak", "attack", "--model", "lenet", "--batch", "1", "--preset", "inverting",
             "--restarts", "1", "--iterations", "150", "--option", "checkpoint_every=2", "--out", "runs"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     deadline = time.time() + 300
     while time.time() < deadline and not list((tmp_path / "runs").glob("*/checkpoint.pt")):
         time.sleep(0.05)

@@ -41,10 +41,16 @@ def _records(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _default_sigint():
+    """Ctrl-C handling in the child even when the tests run as a background job, which starts
+    with SIGINT ignored (and would pass that on)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop_after(results, lines, sig, cwd):
     """Start the serial sweep and send ``sig`` once the results file holds ``lines`` lines."""
     proc = subprocess.Popen([sys.executable, "-m", "fastleak", "sweep", "s.toml", *SERIAL], cwd=cwd, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
         while proc.poll() is None and not (results.exists() and results.read_bytes().count(b"\n") >= lines):
             time.sleep(0.05)
