@@ -66,8 +66,9 @@ def _resolve_config(preset: str | AttackConfig, iterations: int | None, override
     for field in ("iterations", "lbfgs_inner", "record_every", "checkpoint_every", "group_every", "history_size"):
         if getattr(config, field) < 1:
             raise ValueError(f"{field} must be >= 1, got {getattr(config, field)}")
-    choices = {"labels": ("recover", "optimize"), "distance": ("l2", "l2_relative", "cosine"), "optimizer": ("adam", "lbfgs"),
-               "init": ("uniform", "gaussian"), "registration": ("affine", "translation")}
+    choices = {"labels": ("recover", "optimize"), "distance": ("l2", "l2_relative", "cosine"),
+               "optimizer": ("adam", "lbfgs"), "init": ("uniform", "gaussian"),
+               "registration": ("affine", "translation")}
     for field, allowed in choices.items():
         if getattr(config, field) not in allowed:
             raise ValueError(f"{field} must be one of {allowed}, got {getattr(config, field)!r}")

@@ -106,9 +106,9 @@ class BatchedLBFGS:
         prod = (torch.stack([step, y, g], 1) @ pairs.transpose(1, 2)).view(q, 3, used, 2).permute(0, 2, 3, 1)
         rows = torch.arange(q, device=g.device)[accept]
         slot = s["ptr"][accept]
-        s["pairs"][rows, slot] = torch.stack([step[accept], y[accept]], 1)
-        new = torch.stack([step[accept], y[accept]], 1) @ torch.stack([step[accept], y[accept], g[accept]], -1)
-        prod[rows, slot] = new                                                   # the overwritten slot
+        new_pairs = torch.stack([step[accept], y[accept]], 1)
+        s["pairs"][rows, slot] = new_pairs
+        prod[rows, slot] = new_pairs @ torch.cat([new_pairs, g[accept, None]], 1).transpose(1, 2)  # overwritten slot
         s["sy"][rows, slot, :used] = prod[rows, :, 1, 0]                        # s_new · y_j
         s["sy"][rows, :used, slot] = prod[rows, :, 0, 1]                        # s_j · y_new
         s["yy"][rows, slot, :used] = prod[rows, :, 1, 1]

@@ -182,8 +182,8 @@ def _finish(partials: Tensor, metric_fn, weights: Tensor | None, batched: bool) 
     return out if batched else out[0]
 
 
-def _split_rows(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> tuple[list[Tensor], list[Tensor], int]:
-    """Rows of per-row batched lists as one unbatched list of R*N tensors, row-major."""
+def _check_rows(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> int:
+    """The number of rows R of per-row batched lists, after checking that every tensor has them."""
     if not batched:
         raise ValueError("grad_distance: row_targets=True needs batched=True")
     _check_sequences(rec, target)
@@ -196,7 +196,12 @@ def _split_rows(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) 
         if r.shape[0] != rows or t.shape[0] != rows:
             raise ValueError(f"grad_distance: with per-row targets every rec[i] and target[i] must have the same "
                              f"leading dimension {rows}; index {i} has {r.shape[0]} and {t.shape[0]}")
-    return [r[k] for k in range(rows) for r in rec], [t[k] for k in range(rows) for t in target], rows
+    return rows
+
+
+def _rows(tensors: Sequence[Tensor]) -> list[Tensor]:
+    """Row k of every tensor, row-major: the unbatched list of R*N tensors of R problems."""
+    return [t[k] for k in range(tensors[0].shape[0]) for t in tensors]
 
 
 def grad_distance_reference(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str = "l2",
@@ -205,7 +210,8 @@ def grad_distance_reference(rec: Sequence[Tensor], target: Sequence[Tensor], met
     """Pure-PyTorch grad_distance; defines the semantics (see the module docstring)."""
     metric_fn = _metric_fn(metric)
     if row_targets:
-        flat_rec, flat_target, rows = _split_rows(rec, target, batched)
+        rows = _check_rows(rec, target, batched)
+        flat_rec, flat_target = _rows(rec), _rows(target)
         _check_inputs(flat_rec, flat_target, False)
         w = _weights_tensor(weights, len(rec), _result_dtype(rec[0].dtype), rec[0].device)
         return metric_fn(_partials_reference(flat_rec, flat_target, False).view(rows, len(rec), 4), w)
@@ -228,7 +234,7 @@ def grad_distance(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str =
     _check_sequences(rec, target)
     w = _weights_tensor(weights, len(rec), _result_dtype(rec[0].dtype), rec[0].device)
     if row_targets:
-        _, _, rows = _split_rows(rec, target, batched)
+        rows = _check_rows(rec, target, batched)
         partials = _RowPartials.apply(len(rec), *rec, *target)
         return metric_fn(partials.view(rows, len(rec), 4), w)
     # The op checks every tensor's dtype, device and shape itself (TORCH_CHECK).
@@ -274,11 +280,6 @@ class _Partials(torch.autograd.Function):
         grad_rec, grad_target = _partials_grads(list(saved[:n]), list(saved[n:]), grad, ctx.batched,
                                                 any(needs[:n]), any(needs[n:]))
         return None, None, *(grad_rec or [None] * n), *(grad_target or [None] * n)
-
-
-def _rows(tensors: Sequence[Tensor]) -> list[Tensor]:
-    """Row k of every tensor, row-major: the unbatched list of R*N tensors of R problems."""
-    return [t[k] for k in range(tensors[0].shape[0]) for t in tensors]
 
 
 def _stack_rows(flat: list[Tensor] | None, n: int) -> list[Tensor | None]:
