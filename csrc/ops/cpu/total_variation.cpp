@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../total_variation_math.h"
+#include "../total_variation_host.h"
 
 namespace fastleak {
 namespace {
@@ -41,17 +42,6 @@ struct Geometry {
   }
   int64_t items() const { return N * C * items_per_plane; }
 };
-
-void check_input(const at::Tensor& x, int64_t p, const char* op) {
-  TORCH_CHECK(x.dim() == 4, op, ": x must be 4-D [N, C, H, W], got ", x.dim(), "-D shape ", x.sizes());
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), op, ": x must be a floating-point tensor, got dtype ",
-              x.scalar_type());
-  TORCH_CHECK(p == 1 || p == 2, op, ": p must be 1 or 2, got ", p);
-}
-
-at::ScalarType result_type(at::ScalarType t) {
-  return t == at::kDouble ? at::kDouble : at::kFloat;
-}
 
 // Sum of f(i) for i in [0, n): opmath_t sums over fixed segments, added up in double.
 template <typename opmath_t, typename F>
@@ -139,10 +129,10 @@ void forward_impl(const scalar_t* x, const Geometry& g, out_t* out) {
 }
 
 at::Tensor total_variation_cpu(const at::Tensor& x_in, int64_t p) {
-  check_input(x_in, p, "fastleak::total_variation");
+  tv::check_input(x_in, p, "fastleak::total_variation");
   const at::Tensor x = x_in.contiguous();
   const Geometry g(x);
-  at::Tensor out = at::zeros({g.N}, x.options().dtype(result_type(x.scalar_type())));
+  at::Tensor out = at::zeros({g.N}, x.options().dtype(tv::result_type(x.scalar_type())));
   if (g.items() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastleak::total_variation", [&] {
     using out_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -214,15 +204,9 @@ void backward_impl(const go_t* grad_out, const scalar_t* x, const Geometry& g, s
 
 at::Tensor total_variation_backward_cpu(const at::Tensor& grad_out_in, const at::Tensor& x_in, int64_t p) {
   constexpr const char* op = "fastleak::total_variation_backward";
-  check_input(x_in, p, op);
-  TORCH_CHECK(grad_out_in.dim() == 1 && grad_out_in.size(0) == x_in.size(0), op,
-              ": grad_out must have shape [N] = [", x_in.size(0), "], got ", grad_out_in.sizes());
-  TORCH_CHECK(at::isFloatingType(grad_out_in.scalar_type()), op,
-              ": grad_out must be a floating-point tensor, got dtype ", grad_out_in.scalar_type());
-  TORCH_CHECK(grad_out_in.device() == x_in.device(), op, ": grad_out must be on the device of x (", x_in.device(),
-              "), got ", grad_out_in.device());
+  tv::check_backward_input(grad_out_in, x_in, p, op);
   const at::Tensor x = x_in.contiguous();
-  const at::Tensor grad_out = grad_out_in.to(result_type(x.scalar_type())).contiguous();
+  const at::Tensor grad_out = grad_out_in.to(tv::result_type(x.scalar_type())).contiguous();
   const Geometry g(x);
   at::Tensor grad = at::empty(x.sizes(), x.options());
   if (g.items() == 0) return grad.zero_();

@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "../fc_row_stats_math.h"
+#include "../fc_row_stats_host.h"
 
 namespace fastleak {
 namespace {
@@ -87,22 +88,13 @@ __global__ void __launch_bounds__(kThreads)
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fc_row_stats_cuda(const at::Tensor& g_in) {
   constexpr const char* op = "fastleak::fc_row_stats";
-  TORCH_CHECK(g_in.dim() == 2 || g_in.dim() == 3, op, ": g must be 2-D [C, D] or 3-D [P, C, D], got ",
-              g_in.dim(), "-D shape ", g_in.sizes());
-  TORCH_CHECK(at::isFloatingType(g_in.scalar_type()), op, ": g must be a floating-point tensor, got dtype ",
-              g_in.scalar_type());
+  fc::check_input(g_in, op);
   const int64_t D = g_in.size(-1);
-  TORCH_CHECK(D > 0, op, ": g must have a non-empty last dimension D (min/max of an empty row are undefined), "
-              "got shape ", g_in.sizes());
   const c10::cuda::CUDAGuard guard(g_in.device());
   const at::Tensor g = g_in.contiguous();
-  const auto rows_shape = g.sizes().slice(0, g.dim() - 1);
   const int64_t R = g.numel() / D;
-  const at::ScalarType sum_type = g.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor sum = at::empty(rows_shape, g.options().dtype(sum_type));
-  at::Tensor mn = at::empty(rows_shape, g.options());
-  at::Tensor mx = at::empty(rows_shape, g.options());
-  at::Tensor neg = at::empty(rows_shape, g.options().dtype(at::kLong));
+  at::Tensor sum, mn, mx, neg;
+  std::tie(sum, mn, mx, neg) = fc::empty_outputs(g);
   if (R == 0) return {sum, mn, mx, neg};
   const bool warp_rows = D <= kWarpRowMaxD;
   const int64_t blocks = warp_rows ? (R + kWarps - 1) / kWarps : R;

@@ -14,6 +14,7 @@
 #include <limits>
 
 #include "../total_variation_math.h"
+#include "../total_variation_host.h"
 
 namespace fastleak {
 namespace {
@@ -85,25 +86,14 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-void check_input(const at::Tensor& x, int64_t p, const char* op) {
-  TORCH_CHECK(x.dim() == 4, op, ": x must be 4-D [N, C, H, W], got ", x.dim(), "-D shape ", x.sizes());
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), op, ": x must be a floating-point tensor, got dtype ",
-              x.scalar_type());
-  TORCH_CHECK(p == 1 || p == 2, op, ": p must be 1 or 2, got ", p);
-}
-
-at::ScalarType result_type(at::ScalarType t) {
-  return t == at::kDouble ? at::kDouble : at::kFloat;
-}
-
 at::Tensor total_variation_cuda(const at::Tensor& x_in, int64_t p) {
   constexpr const char* op = "fastleak::total_variation";
-  check_input(x_in, p, op);
+  tv::check_input(x_in, p, op);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t M = C * H * W;
-  at::Tensor out = at::empty({N}, x.options().dtype(result_type(x.scalar_type())));
+  at::Tensor out = at::empty({N}, x.options().dtype(tv::result_type(x.scalar_type())));
   if (N == 0 || M == 0) return out.zero_();
   const int64_t chunks = std::clamp<int64_t>((M + kThreads * kPixelsPerThread - 1) / (kThreads * kPixelsPerThread),
                                              1, kMaxChunks);
@@ -127,16 +117,10 @@ at::Tensor total_variation_cuda(const at::Tensor& x_in, int64_t p) {
 
 at::Tensor total_variation_backward_cuda(const at::Tensor& grad_out_in, const at::Tensor& x_in, int64_t p) {
   constexpr const char* op = "fastleak::total_variation_backward";
-  check_input(x_in, p, op);
-  TORCH_CHECK(grad_out_in.dim() == 1 && grad_out_in.size(0) == x_in.size(0), op,
-              ": grad_out must have shape [N] = [", x_in.size(0), "], got ", grad_out_in.sizes());
-  TORCH_CHECK(at::isFloatingType(grad_out_in.scalar_type()), op,
-              ": grad_out must be a floating-point tensor, got dtype ", grad_out_in.scalar_type());
-  TORCH_CHECK(grad_out_in.device() == x_in.device(), op, ": grad_out must be on the device of x (", x_in.device(),
-              "), got ", grad_out_in.device());
+  tv::check_backward_input(grad_out_in, x_in, p, op);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
-  const at::Tensor grad_out = grad_out_in.to(result_type(x.scalar_type())).contiguous();
+  const at::Tensor grad_out = grad_out_in.to(tv::result_type(x.scalar_type())).contiguous();
   const int64_t C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t M = C * H * W, total = x.numel();
   at::Tensor grad = at::empty(x.sizes(), x.options());
