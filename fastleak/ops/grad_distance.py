@@ -235,10 +235,10 @@ def grad_distance(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str =
     w = _weights_tensor(weights, len(rec), _result_dtype(rec[0].dtype), rec[0].device)
     if row_targets:
         rows = _check_rows(rec, target, batched)
-        partials = _RowPartials.apply(len(rec), *rec, *target)
+        partials = _Partials.apply(False, True, len(rec), *rec, *target)
         return metric_fn(partials.view(rows, len(rec), 4), w)
     # The op checks every tensor's dtype, device and shape itself (TORCH_CHECK).
-    partials = _Partials.apply(batched, len(rec), *rec, *target)
+    partials = _Partials.apply(batched, False, len(rec), *rec, *target)
     return _finish(partials, metric_fn, w, batched)
 
 
@@ -258,55 +258,44 @@ def _partials_grads(rec: list[Tensor], target: list[Tensor], grad: Tensor, batch
     return grad_rec, grad_target
 
 
+def _op_lists(tensors: Sequence[Tensor], n: int, row_targets: bool) -> tuple[list[Tensor], list[Tensor]]:
+    if row_targets:
+        return _rows(tensors[:n]), _rows(tensors[n:])
+    return list(tensors[:n]), list(tensors[n:])
+
+
+def _stack_rows(flat: list[Tensor] | None, n: int) -> list[Tensor] | None:
+    return None if flat is None else [torch.stack(flat[i::n]) for i in range(n)]
+
+
 class _Partials(torch.autograd.Function):
     """grad_distance_partials on flat tensor arguments.
 
     The op's own autograd registration (below) serves direct calls, torch.compile and opcheck;
     this Function spares the wrapper the per-tensor pytree handling of torch.library's tensor-list
     autograd, which costs more host time than the kernels for small models.
-    """
 
-    @staticmethod
-    def forward(ctx, batched: bool, n: int, *tensors: Tensor) -> Tensor:
-        ctx.batched, ctx.n = batched, n
-        ctx.save_for_backward(*tensors)
-        return torch.ops.fastleak.grad_distance_partials(list(tensors[:n]), list(tensors[n:]), batched)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        n = ctx.n
-        saved = ctx.saved_tensors
-        needs = ctx.needs_input_grad[2:]
-        grad_rec, grad_target = _partials_grads(list(saved[:n]), list(saved[n:]), grad, ctx.batched,
-                                                any(needs[:n]), any(needs[n:]))
-        return None, None, *(grad_rec or [None] * n), *(grad_target or [None] * n)
-
-
-def _stack_rows(flat: list[Tensor] | None, n: int) -> list[Tensor | None]:
-    return [None] * n if flat is None else [torch.stack(flat[i::n]) for i in range(n)]
-
-
-class _RowPartials(torch.autograd.Function):
-    """grad_distance_partials of R independent problems, each rec[i]/target[i] given as [R, ...].
-
-    The rows are split inside the Function: selecting them in autograd would give every row's
+    With ``row_targets`` every rec[i]/target[i] is an [R, ...] stack of R independent problems, and
+    the rows are split inside the Function: selecting them in autograd would give every row's
     gradient its own zero-filled [R, ...] buffer, which is quadratic in R.
     """
 
     @staticmethod
-    def forward(ctx, n: int, *tensors: Tensor) -> Tensor:
-        ctx.n = n
+    def forward(ctx, batched: bool, row_targets: bool, n: int, *tensors: Tensor) -> Tensor:
+        ctx.batched, ctx.row_targets, ctx.n = batched, row_targets, n
         ctx.save_for_backward(*tensors)
-        return torch.ops.fastleak.grad_distance_partials(_rows(tensors[:n]), _rows(tensors[n:]), False)
+        rec, target = _op_lists(tensors, n, row_targets)
+        return torch.ops.fastleak.grad_distance_partials(rec, target, batched)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         n = ctx.n
-        saved = ctx.saved_tensors
-        needs = ctx.needs_input_grad[1:]
-        grad_rec, grad_target = _partials_grads(_rows(saved[:n]), _rows(saved[n:]), grad, False,
-                                                any(needs[:n]), any(needs[n:]))
-        return None, *_stack_rows(grad_rec, n), *_stack_rows(grad_target, n)
+        rec, target = _op_lists(ctx.saved_tensors, n, ctx.row_targets)
+        needs = ctx.needs_input_grad[3:]
+        grad_rec, grad_target = _partials_grads(rec, target, grad, ctx.batched, any(needs[:n]), any(needs[n:]))
+        if ctx.row_targets:
+            grad_rec, grad_target = _stack_rows(grad_rec, n), _stack_rows(grad_target, n)
+        return None, None, None, *(grad_rec or [None] * n), *(grad_target or [None] * n)
 
 
 def _partials_setup_context(ctx, inputs, output) -> None:
