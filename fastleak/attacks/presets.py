@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from fastleak._checks import known_fields
 from fastleak._registry import Registry
 
 
@@ -55,10 +56,7 @@ class AttackConfig:
     checkpoint_every: int = 100
 
     def replace(self, **overrides: Any) -> "AttackConfig":
-        valid = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - valid)
-        if unknown:
-            raise ValueError(f"unknown attack option(s) {unknown}; valid options: {', '.join(sorted(valid))}")
+        known_fields(overrides, AttackConfig, "attack")
         return dataclasses.replace(self, **overrides)
 
     def as_dict(self) -> dict[str, Any]:

@@ -5,6 +5,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastleak._checks import known_fields
+
 MODES = ("fedsgd", "fedavg", "multi-pair")
 
 
@@ -62,10 +64,7 @@ class ExperimentSpec:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ExperimentSpec":
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - valid)
-        if unknown:
-            raise ValueError(f"unknown experiment option(s) {unknown}; valid options: {', '.join(sorted(valid))}")
+        known_fields(values, cls, "experiment")
         return cls(**values)
 
     def replace(self, **changes: Any) -> "ExperimentSpec":
