@@ -1,19 +1,15 @@
 """fastleak.ops.fc_row_stats: compiled kernels against the pure-PyTorch reference."""
 from __future__ import annotations
 
-import importlib.util
 import logging
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 import fastleak
-from fastleak import _ext
+from fastleak import _ext, data
 from fastleak.ops import fc_row_stats, fc_row_stats_reference
 from fastleak.ops.fc_row_stats import FCRowStats
 
@@ -31,13 +27,9 @@ OP = torch.ops.fastleak
 
 def fc_gradient(dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Last-layer weight gradient [10, 3072] of a linear classifier on the 20 real CIFAR-10 test
-    images shipped with foolbox (cross-entropy on their true labels, seeded initial weights)."""
-    data = Path(importlib.util.find_spec("foolbox").origin).parent / "data"
-    files = sorted(data.glob("cifar10_*.png"))
-    assert len(files) == 20
-    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
-    x = torch.from_numpy(images).to(torch.float64).flatten(1) / 255
-    labels = torch.tensor([int(f.stem.split("_")[-1]) for f in files])
+    images of ``fastleak.data`` (cross-entropy on their true labels, seeded initial weights)."""
+    images, labels = data.load("cifar10", 20, labels="natural")
+    x = images.to(torch.float64).flatten(1)
     layer = torch.nn.Linear(x.shape[1], 10, dtype=torch.float64)
     with torch.no_grad():
         layer.weight.copy_(torch.randn(10, x.shape[1], generator=torch.Generator().manual_seed(0),

@@ -1,19 +1,16 @@
 """fastleak.ops.total_variation: compiled kernels against the pure-PyTorch reference."""
 from __future__ import annotations
 
-import importlib.util
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 import fastleak
-from fastleak import _ext
+from fastleak import _ext, data
 from fastleak.ops import total_variation, total_variation_reference
 
 compiled = pytest.mark.skipif(not _ext.LOADED, reason="fastleak._C is not built")
@@ -29,12 +26,8 @@ OP = torch.ops.fastleak
 
 
 def cifar_images(dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """The 20 real CIFAR-10 test images shipped with foolbox, [20, 3, 32, 32] in [0, 1]."""
-    data = Path(importlib.util.find_spec("foolbox").origin).parent / "data"
-    files = sorted(data.glob("cifar10_*.png"))
-    assert len(files) == 20
-    arr = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).to(dtype) / 255
+    """The 20 real CIFAR-10 test images of ``fastleak.data``, [20, 3, 32, 32] in [0, 1]."""
+    return data.load("cifar10", 20, labels="natural")[0].to(dtype)
 
 
 def spread(shape, seed: int = 0, dtype=torch.float64, device="cpu") -> torch.Tensor:
