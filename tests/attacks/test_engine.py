@@ -36,6 +36,34 @@ def test_simulated_gradient_at_the_true_batch_matches_the_observation(convnet_ca
         torch.testing.assert_close(got[1], want, rtol=1e-4, atol=1e-6)
 
 
+def test_dummy_batches_at_one_model_state_each_get_their_own_gradient_and_double_backward(lenet_case):
+    model, _, _, _ = lenet_case
+    x, y = data.load("cifar10", 4, seed=3)
+    observations = [fedsgd(model, x[i:i + 1], y[i:i + 1]) for i in range(2)]
+    sim = ClientSimulator(model, observations, 0, restarts=2)
+    assert sim.shared_state
+    dummy = torch.rand(4, 1, *x.shape[1:], generator=torch.Generator().manual_seed(0)).requires_grad_()
+    labels = y.view(4, 1)
+    got = sim.shared(dummy, labels)
+    got_dx, = torch.autograd.grad(sum(g.pow(2).sum() for g in got), dummy)
+    for q in range(4):
+        xq = dummy[q].detach().requires_grad_()
+        loss = torch.nn.functional.cross_entropy(model(xq), labels[q])
+        want = torch.autograd.grad(loss, list(model.parameters()), create_graph=True)
+        want_dx, = torch.autograd.grad(sum(g.pow(2).sum() for g in want), xq)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g[q], w, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(got_dx[q], want_dx, rtol=1e-3, atol=1e-5)
+
+
+def test_parameters_are_replicated_for_different_states_and_for_batchnorm(lenet_case, convnet_case):
+    model, x, y, obs = lenet_case
+    moved = dataclasses.replace(obs.pairs[0], state={n: t + 1e-3 for n, t in obs.pairs[0].state.items()})
+    assert not ClientSimulator(model, [obs, dataclasses.replace(obs, pairs=(moved,))], 0, restarts=1).shared_state
+    conv, cx, cy = convnet_case
+    assert not ClientSimulator(conv, [fedsgd(conv, cx, cy)], 0, restarts=2).shared_state
+
+
 @pytest.mark.parametrize("batch_size", [None, 1])
 def test_unrolled_fedavg_at_the_true_batch_reproduces_the_update(convnet_case, batch_size):
     model, x, y = convnet_case
