@@ -30,7 +30,7 @@ from fastleak.ops import grad_distance, total_variation
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "fastleak-attack-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: L-BFGS state keeps the history's products with the gradient
 Callback = Callable[[int, Tensor], None]
 
 
