@@ -33,6 +33,7 @@ order. The compiled path computes the per-(restart, tensor) sums sum (r-t)^2, su
 sum r^2 and sum t^2 in one deterministic pass over all tensors
 (``fastleak::grad_distance_partials``) and the gradient in one fused pass
 (``fastleak::grad_distance_backward``); the metric itself is plain torch on the [R, N, 4] sums.
+Both ops take per-row targets natively (``row_targets``), without splitting the rows.
 """
 from __future__ import annotations
 
@@ -159,8 +160,10 @@ def _metric_fn(metric: str) -> Callable[[Tensor, Tensor | None], Tensor]:
         raise ValueError(f"grad_distance: metric must be one of {sorted(_METRICS)}, got {metric!r}") from None
 
 
-def _partials_reference(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> Tensor:
-    """Pure-PyTorch [R, N, 4] sums: (r-t)^2, r*t, r^2, t^2 per restart and tensor."""
+def _partials_reference(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool,
+                        row_targets: bool = False) -> Tensor:
+    """Pure-PyTorch [R, N, 4] sums: (r-t)^2, r*t, r^2, t^2 per restart and tensor (row r of a
+    per-row target with ``row_targets``)."""
     acc = _result_dtype(rec[0].dtype)
     rows = []
     for r, t in zip(rec, target):
@@ -168,7 +171,7 @@ def _partials_reference(rec: Sequence[Tensor], target: Sequence[Tensor], batched
         t = t.to(acc)
         if batched:
             r = r.reshape(r.shape[0], -1)
-            t = t.reshape(1, -1)
+            t = t.reshape(r.shape[0] if row_targets else 1, -1)
         else:
             r = r.reshape(1, -1)
             t = t.reshape(1, -1)
@@ -180,6 +183,15 @@ def _partials_reference(rec: Sequence[Tensor], target: Sequence[Tensor], batched
 def _finish(partials: Tensor, metric_fn, weights: Tensor | None, batched: bool) -> Tensor:
     out = metric_fn(partials, weights)
     return out if batched else out[0]
+
+
+def _check_op_inputs(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool, row_targets: bool) -> None:
+    """The ops' own input checks: per-row targets are checked like rec against rec's row 0."""
+    if row_targets:
+        _check_rows(rec, target, batched)
+        _check_inputs(rec, [t.new_empty(t.shape[1:]) for t in target], True)
+    else:
+        _check_inputs(rec, target, batched)
 
 
 def _check_rows(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> int:
@@ -210,15 +222,13 @@ def grad_distance_reference(rec: Sequence[Tensor], target: Sequence[Tensor], met
     """Pure-PyTorch grad_distance; defines the semantics (see the module docstring)."""
     metric_fn = _metric_fn(metric)
     if row_targets:
-        rows = _check_rows(rec, target, batched)
-        flat_rec, flat_target = _rows(rec), _rows(target)
-        _check_inputs(flat_rec, flat_target, False)
-        w = _weights_tensor(weights, len(rec), _result_dtype(rec[0].dtype), rec[0].device)
-        return metric_fn(_partials_reference(flat_rec, flat_target, False).view(rows, len(rec), 4), w)
-    _check_inputs(rec, target, batched)
+        _check_rows(rec, target, batched)
+        _check_inputs(_rows(rec), _rows(target), False)
+    else:
+        _check_inputs(rec, target, batched)
     acc = _result_dtype(rec[0].dtype)
     w = _weights_tensor(weights, len(rec), acc, rec[0].device)
-    return _finish(_partials_reference(rec, target, batched), metric_fn, w, batched)
+    return _finish(_partials_reference(rec, target, batched, row_targets), metric_fn, w, batched)
 
 
 def grad_distance(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str = "l2",
@@ -234,38 +244,27 @@ def grad_distance(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str =
     _check_sequences(rec, target)
     w = _weights_tensor(weights, len(rec), _result_dtype(rec[0].dtype), rec[0].device)
     if row_targets:
-        rows = _check_rows(rec, target, batched)
-        partials = _Partials.apply(False, True, len(rec), *rec, *target)
-        return metric_fn(partials.view(rows, len(rec), 4), w)
+        _check_rows(rec, target, batched)
     # The op checks every tensor's dtype, device and shape itself (TORCH_CHECK).
-    partials = _Partials.apply(batched, False, len(rec), *rec, *target)
+    partials = _Partials.apply(batched, row_targets, len(rec), *rec, *target)
     return _finish(partials, metric_fn, w, batched)
 
 
-def _partials_grads(rec: list[Tensor], target: list[Tensor], grad: Tensor, batched: bool,
+def _partials_grads(rec: list[Tensor], target: list[Tensor], grad: Tensor, batched: bool, row_targets: bool,
                     need_rec: bool, need_target: bool) -> tuple[list | None, list | None]:
     """Gradients of grad_distance_partials wrt rec and target, given the gradient of its [R, N, 4] output."""
     g_diff2, g_dot, g_rr, g_tt = grad.unbind(-1)
     # d/dr [(r-t)^2, r*t, r^2, t^2] = [2(r-t), t, 2r, 0];  d/dt = [-2(r-t), r, 0, 2t]
     cross = g_dot - 2.0 * g_diff2
     grad_rec = grad_target = None
+    backward = torch.ops.fastleak.grad_distance_backward
     if need_rec:
-        grad_rec = torch.ops.fastleak.grad_distance_backward(rec, target, 2.0 * (g_diff2 + g_rr), cross, batched)
+        grad_rec = backward(rec, target, 2.0 * (g_diff2 + g_rr), cross, batched, row_targets)
     if need_target:
-        # grad_target = cross * r + 2 (g_diff2 + g_tt) * t, summed over restarts for the shared target
-        per_restart = torch.ops.fastleak.grad_distance_backward(rec, target, cross, 2.0 * (g_diff2 + g_tt), batched)
-        grad_target = [g.sum(0) for g in per_restart] if batched else per_restart
+        # grad_target = cross * r + 2 (g_diff2 + g_tt) * t, summed over restarts for a shared target
+        per_restart = backward(rec, target, cross, 2.0 * (g_diff2 + g_tt), batched, row_targets)
+        grad_target = [g.sum(0) for g in per_restart] if batched and not row_targets else per_restart
     return grad_rec, grad_target
-
-
-def _op_lists(tensors: Sequence[Tensor], n: int, row_targets: bool) -> tuple[list[Tensor], list[Tensor]]:
-    if row_targets:
-        return _rows(tensors[:n]), _rows(tensors[n:])
-    return list(tensors[:n]), list(tensors[n:])
-
-
-def _stack_rows(flat: list[Tensor] | None, n: int) -> list[Tensor] | None:
-    return None if flat is None else [torch.stack(flat[i::n]) for i in range(n)]
 
 
 class _Partials(torch.autograd.Function):
@@ -274,55 +273,47 @@ class _Partials(torch.autograd.Function):
     The op's own autograd registration (below) serves direct calls, torch.compile and opcheck;
     this Function spares the wrapper the per-tensor pytree handling of torch.library's tensor-list
     autograd, which costs more host time than the kernels for small models.
-
-    With ``row_targets`` every rec[i]/target[i] is an [R, ...] stack of R independent problems, and
-    the rows are split inside the Function: selecting them in autograd would give every row's
-    gradient its own zero-filled [R, ...] buffer, which is quadratic in R.
     """
 
     @staticmethod
     def forward(ctx, batched: bool, row_targets: bool, n: int, *tensors: Tensor) -> Tensor:
         ctx.batched, ctx.row_targets, ctx.n = batched, row_targets, n
         ctx.save_for_backward(*tensors)
-        rec, target = _op_lists(tensors, n, row_targets)
-        return torch.ops.fastleak.grad_distance_partials(rec, target, batched)
+        return torch.ops.fastleak.grad_distance_partials(list(tensors[:n]), list(tensors[n:]), batched, row_targets)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         n = ctx.n
-        rec, target = _op_lists(ctx.saved_tensors, n, ctx.row_targets)
+        saved = ctx.saved_tensors
         needs = ctx.needs_input_grad[3:]
-        grad_rec, grad_target = _partials_grads(rec, target, grad, ctx.batched, any(needs[:n]), any(needs[n:]))
-        if ctx.row_targets:
-            grad_rec, grad_target = _stack_rows(grad_rec, n), _stack_rows(grad_target, n)
+        grad_rec, grad_target = _partials_grads(list(saved[:n]), list(saved[n:]), grad, ctx.batched,
+                                                ctx.row_targets, any(needs[:n]), any(needs[n:]))
         return None, None, None, *(grad_rec or [None] * n), *(grad_target or [None] * n)
 
 
 def _partials_setup_context(ctx, inputs, output) -> None:
-    rec, target, batched = inputs
+    rec, target, ctx.batched, ctx.row_targets = inputs
     ctx.n = len(rec)
-    ctx.batched = batched
     ctx.save_for_backward(*rec, *target)
 
 
 def _partials_backward(ctx, grad: Tensor):
     n = ctx.n
     saved = ctx.saved_tensors
-    grad_rec, grad_target = _partials_grads(list(saved[:n]), list(saved[n:]), grad, ctx.batched,
+    grad_rec, grad_target = _partials_grads(list(saved[:n]), list(saved[n:]), grad, ctx.batched, ctx.row_targets,
                                             any(ctx.needs_input_grad[0]), any(ctx.needs_input_grad[1]))
-    return grad_rec or [None] * n, grad_target or [None] * n, None
+    return grad_rec or [None] * n, grad_target or [None] * n, None, None
 
 
 def _backward_setup_context(ctx, inputs, output) -> None:
-    rec, target, coef_rec, coef_target, batched = inputs
+    rec, target, coef_rec, coef_target, ctx.batched, ctx.row_targets = inputs
     ctx.n = len(rec)
-    ctx.batched = batched
     ctx.save_for_backward(*rec, *target, coef_rec, coef_target)
 
 
 def _backward_backward(ctx, grad_out: list[Tensor]):
     """The backward op is linear in (rec, target) for fixed coefs and in the coefs for fixed tensors."""
-    n, batched = ctx.n, ctx.batched
+    n, batched, row_targets = ctx.n, ctx.batched, ctx.row_targets
     saved = ctx.saved_tensors
     rec, target, coef_rec, coef_target = list(saved[:n]), list(saved[n:2 * n]), saved[2 * n], saved[2 * n + 1]
     acc = coef_rec.dtype
@@ -342,31 +333,32 @@ def _backward_backward(ctx, grad_out: list[Tensor]):
                 cols.append((go * x).sum().reshape(1))
         return torch.stack(cols, dim=1)
 
-    needs_rec, needs_target, needs_cr, needs_ct, _ = ctx.needs_input_grad
+    needs_rec, needs_target, needs_cr, needs_ct = ctx.needs_input_grad[:4]
+    shared_target = batched and not row_targets
     grad_rec = grad_target = [None] * n
     grad_cr = grad_ct = None
     if any(needs_rec):
         grad_rec = [(per_element(coef_rec, i, go) * go).to(go.dtype) for i, go in enumerate(grad_out)]
     if any(needs_target):
         grad_target = [per_element(coef_target, i, go) * go for i, go in enumerate(grad_out)]
-        grad_target = [(g.sum(0) if batched else g).to(t.dtype) for g, t in zip(grad_target, target)]
+        grad_target = [(g.sum(0) if shared_target else g).to(t.dtype) for g, t in zip(grad_target, target)]
     if needs_cr:
         grad_cr = dots(rec, shared=False)
     if needs_ct:
-        grad_ct = dots(target, shared=True)
-    return grad_rec, grad_target, grad_cr, grad_ct, None
+        grad_ct = dots(target, shared=shared_target)
+    return grad_rec, grad_target, grad_cr, grad_ct, None, None
 
 
 def _register_compiled() -> None:
     @torch.library.register_fake("fastleak::grad_distance_partials")
-    def _partials_fake(rec, target, batched):
-        _check_inputs(rec, target, batched)
+    def _partials_fake(rec, target, batched, row_targets):
+        _check_op_inputs(rec, target, batched, row_targets)
         restarts = rec[0].shape[0] if batched else 1
         return rec[0].new_empty((restarts, len(rec), 4), dtype=_result_dtype(rec[0].dtype))
 
     @torch.library.register_fake("fastleak::grad_distance_backward")
-    def _backward_fake(rec, target, coef_rec, coef_target, batched):
-        _check_inputs(rec, target, batched)
+    def _backward_fake(rec, target, coef_rec, coef_target, batched, row_targets):
+        _check_op_inputs(rec, target, batched, row_targets)
         return [r.new_empty(r.shape) for r in rec]
 
     torch.library.register_autograd("fastleak::grad_distance_partials", _partials_backward,

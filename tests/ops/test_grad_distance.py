@@ -33,10 +33,17 @@ TOLERANCES = {torch.float64: (1e-12, 1e-12), torch.float32: (1e-5, 1e-5),
               torch.float16: (1e-5, 2e-3), torch.bfloat16: (1e-5, 1e-2)}
 
 
-def make_lists(shapes, dtype=torch.float64, device="cpu", restarts=None, seed=0, grad=True):
+# (batched, row_targets): one problem; restarts sharing one target; one target row per restart
+MODES = pytest.mark.parametrize("batched, row_targets", [(False, False), (True, False), (True, True)],
+                                ids=["single", "batched", "rows"])
+
+
+def make_lists(shapes, dtype=torch.float64, device="cpu", restarts=None, seed=0, grad=True, row_targets=False):
     gen = torch.Generator().manual_seed(seed)
     lead = () if restarts is None else (restarts,)
-    target = [torch.randn(s, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype) for s in shapes]
+    target_lead = lead if row_targets else ()
+    target = [torch.randn(target_lead + tuple(s), generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+              for s in shapes]
     # rec correlated with target so that the cosine distance is far from 1
     rec = [(t.double().cpu() + 0.5 * torch.randn(lead + tuple(s), generator=gen, dtype=torch.float64))
            .to(device=device, dtype=dtype) for t, s in zip(target, shapes)]
@@ -110,20 +117,22 @@ def test_l2_relative_is_l2_over_the_weighted_target_norm():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
-def test_partials_match_reference(device, batched):
-    rec, target = make_lists(BIG_SHAPES, torch.float64, device, restarts=2 if batched else None, grad=False)
-    assert_close_rel(PARTIALS(rec, target, batched), _partials_reference(rec, target, batched), 1e-13)
+@MODES
+def test_partials_match_reference(device, batched, row_targets):
+    rec, target = make_lists(BIG_SHAPES, torch.float64, device, restarts=2 if batched else None, grad=False,
+                             row_targets=row_targets)
+    assert_close_rel(PARTIALS(rec, target, batched, row_targets),
+                     _partials_reference(rec, target, batched, row_targets), 1e-13)
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
-def test_op_autograd_matches_reference(device, batched):
+@MODES
+def test_op_autograd_matches_reference(device, batched, row_targets):
     """The autograd registered on the op itself (direct calls, torch.compile), not the wrapper's."""
-    rec, target = make_lists(SHAPES, torch.float64, device, restarts=2 if batched else None)
+    rec, target = make_lists(SHAPES, torch.float64, device, restarts=2 if batched else None, row_targets=row_targets)
     weight = torch.linspace(-1.0, 1.0, 4 * len(SHAPES) * (2 if batched else 1), dtype=torch.float64, device=device)
-    out = (PARTIALS(rec, target, batched) * weight.reshape(-1, len(SHAPES), 4)).sum()
-    ref = (_partials_reference(rec, target, batched) * weight.reshape(-1, len(SHAPES), 4)).sum()
+    out = (PARTIALS(rec, target, batched, row_targets) * weight.reshape(-1, len(SHAPES), 4)).sum()
+    ref = (_partials_reference(rec, target, batched, row_targets) * weight.reshape(-1, len(SHAPES), 4)).sum()
     for g, g_ref in zip(grads(out, rec + target), grads(ref, rec + target)):
         assert_close_rel(g, g_ref, 1e-12)
 
@@ -173,27 +182,28 @@ def test_cosine_of_zero_gradient_is_one_with_finite_grads(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
-def test_opcheck(device, batched):
+@MODES
+def test_opcheck(device, batched, row_targets):
     shapes = [(3, 4), (7,), (0,), ()]
-    rec, target = make_lists(shapes, torch.float32, device, restarts=2 if batched else None)
-    torch.library.opcheck(PARTIALS, (rec, target, batched))
+    rec, target = make_lists(shapes, torch.float32, device, restarts=2 if batched else None, row_targets=row_targets)
+    torch.library.opcheck(PARTIALS, (rec, target, batched, row_targets))
     restarts = 2 if batched else 1
     coef_rec = torch.randn(restarts, len(shapes), device=device, requires_grad=True)
     coef_target = torch.randn(restarts, len(shapes), device=device, requires_grad=True)
-    torch.library.opcheck(BACKWARD, (rec, target, coef_rec, coef_target, batched))
+    torch.library.opcheck(BACKWARD, (rec, target, coef_rec, coef_target, batched, row_targets))
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
-def test_gradcheck_and_gradgradcheck(device, metric, batched):
+@MODES
+def test_gradcheck_and_gradgradcheck(device, metric, batched, row_targets):
     shapes = [(2, 3), (4,), ()]
-    rec, target = make_lists(shapes, torch.float64, device, restarts=2 if batched else None)
+    rec, target = make_lists(shapes, torch.float64, device, restarts=2 if batched else None, row_targets=row_targets)
     n = len(shapes)
 
     def fn(*xs):
-        return grad_distance(list(xs[:n]), list(xs[n:]), metric, [1.0, 0.5, 2.0], batched=batched)
+        return grad_distance(list(xs[:n]), list(xs[n:]), metric, [1.0, 0.5, 2.0], batched=batched,
+                             row_targets=row_targets)
 
     inputs = tuple(rec + target)
     assert torch.autograd.gradcheck(fn, inputs)
@@ -201,18 +211,21 @@ def test_gradcheck_and_gradgradcheck(device, metric, batched):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
-def test_noncontiguous_gradcheck(device, batched):
+@MODES
+def test_noncontiguous_gradcheck(device, batched, row_targets):
     opts = dict(dtype=torch.float64, device=device)
     rec = torch.randn(4, 2, 3, 2, **opts)[..., 0].transpose(0, 2)  # (3, 2, 4): transposed slice
     target = torch.randn(2, 8, **opts)[:, ::2]                      # (2, 4): strided slice
+    if row_targets:
+        target = torch.randn(3, 2, 8, **opts)[:, :, ::2]           # (3, 2, 4): strided slice
     if not batched:
         rec = rec[1]
     rec.requires_grad_()
     target.requires_grad_()
     assert not rec.is_contiguous() and not target.is_contiguous()
     for metric in METRICS:
-        assert torch.autograd.gradcheck(lambda r, t: grad_distance([r], [t], metric, batched=batched), (rec, target))
+        assert torch.autograd.gradcheck(
+            lambda r, t: grad_distance([r], [t], metric, batched=batched, row_targets=row_targets), (rec, target))
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,29 +254,31 @@ def tensor_lists(draw):
     for size in draw(BIG_SIZES):
         shapes.insert(draw(st.integers(0, len(shapes))), (size,))
     restarts = draw(st.sampled_from([None, 1, 3]))
+    row_targets = restarts is not None and draw(st.booleans())
     layouts = draw(st.lists(st.integers(0, 2), min_size=2 * len(shapes), max_size=2 * len(shapes)))
     dtype = draw(st.sampled_from([torch.float64, torch.float32]))
     seed = draw(st.integers(0, 2**16))
-    return shapes, restarts, layouts, dtype, seed
+    return shapes, restarts, row_targets, layouts, dtype, seed
 
 
 def _fuzz(device, case):
-    shapes, restarts, layouts, dtype, seed = case
-    rec, target = make_lists(shapes, dtype, device, restarts=restarts, seed=seed, grad=False)
+    shapes, restarts, row_targets, layouts, dtype, seed = case
+    rec, target = make_lists(shapes, dtype, device, restarts=restarts, seed=seed, grad=False, row_targets=row_targets)
     n = len(shapes)
     rec = [_layout(x, how) for x, how in zip(rec, layouts[:n])]
     target = [_layout(x, how) for x, how in zip(target, layouts[n:])]
     batched = restarts is not None
     tol = 1e-12 if dtype == torch.float64 else 1e-6
     ref_inputs = ([x.double() for x in rec], [x.double() for x in target])
-    assert_close_rel(PARTIALS(rec, target, batched), _partials_reference(*ref_inputs, batched), tol)
+    assert_close_rel(PARTIALS(rec, target, batched, row_targets), _partials_reference(*ref_inputs, batched, row_targets),
+                     tol)
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     coef_rec = torch.linspace(-1, 2, (restarts or 1) * n, dtype=acc, device=device).reshape(-1, n)
     coef_target = torch.linspace(3, -1, (restarts or 1) * n, dtype=acc, device=device).reshape(-1, n)
-    out = BACKWARD(rec, target, coef_rec, coef_target, batched)
+    out = BACKWARD(rec, target, coef_rec, coef_target, batched, row_targets)
     for i, (o, r, t) in enumerate(zip(out, rec, target)):
         assert o.is_contiguous() and o.shape == r.shape and o.dtype == dtype
-        shape = (-1,) + (1,) * t.dim() if batched else ()
+        shape = (-1,) + (1,) * (r.dim() - 1) if batched else ()
         cr = coef_rec[:, i].double().cpu().reshape(shape)
         ct = coef_target[:, i].double().cpu().reshape(shape)
         r64, t64 = r.double().cpu(), t.double().cpu()
@@ -298,9 +313,11 @@ def test_fuzz_against_reference_cuda(case):
 def test_bitwise_repeatable(device):
     shapes = [(300_000,), (3, 3, 64, 64), (65537,), (10,)]
     rec, target = make_lists(shapes, torch.float32, device, restarts=2, grad=False)
-    first = PARTIALS(rec, target, True)
+    rows = [t.expand(2, *t.shape) for t in target]
+    first, first_rows = PARTIALS(rec, target, True, False), PARTIALS(rec, rows, True, True)
     for _ in range(3):
-        assert torch.equal(PARTIALS(rec, target, True), first)
+        assert torch.equal(PARTIALS(rec, target, True, False), first)
+        assert torch.equal(PARTIALS(rec, rows, True, True), first_rows)
 
 
 @compiled
@@ -311,9 +328,9 @@ def test_independent_of_thread_count():
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one, one_bwd = PARTIALS(rec, target, True), BACKWARD(rec, target, coef, coef, True)
+        one, one_bwd = PARTIALS(rec, target, True, False), BACKWARD(rec, target, coef, coef, True, False)
         torch.set_num_threads(2)
-        two, two_bwd = PARTIALS(rec, target, True), BACKWARD(rec, target, coef, coef, True)
+        two, two_bwd = PARTIALS(rec, target, True, False), BACKWARD(rec, target, coef, coef, True, False)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, two)
@@ -385,11 +402,16 @@ def test_error_bad_weights(fn):
 @compiled
 def test_op_errors_name_the_op():
     with pytest.raises(ValueError, match=r"grad_distance_partials: shape mismatch at index 0"):
-        PARTIALS(_pair((2,)), _pair((3,)), False)
+        PARTIALS(_pair((2,)), _pair((3,)), False, False)
     with pytest.raises(ValueError, match=r"grad_distance_backward: coef_rec must have shape \[R, N\] = \[1, 1\]"):
-        BACKWARD(_pair((2,)), _pair((2,)), torch.zeros(2, 1), torch.zeros(1, 1), False)
+        BACKWARD(_pair((2,)), _pair((2,)), torch.zeros(2, 1), torch.zeros(1, 1), False, False)
     with pytest.raises(TypeError, match=r"grad_distance_backward: coef_target has dtype Double, expected Float"):
-        BACKWARD(_pair((2,)), _pair((2,)), torch.zeros(1, 1), torch.zeros(1, 1, dtype=torch.float64), False)
+        BACKWARD(_pair((2,)), _pair((2,)), torch.zeros(1, 1), torch.zeros(1, 1, dtype=torch.float64), False, False)
+    with pytest.raises(ValueError, match=r"grad_distance_partials: row_targets=True needs batched=True"):
+        PARTIALS(_pair((2,)), _pair((2,)), False, True)
+    with pytest.raises(ValueError, match=r"grad_distance_partials: with row_targets=True every rec\[i\] and "
+                                         r"target\[i\] must have the leading dimension R = 3; index 1 has shape"):
+        PARTIALS([torch.zeros(3, 2), torch.zeros(2, 2)], [torch.zeros(3, 2), torch.zeros(2, 2)], True, True)
 
 
 @pytest.mark.cuda

@@ -18,6 +18,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <c10/util/accumulate.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -31,10 +32,12 @@ at::ScalarType grad_distance_acc_type(at::ScalarType dtype) {
   return dtype == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-int64_t grad_distance_check_inputs(const char* op, at::TensorList rec, at::TensorList target, bool batched) {
+int64_t grad_distance_check_inputs(const char* op, at::TensorList rec, at::TensorList target, bool batched,
+                                   bool row_targets) {
   TORCH_CHECK_VALUE(rec.size() == target.size(), op, ": rec and target must have the same length, got ",
                     rec.size(), " and ", target.size());
   TORCH_CHECK_VALUE(!rec.empty(), op, ": rec and target must be non-empty lists of tensors, got empty lists");
+  TORCH_CHECK_VALUE(batched || !row_targets, op, ": row_targets=True needs batched=True");
   const at::Tensor& ref = rec[0];
   const auto dtype = ref.scalar_type();
   TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
@@ -54,12 +57,19 @@ int64_t grad_distance_check_inputs(const char* op, at::TensorList rec, at::Tenso
     }
     const at::IntArrayRef rs = rec[i].sizes();
     const at::IntArrayRef ts = target[i].sizes();
-    const bool same = batched ? rs.size() == ts.size() + 1 && rs[0] == restarts && rs.slice(1).equals(ts) : rs == ts;
+    const bool shared = batched && !row_targets;
+    const bool same = shared ? rs.size() == ts.size() + 1 && rs[0] == restarts && rs.slice(1).equals(ts)
+                             : rs == ts && (!batched || (!rs.empty() && rs[0] == restarts));
     if (!same) {
       std::vector<int64_t> expected(ts.begin(), ts.end());
-      if (batched) expected.insert(expected.begin(), restarts);
+      if (shared) expected.insert(expected.begin(), restarts);
+      const char* what = shared ? " ([R, *target[i].shape])" : " (target[i].shape)";
+      if (row_targets && rs == ts) {
+        TORCH_CHECK_VALUE(false, op, ": with row_targets=True every rec[i] and target[i] must have the leading ",
+                          "dimension R = ", restarts, "; index ", i, " has shape ", rs);
+      }
       TORCH_CHECK_VALUE(false, op, ": shape mismatch at index ", i, ": rec[", i, "] has shape ", rs, ", expected ",
-                        at::IntArrayRef(expected), batched ? " ([R, *target[i].shape])" : " (target[i].shape)");
+                        at::IntArrayRef(expected), what);
     }
   }
   return restarts;
@@ -204,20 +214,21 @@ std::vector<at::Tensor> contiguous_all(at::TensorList xs) {
   return out;
 }
 
-std::vector<int64_t> numel_per_restart(at::TensorList target) {
+// Elements of each tensor per restart; a shared target has exactly that many.
+std::vector<int64_t> numel_per_restart(at::TensorList target, bool row_targets) {
   std::vector<int64_t> numel;
   numel.reserve(target.size());
-  for (const auto& t : target) numel.push_back(t.numel());
+  for (const auto& t : target) numel.push_back(row_targets ? c10::multiply_integers(t.sizes().slice(1)) : t.numel());
   return numel;
 }
 
-at::Tensor partials_cpu(at::TensorList rec_in, at::TensorList target_in, bool batched) {
+at::Tensor partials_cpu(at::TensorList rec_in, at::TensorList target_in, bool batched, bool row_targets) {
   constexpr const char* op = "grad_distance_partials";
-  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched);
+  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched, row_targets);
   const int64_t n = static_cast<int64_t>(rec_in.size());
   const auto rec = contiguous_all(rec_in);
   const auto target = contiguous_all(target_in);
-  const auto numel = numel_per_restart(target_in);
+  const auto numel = numel_per_restart(target_in, row_targets);
   const Plan plan = make_plan(numel, restarts);
   const int64_t n_items = static_cast<int64_t>(plan.items.size());
 
@@ -226,8 +237,9 @@ at::Tensor partials_cpu(at::TensorList rec_in, at::TensorList target_in, bool ba
     const ChunkSumsFn<scalar_t> chunk_sums = select_chunk_sums<scalar_t>();
     for_each_item(plan, [&](int64_t k) {
       const WorkItem& item = plan.items[k];
-      const scalar_t* r = rec[item.tensor].const_data_ptr<scalar_t>() + item.restart * numel[item.tensor] + item.begin;
-      const scalar_t* t = target[item.tensor].const_data_ptr<scalar_t>() + item.begin;
+      const int64_t row = item.restart * numel[item.tensor];
+      const scalar_t* r = rec[item.tensor].const_data_ptr<scalar_t>() + row + item.begin;
+      const scalar_t* t = target[item.tensor].const_data_ptr<scalar_t>() + (row_targets ? row : 0) + item.begin;
       chunk_sums(r, t, item.len, &item_sums[static_cast<size_t>(k) * kSlots]);
     });
   });
@@ -243,15 +255,15 @@ at::Tensor partials_cpu(at::TensorList rec_in, at::TensorList target_in, bool ba
 }
 
 std::vector<at::Tensor> backward_cpu(at::TensorList rec_in, at::TensorList target_in, const at::Tensor& coef_rec_in,
-                                     const at::Tensor& coef_target_in, bool batched) {
+                                     const at::Tensor& coef_target_in, bool batched, bool row_targets) {
   constexpr const char* op = "grad_distance_backward";
-  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched);
+  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched, row_targets);
   const int64_t n = static_cast<int64_t>(rec_in.size());
   grad_distance_check_coef(op, "coef_rec", coef_rec_in, rec_in[0], restarts, n);
   grad_distance_check_coef(op, "coef_target", coef_target_in, rec_in[0], restarts, n);
   const auto rec = contiguous_all(rec_in);
   const auto target = contiguous_all(target_in);
-  const auto numel = numel_per_restart(target_in);
+  const auto numel = numel_per_restart(target_in, row_targets);
   const at::Tensor coef_rec = coef_rec_in.contiguous();
   const at::Tensor coef_target = coef_target_in.contiguous();
   std::vector<at::Tensor> out;
@@ -268,7 +280,8 @@ std::vector<at::Tensor> backward_cpu(at::TensorList rec_in, at::TensorList targe
       const int64_t offset = item.restart * numel[item.tensor] + item.begin;
       const int64_t c = item.restart * n + item.tensor;
       chunk_backward<scalar_t, opmath_t>(rec[item.tensor].const_data_ptr<scalar_t>() + offset,
-                                         target[item.tensor].const_data_ptr<scalar_t>() + item.begin,
+                                         target[item.tensor].const_data_ptr<scalar_t>() +
+                                             (row_targets ? offset : item.begin),
                                          out[item.tensor].data_ptr<scalar_t>() + offset, item.len, cr[c], ct[c]);
     });
   });

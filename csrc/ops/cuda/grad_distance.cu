@@ -12,6 +12,7 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <c10/util/accumulate.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -23,7 +24,8 @@ namespace fastleak {
 
 // Shared with the CPU backend, defined in csrc/ops/cpu/grad_distance.cpp.
 at::ScalarType grad_distance_acc_type(at::ScalarType dtype);
-int64_t grad_distance_check_inputs(const char* op, at::TensorList rec, at::TensorList target, bool batched);
+int64_t grad_distance_check_inputs(const char* op, at::TensorList rec, at::TensorList target, bool batched,
+                                   bool row_targets);
 void grad_distance_check_coef(const char* op, const char* name, const at::Tensor& coef, const at::Tensor& ref,
                               int64_t restarts, int64_t n);
 
@@ -49,6 +51,7 @@ struct PartialsArgs {
   int64_t block_start[kMaxTensors];  // first block of each tensor in this launch
   int count;
   int64_t slot_base;  // slot of this launch's block 0
+  bool row_targets;   // target[i] has one row per restart
 };
 
 template <typename scalar_t>
@@ -61,6 +64,7 @@ struct BackwardArgs {
   int64_t block_start[kMaxTensors];
   int64_t index[kMaxTensors];  // position in the op's tensor list (column of the coefficients)
   int count;
+  bool row_targets;
 };
 
 struct CombineArgs {
@@ -123,8 +127,9 @@ template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads) partials_kernel(const PartialsArgs<scalar_t> args, double* slots) {
   using opmath_t = at::opmath_type<scalar_t>;
   const BlockWork w = locate_block(args);
-  const scalar_t* r = args.rec[w.entry] + w.restart * args.numel[w.entry] + w.begin;
-  const scalar_t* t = args.target[w.entry] + w.begin;
+  const int64_t row = w.restart * args.numel[w.entry];
+  const scalar_t* r = args.rec[w.entry] + row + w.begin;
+  const scalar_t* t = args.target[w.entry] + (args.row_targets ? row : 0) + w.begin;
   opmath_t diff2 = 0, dot = 0, rec_sq = 0, tgt_sq = 0;
 #pragma unroll 4
   for (int64_t k = threadIdx.x; k < w.len; k += kThreads) {
@@ -181,7 +186,7 @@ __global__ void __launch_bounds__(kThreads) backward_kernel(const BackwardArgs<s
   const BlockWork w = locate_block(args);
   const int64_t offset = w.restart * args.numel[w.entry] + w.begin;
   const scalar_t* r = args.rec[w.entry] + offset;
-  const scalar_t* t = args.target[w.entry] + w.begin;
+  const scalar_t* t = args.target[w.entry] + (args.row_targets ? offset : w.begin);
   scalar_t* o = args.out[w.entry] + offset;
   const int64_t c = w.restart * n_tensors + args.index[w.entry];
   const opmath_t cr = coef_rec[c];
@@ -200,9 +205,14 @@ std::vector<at::Tensor> contiguous_all(at::TensorList xs) {
   return out;
 }
 
-at::Tensor partials_cuda(at::TensorList rec_in, at::TensorList target_in, bool batched) {
+// Elements of target[i] per restart: all of a shared target, one row of per-row targets.
+int64_t numel_per_restart(const at::Tensor& target, bool row_targets) {
+  return row_targets ? c10::multiply_integers(target.sizes().slice(1)) : target.numel();
+}
+
+at::Tensor partials_cuda(at::TensorList rec_in, at::TensorList target_in, bool batched, bool row_targets) {
   constexpr const char* op = "grad_distance_partials";
-  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched);
+  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched, row_targets);
   TORCH_CHECK_VALUE(rec_in[0].is_cuda(), op, ": rec[0] must be a CUDA tensor for the CUDA kernel, got ",
                     rec_in[0].device());
   const c10::cuda::CUDAGuard guard(rec_in[0].device());
@@ -214,7 +224,7 @@ at::Tensor partials_cuda(at::TensorList rec_in, at::TensorList target_in, bool b
   std::vector<int64_t> chunks(n), slot_base(n);
   int64_t total_blocks = 0;
   for (int64_t i = 0; i < n; ++i) {
-    chunks[i] = ceil_div(target[i].numel(), kChunk);
+    chunks[i] = ceil_div(numel_per_restart(target[i], row_targets), kChunk);
     slot_base[i] = total_blocks;
     total_blocks += restarts * chunks[i];
   }
@@ -225,6 +235,7 @@ at::Tensor partials_cuda(at::TensorList rec_in, at::TensorList target_in, bool b
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rec[0].scalar_type(), "grad_distance_partials_cuda", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     PartialsArgs<scalar_t> args{};
+    args.row_targets = row_targets;
     int64_t launch_blocks = 0;
     const auto launch = [&] {
       if (launch_blocks > 0) {
@@ -243,7 +254,7 @@ at::Tensor partials_cuda(at::TensorList rec_in, at::TensorList target_in, bool b
       const int e = args.count++;
       args.rec[e] = rec[i].const_data_ptr<scalar_t>();
       args.target[e] = target[i].const_data_ptr<scalar_t>();
-      args.numel[e] = target[i].numel();
+      args.numel[e] = numel_per_restart(target[i], row_targets);
       args.chunks[e] = chunks[i];
       args.block_start[e] = launch_blocks;
       launch_blocks += blocks;
@@ -270,9 +281,9 @@ at::Tensor partials_cuda(at::TensorList rec_in, at::TensorList target_in, bool b
 }
 
 std::vector<at::Tensor> backward_cuda(at::TensorList rec_in, at::TensorList target_in, const at::Tensor& coef_rec_in,
-                                      const at::Tensor& coef_target_in, bool batched) {
+                                      const at::Tensor& coef_target_in, bool batched, bool row_targets) {
   constexpr const char* op = "grad_distance_backward";
-  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched);
+  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched, row_targets);
   TORCH_CHECK_VALUE(rec_in[0].is_cuda(), op, ": rec[0] must be a CUDA tensor for the CUDA kernel, got ",
                     rec_in[0].device());
   const int64_t n = static_cast<int64_t>(rec_in.size());
@@ -291,6 +302,7 @@ std::vector<at::Tensor> backward_cuda(at::TensorList rec_in, at::TensorList targ
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rec[0].scalar_type(), "grad_distance_backward_cuda", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     BackwardArgs<scalar_t> args{};
+    args.row_targets = row_targets;
     int64_t launch_blocks = 0;
     const auto launch = [&] {
       if (launch_blocks > 0) {
@@ -302,7 +314,7 @@ std::vector<at::Tensor> backward_cuda(at::TensorList rec_in, at::TensorList targ
       launch_blocks = 0;
     };
     for (int64_t i = 0; i < n; ++i) {
-      const int64_t numel = target[i].numel();
+      const int64_t numel = numel_per_restart(target[i], row_targets);
       const int64_t chunks = ceil_div(numel, kChunk);
       const int64_t blocks = restarts * chunks;
       if (blocks == 0) continue;
