@@ -95,7 +95,10 @@ def idlg() -> AttackConfig:
 
 @preset("inverting")
 def inverting() -> AttackConfig:
-    """Geiping et al. 2020: cosine distance, TV, signed Adam with step decay, boxed images."""
+    """Geiping et al. 2020: cosine distance, TV, signed Adam with step decay, boxed images.
+
+    tv 0.05 suits runs of a few hundred iterations; a full-length single-image attack does
+    better with tv=1e-5 (benchmarks/RESULTS.md, case b)."""
     return AttackConfig(distance="cosine", optimizer="adam", iterations=2000, lr=0.1, signed=True,
                         lr_decay=True, boxed=True, tv=0.05)
 
