@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fastleak._files import write_atomically
 from fastleak.attacks import registration
 from fastleak.attacks.lbfgs import BatchedLBFGS, LBFGSConfig
 from fastleak.attacks.presets import PRESETS, AttackConfig
@@ -323,9 +324,7 @@ class _Run:
 
     def save(self, path: str | os.PathLike, step: int) -> None:
         state = {**self._common_state(step), **self.optimizer_state()}
-        tmp = f"{os.fspath(path)}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: torch.save(state, tmp))
 
     def resume(self, path: str | os.PathLike) -> int:
         try:

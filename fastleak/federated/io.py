@@ -31,6 +31,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from fastleak._files import write_atomically
 from fastleak.federated.observation import Observation, Pair
 
 FORMAT = "fastleak.observation"
@@ -91,14 +92,7 @@ def save(obs: Observation, path: str | os.PathLike) -> None:
                    "shared": [t.detach().cpu() for t in p.shared]} for p in obs.pairs],
     }
     payload["sha256"] = _digest(payload)
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomically(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _require(cond: bool, path: str, what: str) -> None:

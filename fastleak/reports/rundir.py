@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 import fastleak
+from fastleak._files import write_atomically
 from fastleak.reports.figures import loss_plot, reconstruction_grid
 
 REPORT_VERSION = 1
@@ -40,9 +41,8 @@ def new_run_dir(root: str | os.PathLike = "runs") -> Path:
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"version": REPORT_VERSION, **payload}, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps({"version": REPORT_VERSION, **payload}, indent=2, sort_keys=True) + "\n"
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_config(run_dir: Path, spec_dict: dict[str, Any], attack_config: dict[str, Any] | None = None) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fastleak._files import write_atomically
 from fastleak.sweeps.grid import DICT_FIELDS
 from fastleak.sweeps.results import JobResult, latest, read_results
 
@@ -227,9 +228,8 @@ def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike | N
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(results)
     markdown = out / "summary.md"
-    tmp = markdown.with_suffix(".md.tmp")
-    tmp.write_text(summary.markdown(f"Sweep report: {Path(results_path).name}"))
-    os.replace(tmp, markdown)
+    text = summary.markdown(f"Sweep report: {Path(results_path).name}")
+    write_atomically(markdown, lambda tmp: Path(tmp).write_text(text))
     plots = []
     if any(row.means["psnr"] is not None for row in summary.rows):
         plots.append(out / "psnr_by_setting.png")

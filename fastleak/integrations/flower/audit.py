@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +28,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from fastleak._checks import positive_int
+from fastleak._files import write_atomically
 from fastleak.attacks import PRESETS, AttackConfig, attack
 from fastleak.federated import Observation
-from fastleak._checks import positive_int
 from fastleak.labels import METHODS, counts
 from fastleak.reports import image_rows
 from fastleak.reports.rundir import write_json
@@ -127,13 +127,7 @@ def _attack(entry: Recorded, model: nn.Module, config: AuditConfig, labels: torc
 def _save_reconstructions(path: Path, server_round: int, results: Mapping[str, Any]) -> None:
     payload = {"format": RECONSTRUCTIONS_FORMAT, "version": RECONSTRUCTIONS_VERSION, "round": server_round,
                "clients": {cid: {"images": r.images.cpu(), "labels": r.labels.cpu()} for cid, r in results.items()}}
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomically(path, lambda tmp: torch.save(payload, tmp))
 
 
 def audit_round(round_dir: Path, server_round: int, recorded: Sequence[Recorded], model: nn.Module,
