@@ -181,11 +181,11 @@ class SweepSpec:
         """Every job, grid order (first key outermost) then case order; duplicates are dropped."""
         fixed = _leaves(self.fixed, "[fixed]")
         axes = _axes(self.grid, "[grid]")
+        cases = [_leaves(case, "case") for case in self.cases]
         jobs: dict[str, Job] = {}
         for point in itertools.product(*axes.values()):
             chosen = dict(zip(axes, point))
-            for i, case in enumerate(self.cases):
-                case_leaves = _leaves(case, "case")
+            for case_leaves in cases:
                 varied = {".".join(p): v for p, v in {**chosen, **case_leaves}.items()}
                 try:
                     spec = ExperimentSpec.from_dict(_settings({**fixed, **chosen, **case_leaves}))
