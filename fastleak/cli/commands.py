@@ -423,10 +423,11 @@ def sweep_command(args: argparse.Namespace) -> int:
         sweep = sweeps.load(args.sweep)
         output = Path(args.output or sweep.output or sweeps.default_output(args.sweep))
         if args.dry_run:
-            jobs = sweeps.pending_jobs(sweep.jobs(), output, retry_failed=args.retry_failed)
+            every = sweep.jobs()
+            jobs = sweeps.pending_jobs(every, output, retry_failed=args.retry_failed)
             for job in jobs:
                 print(job.key[:12], ", ".join(f"{k}={v}" for k, v in job.varied.items()))
-            print(f"{len(jobs)} of {len(sweep.jobs())} jobs to run; results go to {output}")
+            print(f"{len(jobs)} of {len(every)} jobs to run; results go to {output}")
             return 0
     except (ValueError, FileNotFoundError) as exc:
         raise CliError(str(exc), fix) from None
