@@ -1,5 +1,4 @@
-// CPU kernels of fastleak::grad_distance_partials and fastleak::grad_distance_backward, and the
-// input checks that the CUDA backend shares.
+// CPU kernels of fastleak::grad_distance_partials and fastleak::grad_distance_backward.
 //
 // Every (tensor, restart) is cut into chunks of kChunk elements. The work items, ordered by
 // (tensor, restart, chunk), are spread over the threads by element count; each item's sums go to
@@ -18,73 +17,15 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <c10/util/accumulate.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "../grad_distance_host.h"
 #include "../grad_distance_math.h"
 
 namespace fastleak {
-
-at::ScalarType grad_distance_acc_type(at::ScalarType dtype) {
-  return dtype == at::kDouble ? at::kDouble : at::kFloat;
-}
-
-int64_t grad_distance_check_inputs(const char* op, at::TensorList rec, at::TensorList target, bool batched,
-                                   bool row_targets) {
-  TORCH_CHECK_VALUE(rec.size() == target.size(), op, ": rec and target must have the same length, got ",
-                    rec.size(), " and ", target.size());
-  TORCH_CHECK_VALUE(!rec.empty(), op, ": rec and target must be non-empty lists of tensors, got empty lists");
-  TORCH_CHECK_VALUE(batched || !row_targets, op, ": row_targets=True needs batched=True");
-  const at::Tensor& ref = rec[0];
-  const auto dtype = ref.scalar_type();
-  TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
-                   op, ": rec[0] has dtype ", dtype, "; expected one of float16, bfloat16, float32, float64");
-  int64_t restarts = 1;
-  if (batched) {
-    TORCH_CHECK_VALUE(ref.dim() >= 1, op,
-                      ": with batched=True, rec[0] must have a leading restart dimension, got a 0-dim tensor");
-    restarts = ref.size(0);
-  }
-  for (size_t i = 0; i < rec.size(); ++i) {
-    for (const auto& [name, x] : {std::pair<const char*, const at::Tensor&>{"rec", rec[i]}, {"target", target[i]}}) {
-      TORCH_CHECK_TYPE(x.scalar_type() == dtype, op, ": ", name, "[", i, "] has dtype ", x.scalar_type(),
-                       ", expected ", dtype, " (the dtype of rec[0]); all tensors must share one dtype");
-      TORCH_CHECK_VALUE(x.device() == ref.device(), op, ": ", name, "[", i, "] is on ", x.device(), ", expected ",
-                        ref.device(), " (the device of rec[0]); all tensors must be on one device");
-    }
-    const at::IntArrayRef rs = rec[i].sizes();
-    const at::IntArrayRef ts = target[i].sizes();
-    const bool shared = batched && !row_targets;
-    const bool same = shared ? rs.size() == ts.size() + 1 && rs[0] == restarts && rs.slice(1).equals(ts)
-                             : rs == ts && (!batched || (!rs.empty() && rs[0] == restarts));
-    if (!same) {
-      std::vector<int64_t> expected(ts.begin(), ts.end());
-      if (shared) expected.insert(expected.begin(), restarts);
-      const char* what = shared ? " ([R, *target[i].shape])" : " (target[i].shape)";
-      if (row_targets && rs == ts) {
-        TORCH_CHECK_VALUE(false, op, ": with row_targets=True every rec[i] and target[i] must have the leading ",
-                          "dimension R = ", restarts, "; index ", i, " has shape ", rs);
-      }
-      TORCH_CHECK_VALUE(false, op, ": shape mismatch at index ", i, ": rec[", i, "] has shape ", rs, ", expected ",
-                        at::IntArrayRef(expected), what);
-    }
-  }
-  return restarts;
-}
-
-void grad_distance_check_coef(const char* op, const char* name, const at::Tensor& coef, const at::Tensor& ref,
-                              int64_t restarts, int64_t n) {
-  const auto acc = grad_distance_acc_type(ref.scalar_type());
-  TORCH_CHECK_TYPE(coef.scalar_type() == acc, op, ": ", name, " has dtype ", coef.scalar_type(), ", expected ", acc,
-                   " (float64 for float64 inputs, float32 otherwise)");
-  TORCH_CHECK_VALUE(coef.device() == ref.device(), op, ": ", name, " is on ", coef.device(), ", expected ",
-                    ref.device(), " (the device of rec[0])");
-  TORCH_CHECK_VALUE(coef.dim() == 2 && coef.size(0) == restarts && coef.size(1) == n, op, ": ", name,
-                    " must have shape [R, N] = [", restarts, ", ", n, "], got ", coef.sizes());
-}
 
 namespace {
 
@@ -214,21 +155,21 @@ std::vector<at::Tensor> contiguous_all(at::TensorList xs) {
   return out;
 }
 
-// Elements of each tensor per restart; a shared target has exactly that many.
-std::vector<int64_t> numel_per_restart(at::TensorList target, bool row_targets) {
+// numel_per_restart of every tensor.
+std::vector<int64_t> numels_per_restart(at::TensorList target, bool row_targets) {
   std::vector<int64_t> numel;
   numel.reserve(target.size());
-  for (const auto& t : target) numel.push_back(row_targets ? c10::multiply_integers(t.sizes().slice(1)) : t.numel());
+  for (const auto& t : target) numel.push_back(numel_per_restart(t, row_targets));
   return numel;
 }
 
 at::Tensor partials_cpu(at::TensorList rec_in, at::TensorList target_in, bool batched, bool row_targets) {
   constexpr const char* op = "grad_distance_partials";
-  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched, row_targets);
+  const int64_t restarts = check_inputs(op, rec_in, target_in, batched, row_targets);
   const int64_t n = static_cast<int64_t>(rec_in.size());
   const auto rec = contiguous_all(rec_in);
   const auto target = contiguous_all(target_in);
-  const auto numel = numel_per_restart(target_in, row_targets);
+  const auto numel = numels_per_restart(target_in, row_targets);
   const Plan plan = make_plan(numel, restarts);
   const int64_t n_items = static_cast<int64_t>(plan.items.size());
 
@@ -251,19 +192,19 @@ at::Tensor partials_cpu(at::TensorList rec_in, at::TensorList target_in, bool ba
     double* row = out + (item.restart * n + item.tensor) * kSlots;
     for (int s = 0; s < kSlots; ++s) row[s] += item_sums[static_cast<size_t>(k) * kSlots + s];
   }
-  return sums.to(grad_distance_acc_type(rec[0].scalar_type()));
+  return sums.to(acc_type(rec[0].scalar_type()));
 }
 
 std::vector<at::Tensor> backward_cpu(at::TensorList rec_in, at::TensorList target_in, const at::Tensor& coef_rec_in,
                                      const at::Tensor& coef_target_in, bool batched, bool row_targets) {
   constexpr const char* op = "grad_distance_backward";
-  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched, row_targets);
+  const int64_t restarts = check_inputs(op, rec_in, target_in, batched, row_targets);
   const int64_t n = static_cast<int64_t>(rec_in.size());
-  grad_distance_check_coef(op, "coef_rec", coef_rec_in, rec_in[0], restarts, n);
-  grad_distance_check_coef(op, "coef_target", coef_target_in, rec_in[0], restarts, n);
+  check_coef(op, "coef_rec", coef_rec_in, rec_in[0], restarts, n);
+  check_coef(op, "coef_target", coef_target_in, rec_in[0], restarts, n);
   const auto rec = contiguous_all(rec_in);
   const auto target = contiguous_all(target_in);
-  const auto numel = numel_per_restart(target_in, row_targets);
+  const auto numel = numels_per_restart(target_in, row_targets);
   const at::Tensor coef_rec = coef_rec_in.contiguous();
   const at::Tensor coef_target = coef_target_in.contiguous();
   std::vector<at::Tensor> out;

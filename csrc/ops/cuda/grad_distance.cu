@@ -12,22 +12,15 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <c10/util/accumulate.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "../grad_distance_host.h"
 #include "../grad_distance_math.h"
 
 namespace fastleak {
-
-// Shared with the CPU backend, defined in csrc/ops/cpu/grad_distance.cpp.
-at::ScalarType grad_distance_acc_type(at::ScalarType dtype);
-int64_t grad_distance_check_inputs(const char* op, at::TensorList rec, at::TensorList target, bool batched,
-                                   bool row_targets);
-void grad_distance_check_coef(const char* op, const char* name, const at::Tensor& coef, const at::Tensor& ref,
-                              int64_t restarts, int64_t n);
 
 namespace {
 
@@ -205,14 +198,9 @@ std::vector<at::Tensor> contiguous_all(at::TensorList xs) {
   return out;
 }
 
-// Elements of target[i] per restart: all of a shared target, one row of per-row targets.
-int64_t numel_per_restart(const at::Tensor& target, bool row_targets) {
-  return row_targets ? c10::multiply_integers(target.sizes().slice(1)) : target.numel();
-}
-
 at::Tensor partials_cuda(at::TensorList rec_in, at::TensorList target_in, bool batched, bool row_targets) {
   constexpr const char* op = "grad_distance_partials";
-  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched, row_targets);
+  const int64_t restarts = check_inputs(op, rec_in, target_in, batched, row_targets);
   TORCH_CHECK_VALUE(rec_in[0].is_cuda(), op, ": rec[0] must be a CUDA tensor for the CUDA kernel, got ",
                     rec_in[0].device());
   const c10::cuda::CUDAGuard guard(rec_in[0].device());
@@ -228,7 +216,7 @@ at::Tensor partials_cuda(at::TensorList rec_in, at::TensorList target_in, bool b
     slot_base[i] = total_blocks;
     total_blocks += restarts * chunks[i];
   }
-  const auto acc = grad_distance_acc_type(rec[0].scalar_type());
+  const auto acc = acc_type(rec[0].scalar_type());
   at::Tensor out = at::empty({restarts, n, kSlots}, rec[0].options().dtype(acc));
   at::Tensor slots = at::empty({std::max<int64_t>(total_blocks, 1), kSlots}, rec[0].options().dtype(at::kDouble));
 
@@ -283,12 +271,12 @@ at::Tensor partials_cuda(at::TensorList rec_in, at::TensorList target_in, bool b
 std::vector<at::Tensor> backward_cuda(at::TensorList rec_in, at::TensorList target_in, const at::Tensor& coef_rec_in,
                                       const at::Tensor& coef_target_in, bool batched, bool row_targets) {
   constexpr const char* op = "grad_distance_backward";
-  const int64_t restarts = grad_distance_check_inputs(op, rec_in, target_in, batched, row_targets);
+  const int64_t restarts = check_inputs(op, rec_in, target_in, batched, row_targets);
   TORCH_CHECK_VALUE(rec_in[0].is_cuda(), op, ": rec[0] must be a CUDA tensor for the CUDA kernel, got ",
                     rec_in[0].device());
   const int64_t n = static_cast<int64_t>(rec_in.size());
-  grad_distance_check_coef(op, "coef_rec", coef_rec_in, rec_in[0], restarts, n);
-  grad_distance_check_coef(op, "coef_target", coef_target_in, rec_in[0], restarts, n);
+  check_coef(op, "coef_rec", coef_rec_in, rec_in[0], restarts, n);
+  check_coef(op, "coef_target", coef_target_in, rec_in[0], restarts, n);
   const c10::cuda::CUDAGuard guard(rec_in[0].device());
   const auto stream = c10::cuda::getCurrentCUDAStream();
   const auto rec = contiguous_all(rec_in);
