@@ -186,7 +186,8 @@ def _finish(partials: Tensor, metric_fn, weights: Tensor | None, batched: bool) 
 
 
 def _check_op_inputs(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool, row_targets: bool) -> None:
-    """The ops' own input checks: per-row targets are checked like rec against rec's row 0."""
+    """The inputs' checks (reference and fake ops): per-row targets are checked like a shared
+    target against their row shape."""
     if row_targets:
         _check_rows(rec, target, batched)
         _check_inputs(rec, [t.new_empty(t.shape[1:]) for t in target], True)
@@ -194,8 +195,8 @@ def _check_op_inputs(rec: Sequence[Tensor], target: Sequence[Tensor], batched: b
         _check_inputs(rec, target, batched)
 
 
-def _check_rows(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> int:
-    """The number of rows R of per-row batched lists, after checking that every tensor has them."""
+def _check_rows(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> None:
+    """Check that every tensor of per-row batched lists has the same leading row dimension R."""
     if not batched:
         raise ValueError("grad_distance: row_targets=True needs batched=True")
     _check_sequences(rec, target)
@@ -208,12 +209,6 @@ def _check_rows(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) 
         if r.shape[0] != rows or t.shape[0] != rows:
             raise ValueError(f"grad_distance: with per-row targets every rec[i] and target[i] must have the same "
                              f"leading dimension {rows}; index {i} has {r.shape[0]} and {t.shape[0]}")
-    return rows
-
-
-def _rows(tensors: Sequence[Tensor]) -> list[Tensor]:
-    """Row k of every tensor, row-major: the unbatched list of R*N tensors of R problems."""
-    return [t[k] for k in range(tensors[0].shape[0]) for t in tensors]
 
 
 def grad_distance_reference(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str = "l2",
@@ -221,11 +216,7 @@ def grad_distance_reference(rec: Sequence[Tensor], target: Sequence[Tensor], met
                             row_targets: bool = False) -> Tensor:
     """Pure-PyTorch grad_distance; defines the semantics (see the module docstring)."""
     metric_fn = _metric_fn(metric)
-    if row_targets:
-        _check_rows(rec, target, batched)
-        _check_inputs(_rows(rec), _rows(target), False)
-    else:
-        _check_inputs(rec, target, batched)
+    _check_op_inputs(rec, target, batched, row_targets)
     acc = _result_dtype(rec[0].dtype)
     w = _weights_tensor(weights, len(rec), acc, rec[0].device)
     return _finish(_partials_reference(rec, target, batched, row_targets), metric_fn, w, batched)
