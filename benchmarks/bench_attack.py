@@ -240,12 +240,12 @@ def worker(case: Case, side: str, device: torch.device, profile_path: str | None
             f.write(prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=20) + "\n")
         return out
     run = {"fastleak": _run_fastleak, "eager": _run_eager}.get(side)
-    if run is not None and case.kind == "sweep":  # pay imports and first-call costs outside the timed runs
-        run(w, device, model, observations[:1], labels[:1], config.replace(iterations=2))
-    if run is not None:
-        out = run(w, device, model, observations, labels, config)
-    else:
+    if run is None:
         out = _run_train(w, device, model, batch)
+    else:
+        if case.kind == "sweep":  # pay imports and first-call costs outside the timed runs
+            run(w, device, model, observations[:1], labels[:1], config.replace(iterations=2))
+        out = run(w, device, model, observations, labels, config)
     out["rss_before_mib"] = rss_before
     out["rss_peak_mib"] = _peak_rss_mib()
     out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
