@@ -8,17 +8,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fastleak
 from fastleak import _ext, data
 from fastleak.ops import fc_row_stats, fc_row_stats_reference
 from fastleak.ops.fc_row_stats import FCRowStats
+from tests.ops.devices import CUDA, compiled
 
-compiled = pytest.mark.skipif(not _ext.LOADED, reason="fastleak._C is not built")
-CUDA = pytest.param("cuda", marks=[
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available() or not fastleak.has_cuda_kernels(),
-                       reason="needs a CUDA device and the CUDA kernels"),
-])
 DEVICES = ["cpu", CUDA]
 # Relative tolerance of the sums, measured against the sum of |entries| of the row.
 SUM_TOL = {torch.float64: 1e-13, torch.float32: 1e-6, torch.float16: 1e-6, torch.bfloat16: 1e-6}

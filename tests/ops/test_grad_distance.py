@@ -8,18 +8,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import fastleak
 from fastleak import _ext
 from fastleak.ops import grad_distance, grad_distance_reference
 from fastleak.ops.grad_distance import _partials_reference
+from tests.ops.devices import CUDA, CUDA_OK, NO_CUDA, compiled
 
-CUDA_OK = torch.cuda.is_available() and fastleak.has_cuda_kernels()
-compiled = pytest.mark.skipif(not _ext.LOADED, reason="fastleak._C is not built")
-DEVICES = [
-    pytest.param("cpu", marks=compiled),
-    pytest.param("cuda", marks=[pytest.mark.cuda,
-                                pytest.mark.skipif(not CUDA_OK, reason="needs a GPU and the CUDA kernels")]),
-]
+DEVICES = [pytest.param("cpu", marks=compiled), CUDA]
 
 PARTIALS = torch.ops.fastleak.grad_distance_partials if _ext.LOADED else None
 BACKWARD = torch.ops.fastleak.grad_distance_backward if _ext.LOADED else None
@@ -298,7 +292,7 @@ def test_fuzz_against_reference_cpu(case):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not CUDA_OK, reason="needs a GPU and the CUDA kernels")
+@pytest.mark.skipif(not CUDA_OK, reason=NO_CUDA)
 @FUZZ
 @given(case=tensor_lists())
 def test_fuzz_against_reference_cuda(case):
@@ -415,7 +409,7 @@ def test_op_errors_name_the_op():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not CUDA_OK, reason="needs a GPU and the CUDA kernels")
+@pytest.mark.skipif(not CUDA_OK, reason=NO_CUDA)
 def test_error_mixed_device():
     rec = [torch.zeros(2, device="cuda"), torch.zeros(3, device="cuda")]
     target = [torch.zeros(2, device="cuda"), torch.zeros(3)]

@@ -9,17 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fastleak
 from fastleak import _ext, data
 from fastleak.ops import total_variation, total_variation_reference
+from tests.ops.devices import CUDA, compiled
 
-compiled = pytest.mark.skipif(not _ext.LOADED, reason="fastleak._C is not built")
-
-CUDA = pytest.param("cuda", marks=[
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available() or not fastleak.has_cuda_kernels(),
-                       reason="needs a CUDA device and the CUDA kernels"),
-])
 DEVICES = ["cpu", CUDA]
 TOL = {torch.float64: 1e-12, torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 OP = torch.ops.fastleak

@@ -1,0 +1,14 @@
+"""The devices the op tests run on: each test on the CPU and, as its GPU twin, on CUDA, where it
+skips cleanly without a GPU and the CUDA kernels."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fastleak
+from fastleak import _ext
+
+CUDA_OK = torch.cuda.is_available() and fastleak.has_cuda_kernels()
+NO_CUDA = "needs a CUDA device and the CUDA kernels"
+compiled = pytest.mark.skipif(not _ext.LOADED, reason="fastleak._C is not built")
+CUDA = pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not CUDA_OK, reason=NO_CUDA)])
