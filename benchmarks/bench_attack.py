@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from environment import environment, write_results  # noqa: E402
 
 LOSS_RTOL = 1e-4
 DATA_SEED, MODEL_SEED, ATTACK_SEED = 0, 0, 1
@@ -425,13 +425,9 @@ def main() -> int:
         plot_scaling(rows, args.plot)
         print(f"scaling plot written to {args.plot}")
     if args.json:
-        meta = {"device": args.device, "torch": torch.__version__, "threads": args.threads, "quick": args.quick,
-                "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                "load_average_before": load, "load_average_after": load_after,
-                "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": rows}, f, indent=2)
+        meta = environment(args.device, threads=args.threads, quick=args.quick,
+                           load_average_before=load, load_average_after=load_after)
+        write_results(args.json, meta, rows)
     return 0
 
 

@@ -9,9 +9,7 @@ eager/fused are printed and written as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -21,6 +19,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from environment import environment, write_results  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -85,11 +84,7 @@ def main() -> int:
         rows.append({"case": case.name, "eager_ms": t_eager * 1e3, "fused_ms": t_fused * 1e3,
                      "ratio": ratio, "target": case.target, "met": ratio >= case.target})
     if args.json:
-        meta = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                "machine": platform.processor() or platform.machine(), "repeat": args.repeat,
-                "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": rows}, f, indent=2)
+        write_results(args.json, environment(args.device, repeat=args.repeat), rows)
     return 0
 
 
