@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import logging
+import math
 import os
-import platform
 import sys
 import time
 
@@ -32,6 +31,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from environment import environment  # noqa: E402
 
 import fastleak.data as D  # noqa: E402
 import fastleak.labels as L  # noqa: E402
@@ -216,8 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = L.LabelConfig(num_dummies=a.num_dummies)
     methods = a.methods.split(",")
     report = {"command": "python benchmarks/bench_labels.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "args": vars(a), "torch": torch.__version__, "threads": a.threads, "machine": platform.machine(),
-              "cells": [], "skipped": [], "trained": {}, "throughput": []}
+              "args": vars(a), **environment("cpu"), "cells": [], "skipped": [], "trained": {}, "throughput": []}
     t_start = time.time()
     for name in a.models.split(","):
         for classes in [int(c) for c in a.classes.split(",")]:

@@ -43,6 +43,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from environment import environment  # noqa: E402
+
 from fastleak import data, defenses, federated, models  # noqa: E402
 from fastleak.attacks import attack, attack_many, registration  # noqa: E402
 from fastleak.metrics import evaluate  # noqa: E402
@@ -271,12 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--only: unknown case(s) {unknown}; cases are {', '.join(CASES)}")
 
     settings = {k: v for k, v in vars(s).items() if k not in ("json", "only")}
-    header = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv[1:], "torch": torch.__version__,
-              "platform": platform.platform(), "device": s.device, "seeds": {"data": DATA_SEED, "model": MODEL_SEED,
-                                                                              "attack": ATTACK_SEED},
-              "settings": settings}
-    if s.device.startswith("cuda"):
-        header["gpu"] = torch.cuda.get_device_name()
+    header = environment(s.device, argv=sys.argv[1:], platform=platform.platform(),
+                         seeds={"data": DATA_SEED, "model": MODEL_SEED, "attack": ATTACK_SEED}, settings=settings)
     print(json.dumps(header), flush=True)
     report: dict[str, Any] = {"header": header, "cases": {}}
     for c in only:

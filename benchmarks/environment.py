@@ -14,7 +14,7 @@ def environment(device: str, **extra: Any) -> dict[str, Any]:
     """The device, torch, the CPU threads, the machine and the date; ``extra`` adds or overrides."""
     return {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+            "gpu": torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **extra}
 
 
