@@ -8,7 +8,15 @@ import torch
 import fastleak
 from fastleak import _ext
 
-CUDA_OK = torch.cuda.is_available() and fastleak.has_cuda_kernels()
-NO_CUDA = "needs a CUDA device and the CUDA kernels"
+CUDA_MARKS = (pytest.mark.cuda,
+              pytest.mark.skipif(not (torch.cuda.is_available() and fastleak.has_cuda_kernels()),
+                                 reason="needs a CUDA device and the CUDA kernels"))
 compiled = pytest.mark.skipif(not _ext.LOADED, reason="fastleak._C is not built")
-CUDA = pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not CUDA_OK, reason=NO_CUDA)])
+CUDA = pytest.param("cuda", marks=CUDA_MARKS)
+
+
+def cuda_only(test):
+    """Mark a test that runs on CUDA alone with the GPU twins' marks."""
+    for mark in CUDA_MARKS:
+        test = mark(test)
+    return test

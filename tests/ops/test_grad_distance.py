@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from fastleak import _ext
 from fastleak.ops import grad_distance, grad_distance_reference
 from fastleak.ops.grad_distance import _partials_reference
-from tests.ops.devices import CUDA, CUDA_OK, NO_CUDA, compiled
+from tests.ops.devices import CUDA, compiled, cuda_only
 
 DEVICES = [pytest.param("cpu", marks=compiled), CUDA]
 
@@ -291,8 +291,7 @@ def test_fuzz_against_reference_cpu(case):
     _fuzz("cpu", case)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not CUDA_OK, reason=NO_CUDA)
+@cuda_only
 @FUZZ
 @given(case=tensor_lists())
 def test_fuzz_against_reference_cuda(case):
@@ -408,8 +407,7 @@ def test_op_errors_name_the_op():
         PARTIALS([torch.zeros(3, 2), torch.zeros(2, 2)], [torch.zeros(3, 2), torch.zeros(2, 2)], True, True)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not CUDA_OK, reason=NO_CUDA)
+@cuda_only
 def test_error_mixed_device():
     rec = [torch.zeros(2, device="cuda"), torch.zeros(3, device="cuda")]
     target = [torch.zeros(2, device="cuda"), torch.zeros(3)]
