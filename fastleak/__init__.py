@@ -2,8 +2,9 @@
 import logging
 
 from fastleak._ext import has_cuda_kernels
+from fastleak.attacks import attack, attack_many
 
 logging.getLogger("fastleak").addHandler(logging.NullHandler())
 
-__all__ = ["has_cuda_kernels"]
+__all__ = ["attack", "attack_many", "has_cuda_kernels"]
 __version__ = "0.1.0"
