@@ -221,6 +221,10 @@ def _run_train(w: Workload, device: torch.device, model, batch) -> dict:
 
 
 def worker(case: Case, side: str, device: torch.device, profile_path: str | None) -> dict:
+    # Plain float32 on both sides: cuDNN's default TF32 convolutions differ from float32 by about
+    # 1e-3 relative, more than the first-iteration loss check allows.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     w = case.workload
     model, observations, labels, config, batch = _setup(w)
     if device.type == "cuda":
@@ -425,7 +429,7 @@ def main() -> int:
         plot_scaling(rows, args.plot)
         print(f"scaling plot written to {args.plot}")
     if args.json:
-        meta = environment(args.device, threads=args.threads, quick=args.quick,
+        meta = environment(args.device, threads=args.threads, quick=args.quick, tf32=False,
                            load_average_before=load, load_average_after=load_after)
         write_results(args.json, meta, rows)
     return 0

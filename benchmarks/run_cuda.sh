@@ -1,25 +1,52 @@
 #!/usr/bin/env bash
 # The CUDA checks and benchmarks, for a machine with a GPU and a CUDA build of torch:
 #   bash benchmarks/run_cuda.sh OUT_DIR
-# Builds fastleak._C with the CUDA kernels against the installed torch, runs the CUDA twins of
-# the op tests, the op benchmark on the GPU, and the attack benchmark when it is present.
+# Builds fastleak._C with the CUDA kernels against the installed torch, then runs, each under its
+# own time limit so that one slow step cannot take the others' time:
+#   the CUDA twins of the op tests, the end-to-end attack benchmark (with the scaling plot and a
+#   profile of case 1), the op benchmark, and the GPU attack-speed check.
+# Wheels found in .whl/ (foolbox for the sample images, pytorch-msssim) are installed first.
+# OUT_DIR receives seven files: log.txt (every step's output), build.log, three JSON results,
+# scaling_cuda.png and profile_case1_cuda.txt.
 set -uo pipefail
 out=${1:-cuda-results}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 py=${PYTHON:-python3}
+log="$out/log.txt"
 export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
-FASTLEAK_CUDA=1 MAX_JOBS=${MAX_JOBS:-8} $py setup.py build_ext --inplace > "$out/build.log" 2>&1 \
-  || { tail -30 "$out/build.log"; exit 1; }
-grep -ci "warning" "$out/build.log" | sed 's/^/build warnings: /'
-$py -c "import fastleak, torch; print('torch', torch.__version__, 'cuda kernels', fastleak.has_cuda_kernels())" \
-  | tee -a "$out/gpu.txt"
-# The op error-message tests are left out here: on some toolchains an extension built with a
-# different libstdc++ than torch's crashes while formatting a C++ exception message.
-$py -m pytest -q -p no:cacheprovider tests/ops -m cuda -k "not error" 2>&1 | tee "$out/cuda_tests.log" | tail -3
-$py benchmarks/bench_ops.py --device cuda --json "$out/bench_ops_cuda.json" 2>&1 | tee "$out/bench_ops_cuda.txt"
-if [ -f benchmarks/bench_attack.py ]; then
-  $py benchmarks/bench_attack.py --device cuda --json "$out/bench_attack_cuda.json" 2>&1 | tee "$out/bench_attack_cuda.txt"
+export PYTHONUNBUFFERED=1
+if compgen -G ".whl/*.whl" > /dev/null; then
+  $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH=/tmp/site
 fi
-$py benchmarks/attack_speed_cuda.py --json "$out/attack_speed_cuda.json" 2>&1 | tee "$out/attack_speed_cuda.txt"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+
+step() {  # step SECONDS NAME COMMAND...: run one step under a time limit and log how it ended
+  local limit=$1 name=$2
+  shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@" 2>&1 | tee -a "$log"
+  local rc=${PIPESTATUS[0]}
+  echo "== $name: exit $rc after $((SECONDS - start)) s (limit $limit s)" | tee -a "$log"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee -a "$log"
+start=$SECONDS
+FASTLEAK_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} \
+  timeout 300 $py setup.py build_ext --inplace > "$out/build.log" 2>&1 \
+  || { tail -30 "$out/build.log" | tee -a "$log"; exit 1; }
+echo "== build: $((SECONDS - start)) s, $(grep -ci "warning" "$out/build.log") lines mentioning warnings" | tee -a "$log"
+$py -c "import fastleak, torch; print('torch', torch.__version__, torch.cuda.get_device_name(), \
+'cuda kernels', fastleak.has_cuda_kernels())" 2>&1 | tee -a "$log"
+
+# The op error-message tests are left out: with some toolchains an extension built with another
+# libstdc++ than torch's crashes while formatting a C++ exception message.
+step "${TESTS_LIMIT:-150}" "cuda op tests" $py -m pytest -q -p no:cacheprovider tests/ops -m cuda -k "not error" \
+  -n 4 -rf --tb=short
+step "${ATTACK_LIMIT:-240}" "bench_attack" $py benchmarks/bench_attack.py --device cuda \
+  --json "$out/bench_attack_cuda.json" --plot "$out/scaling_cuda.png" --profile "$out/profile_case1_cuda.txt"
+step "${OPS_LIMIT:-60}" "bench_ops" $py benchmarks/bench_ops.py --device cuda --json "$out/bench_ops_cuda.json"
+step "${SPEED_LIMIT:-45}" "attack_speed_cuda" $py benchmarks/attack_speed_cuda.py --iterations 50 \
+  --json "$out/attack_speed_cuda.json"
