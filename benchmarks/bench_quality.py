@@ -175,8 +175,9 @@ def case_d(s: argparse.Namespace) -> dict[str, Any]:
         out[f"pairs{pairs}"] = _run(f"geng B=8, {pairs} pair(s)", obs, model, "geng", x, y, s)
     x4, y4 = _load(s, 4, "random")
     obs = federated.fedavg(model, x4, y4, local_steps=4, lr=LOCAL_LR)
-    out["fedavg"] = _run("geng FedAvg B=4, 4 steps, unroll", obs, model, "geng", x4, y4, s, fedavg_mode="unroll")
-    out["setting"]["labels_fedavg"] = y4.tolist()
+    out["fedavg"] = _run(f"geng FedAvg B=4, 4 steps, {s.fedavg_mode}", obs, model, "geng", x4, y4, s,
+                         fedavg_mode=s.fedavg_mode)
+    out["setting"].update(labels_fedavg=y4.tolist(), fedavg_mode=s.fedavg_mode)
     out["targets"] = {"FedAvg >= 18 dB": out["fedavg"]["psnr"] >= 18}
     return out
 
@@ -249,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, help="CIFAR-10 images for case a (default 20; quick 4)")
     ap.add_argument("--bn-train", action="store_true", help="ConvNet BatchNorm in train mode (default: eval)")
     ap.add_argument("--a-presets", default="dlg,idlg", help="presets of case a (default dlg,idlg)")
-    ap.add_argument("--pairs", default="1,2,4", help="pair counts for case d (default 1,2,4)")
+    ap.add_argument("--pairs", default="1,2,4", help="pair counts for case d (default 1,2,4; '' for none)")
+    ap.add_argument("--fedavg-mode", default="unroll", choices=("unroll", "pseudo"),
+                    help="how case d's FedAvg attack models the local steps (default unroll)")
     ap.add_argument("--b-batches", default="1,4", help="batch sizes of case b, of 1 and 4 (default 1,4)")
     ap.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
                     help="override an AttackConfig field in every attack (repeatable)")
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, (q, full) in defaults.items():
         if getattr(s, key) is None:
             setattr(s, key, q if quick else full)
-    s.pairs = [int(p) for p in s.pairs.split(",")]
+    s.pairs = [int(p) for p in s.pairs.split(",") if p]
     s.b_batches = [int(b) for b in s.b_batches.split(",")]
     if not s.b_batches or set(s.b_batches) - {1, 4}:
         ap.error(f"--b-batches takes 1 and/or 4, got {s.b_batches}")
