@@ -90,38 +90,4 @@ if _REGISTERED:
     def _total_variation_backward_fake(grad_out: torch.Tensor, x: torch.Tensor, p: int) -> torch.Tensor:
         return x.new_empty(x.shape)
 
-    def _tv_setup_context(ctx, inputs, output) -> None:
-        x, p = inputs
-        ctx.save_for_backward(x)
-        ctx.p = p
-
-    def _tv_backward(ctx, grad_out: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        return torch.ops.fastleak.total_variation_backward(grad_out, x, ctx.p), None
-
-    torch.library.register_autograd(_OP, _tv_backward, setup_context=_tv_setup_context)
-
-    def _tv_backward_setup_context(ctx, inputs, output) -> None:
-        grad_out, x, p = inputs
-        ctx.save_for_backward(grad_out, x)
-        ctx.p = p
-
-    def _tv_backward_backward(ctx, grad_grad_x: torch.Tensor):
-        # backward(g, x) = g[n] * J_n(x) with J_n = d tv[n] / d x[n], so it is linear in g.
-        # For p=2, J_n(x) = L x with a symmetric stencil L, hence d<gg, g L x>/dx = g L gg;
-        # for p=1, J_n is piecewise constant in x and its derivative is 0 almost everywhere.
-        grad_out, x = ctx.saved_tensors
-        p = ctx.p
-        grad_grad_out = grad_x = None
-        if ctx.needs_input_grad[0]:
-            jac = torch.ops.fastleak.total_variation_backward(torch.ones_like(grad_out), x, p)
-            grad_grad_out = (grad_grad_x.to(grad_out.dtype) * jac.to(grad_out.dtype)).flatten(1).sum(1)
-        if ctx.needs_input_grad[1]:
-            if p == 2:
-                grad_x = torch.ops.fastleak.total_variation_backward(grad_out, grad_grad_x.to(x.dtype), p)
-            else:
-                grad_x = torch.zeros_like(x)
-        return grad_grad_out, grad_x, None
-
-    torch.library.register_autograd(_OP_BACKWARD, _tv_backward_backward,
-                                    setup_context=_tv_backward_setup_context)
+    # The autograd of both ops is registered in C++ (csrc/ops/total_variation.cpp).
