@@ -23,9 +23,10 @@ Cases:
 Timing: 1 warm-up and 3 timed iterations per case (case 4: 3 and 10), the median time of the
 timed iterations; case 2 times the whole runs, after one untimed two-iteration attack on each
 side (imports and first-call costs are paid once per process, not once per sweep). Two clocks
-are reported: wall time (the targets are judged on it) and the worker's CPU time, which other
-jobs on a shared machine disturb much less (with one thread it is the time on an otherwise
-idle core; on a GPU only wall time counts).
+are reported: wall time (the targets are judged on it) and, on the CPU, the worker's CPU time,
+which other jobs on a shared machine disturb much less (with one thread it is the time on an
+otherwise idle core), or, on a GPU, the device timeline between CUDA events recorded at the
+same points. Every GPU time stamp first waits for the work queued before it.
 ``--threads`` sets torch's intra-op threads in every worker; on a machine shared with other
 jobs, 1 thread avoids OpenMP oversubscription.
 
@@ -115,11 +116,6 @@ def cases(quick: bool) -> list[Case]:
 
 # ---------------------------------------------------------------- worker (one case side per process)
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def _rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -144,15 +140,32 @@ def _setup(w: Workload):
     return model, observations, ys, config, (xs[0], ys[0])
 
 
-CLOCKS = ("wall", "cpu")  # time.perf_counter, and this process's CPU time (time.process_time)
+def clock_names(device: str) -> tuple[str, str]:
+    """The two clocks of every time stamp: the wall clock (time.perf_counter), and the worker's
+    CPU time (time.process_time) or, on a GPU, the device timeline between CUDA events."""
+    return ("wall", "cuda_events") if device == "cuda" else ("wall", "cpu")
 
 
-def _now() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
+class Stopwatch:
+    """Seconds since construction on both clocks of ``clock_names``; on a GPU each reading waits
+    for the work queued so far, so that both clocks include it."""
 
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.start = self._now()
 
-def _since(start: tuple[float, float]) -> list[float]:
-    return [now - then for now, then in zip(_now(), start)]
+    def _now(self) -> tuple[float, float | torch.cuda.Event]:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            torch.cuda.synchronize()
+            return time.perf_counter(), event
+        return time.perf_counter(), time.process_time()
+
+    def elapsed(self) -> list[float]:
+        wall, second = self._now()
+        second = self.start[1].elapsed_time(second) / 1e3 if self.cuda else second - self.start[1]
+        return [wall - self.start[0], second]
 
 
 def _steady(stamps: list[list[float]], warmup: int, timed: int, clock: int) -> float:
@@ -172,18 +185,16 @@ def _run_fastleak(w: Workload, device: torch.device, model, observations, labels
     first: list[torch.Tensor] = []
 
     def callback(step: int, losses: torch.Tensor) -> None:
-        _sync(device)
-        stamps.append(_since(start))
+        stamps.append(watch.elapsed())
         if step == 1:
             first.append(losses.detach().cpu())
         if profiler is not None:
             profiler.step()
 
-    start = _now()
+    watch = Stopwatch(device)
     attack_many(observations, model, config, labels=labels, restarts=w.restarts, seed=ATTACK_SEED, device=device,
                 callback=callback)
-    _sync(device)
-    return {"first_losses": first[0].tolist(), "total": _since(start), "stamps": stamps}
+    return {"first_losses": first[0].tolist(), "total": watch.elapsed(), "stamps": stamps}
 
 
 def _run_eager(w: Workload, device: torch.device, model, observations, labels, config) -> dict:
@@ -192,14 +203,12 @@ def _run_eager(w: Workload, device: torch.device, model, observations, labels, c
     stamps: dict[str, list[list[float]]] = {}
 
     def on_step(p: int, r: int, step: int, loss: torch.Tensor) -> None:
-        _sync(device)
-        stamps.setdefault(f"{p},{r}", []).append(_since(start))
+        stamps.setdefault(f"{p},{r}", []).append(watch.elapsed())
 
-    start = _now()
+    watch = Stopwatch(device)
     results = eager_attack_many(observations, model, config, labels, restarts=w.restarts, seed=ATTACK_SEED,
                                 device=device, on_step=on_step)
-    _sync(device)
-    total = _since(start)
+    total = watch.elapsed()
     column = 1 if config.optimizer == "lbfgs" else 0
     first = torch.cat([res.losses[:, column] for res in results])
     return {"first_losses": first.tolist(), "total": total, "stamps": stamps}
@@ -211,12 +220,11 @@ def _run_train(w: Workload, device: torch.device, model, batch) -> dict:
     model = model.to(device)
     x, y = (t.to(device) for t in batch)
     stamps = []
-    start = _now()
+    watch = Stopwatch(device)
     for _ in range(w.iterations):
         model.zero_grad(set_to_none=True)
         client_loss(model(x), y).backward()
-        _sync(device)
-        stamps.append(_since(start))
+        stamps.append(watch.elapsed())
     return {"total": stamps[-1], "stamps": stamps}
 
 
@@ -314,13 +322,13 @@ def _timing(case: Case, results: dict[str, dict], clock: int) -> dict:
     return out
 
 
-def summarize(case: Case, results: dict[str, dict]) -> dict:
+def summarize(case: Case, results: dict[str, dict], clocks: tuple[str, str]) -> dict:
     """One case's row; ``ratio`` and ``met`` are on the wall clock, ``timing`` holds both clocks."""
     row: dict = {"case": case.name, "kind": case.kind, "workload": asdict(case.workload), "target": case.target,
                  "memory": {side: {k: r.get(k) for k in ("rss_before_mib", "rss_peak_mib", "cuda_peak_mib")}
                             for side, r in results.items()},
                  "cold_s": {side: _first_stamp(r)[0] for side, r in results.items()},
-                 "timing": {name: _timing(case, results, clock) for clock, name in enumerate(CLOCKS)}}
+                 "timing": {name: _timing(case, results, clock) for clock, name in enumerate(clocks)}}
     row["ratio"] = row["timing"]["wall"].get("ratio")
     row["met"] = row["timing"]["wall"].get("met")
     if "fastleak" in results and "eager" in results:
@@ -336,7 +344,7 @@ def print_row(row: dict) -> None:
                     + (f" cuda {m['cuda_peak_mib']:.0f} MiB" if m["cuda_peak_mib"] is not None else "")
                     for side, m in row["memory"].items())
     print(f"[{row['case']}]")
-    for clock in CLOCKS:
+    for clock in row["timing"]:
         t = row["timing"][clock]
         if row["kind"] == "sweep":
             speed = ", ".join(f"{side} {t['attacks_per_min'][side]:.2f} attacks/min ({t['total_s'][side]:.1f} s)"
@@ -369,10 +377,10 @@ def plot_scaling(rows: list[dict], path: str) -> None:
                                   (axes[1], "restarts", ("batch", 4), "restarts R (B=4)")):
         points = sorted((r["workload"][key], r["timing"]) for r in scale if r["workload"][fixed[0]] == fixed[1])
         xs = [p[0] for p in points]
-        for clock, style in zip(CLOCKS, ("o-", "s:")):
+        for clock, style in zip(points[0][1], ("o-", "s:")):
             ys = [p[1][clock]["s_per_it"]["fastleak"] for p in points]
             ax.loglog(xs, ys, style, label=f"fastleak ({clock} clock)")
-        ax.loglog(xs, [ys[0] * x / xs[0] for x in xs], "--", color="gray", label="linear in the first point (cpu)")
+        ax.loglog(xs, [ys[0] * x / xs[0] for x in xs], "--", color="gray", label=f"linear in the first point ({clock})")
         ax.set_xlabel(label)
         ax.set_ylabel("seconds per attack iteration")
         ax.grid(True, which="both", alpha=0.3)
@@ -417,7 +425,7 @@ def main() -> int:
     for case in all_cases:
         if args.only and args.only not in case.name:
             continue
-        row = summarize(case, {side: run_side(case, side, args) for side in case.sides})
+        row = summarize(case, {side: run_side(case, side, args) for side in case.sides}, clock_names(args.device))
         print_row(row)
         rows.append(row)
     if args.profile:
