@@ -75,8 +75,9 @@ def _l2(partials: Tensor, weights: Tensor | None) -> Tensor:
 
 @_metric("l2_relative")
 def _l2_relative(partials: Tensor, weights: Tensor | None) -> Tensor:
-    sums = _weighted_sum(partials[..., [_SLOT_DIFF2, _SLOT_TT]], weights)  # [R, 2]: |r-t|^2, |t|^2
-    return sums[:, 0] / sums[:, 1].clamp_min(EPS * EPS)
+    diff2 = _weighted_sum(partials[..., _SLOT_DIFF2], weights)
+    tt = _weighted_sum(partials[..., _SLOT_TT], weights)
+    return diff2 / tt.clamp_min(EPS * EPS)
 
 
 @_metric("cosine")
