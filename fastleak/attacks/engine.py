@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from fastleak._files import write_atomically
 from fastleak.attacks import registration
+from fastleak.attacks.graphs import StepGraph, capture_step
 from fastleak.attacks.lbfgs import BatchedLBFGS, LBFGSConfig
 from fastleak.attacks.presets import PRESETS, AttackConfig
 from fastleak.attacks.simulate import ClientSimulator, check_observation, layer_weights
@@ -137,6 +138,7 @@ class _Problem:
         self.weights = layer_weights(config.layer_weights, len(obs.param_names))
         if self.weights is not None:
             self.weights = self.weights.to(device)
+        self.seed = seed
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.device = device
         if labels is None:
@@ -146,14 +148,22 @@ class _Problem:
         self.center: Tensor | None = None
         self.theta: Tensor | None = None
 
-    def init_images(self, q: int | None = None) -> Tensor:
-        n = self.Q if q is None else q
-        shape = (n, self.B, *self.shape)
+    def _random_images(self, generator: torch.Generator) -> Tensor:
+        shape = (self.Q, self.B, *self.shape)
+        device = generator.device
         if self.config.init == "uniform":
-            x = torch.rand(shape, generator=self.generator)
-        else:
-            x = (0.5 + 0.25 * torch.randn(shape, generator=self.generator))
-        return x.to(self.device)
+            return torch.rand(shape, generator=generator, device=device)
+        return 0.5 + 0.25 * torch.randn(shape, generator=generator, device=device)
+
+    def init_images(self) -> Tensor:
+        """The initial images, drawn on the CPU so that a seed gives the same start on every device."""
+        return self._random_images(self.generator).to(self.device)
+
+    def fresh_images(self, step: int) -> Tensor:
+        """Images for restarts started again at ``step``, drawn on the device (no host synchronisation)
+        from a generator seeded by the attack's seed and the step, so a resumed run draws the same."""
+        generator = torch.Generator(device=self.device).manual_seed(((self.seed & 0xFFFFFFFF) << 32) | (step + 1))
+        return self._random_images(generator)
 
     def init_soft_labels(self) -> Tensor:
         return torch.randn((self.Q, self.B, self.C), generator=self.generator).to(self.device)
@@ -344,7 +354,7 @@ class _Run:
         self.history = list(state["history"].unbind(0))
         self.history_steps = list(state["history_steps"])
         self.resets = state["resets"]
-        p.generator.set_state(state["generator"])
+        p.generator.set_state(state["generator"].cpu())
         p.center, p.theta = state["center"], state["theta"]
         self.load_optimizer_state(state)
         log.info("resumed attack from %s at step %d", os.fspath(path), state["step"])
@@ -383,8 +393,9 @@ class _AdamRun(_Run):
         cfg = self.config
         self.x = problem.init_images().requires_grad_(True)
         self.soft = problem.init_soft_labels().requires_grad_(True) if cfg.labels == "optimize" else None
-        params = [self.x] + ([self.soft] if self.soft is not None else [])
-        self.opt = torch.optim.Adam(params, lr=cfg.lr)
+        self.leaves = [self.x] + ([self.soft] if self.soft is not None else [])
+        self.opt = torch.optim.Adam(self.leaves, lr=cfg.lr)
+        self.graph: StepGraph | bool | None = None  # None: not tried yet; False: eager
         milestones = [int(cfg.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)] if cfg.lr_decay else []
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=milestones, gamma=0.1)
         self._losses = torch.full((problem.Q,), math.inf, device=problem.device)
@@ -395,29 +406,39 @@ class _AdamRun(_Run):
     def losses(self) -> Tensor:
         return self._losses
 
+    def _objective_and_grads(self) -> tuple[Tensor, tuple[Tensor, ...]]:
+        losses = self.problem.objective(self.x, self.soft)
+        return losses.detach(), torch.autograd.grad(losses.sum(), self.leaves)
+
+    def _graphable(self) -> bool:
+        """A CUDA graph freezes the objective's structure; the group consensus changes it during the run."""
+        cfg = self.config
+        return cfg.cuda_graph and self.problem.device.type == "cuda" and not (cfg.group > 0 and self.problem.R > 1)
+
     def step(self, step: int) -> None:
         cfg = self.config
         self.maybe_update_consensus(step, self.x)
-        self.opt.zero_grad(set_to_none=True)
-        losses = self.problem.objective(self.x, self.soft)
-        losses.sum().backward()
+        if self.graph is None and self._graphable():
+            self.graph = capture_step(self._objective_and_grads, self.leaves) or False
+        losses, grads = self.graph() if self.graph else self._objective_and_grads()
         bad = ~torch.isfinite(losses)
         with torch.no_grad():
-            for v in self.opt.param_groups[0]["params"]:
-                v.grad = torch.nan_to_num(v.grad, nan=0.0, posinf=0.0, neginf=0.0)
-                if cfg.signed:
-                    v.grad.sign_()
+            for v, g in zip(self.leaves, grads):
+                g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+                v.grad = g.sign_() if cfg.signed else g
         self.opt.step()
         self.sched.step()
         with torch.no_grad():
             if cfg.boxed:
                 self.x.clamp_(0, 1)
-            self._reset(bad)
-        self._losses = losses.detach()
+            self._reset(bad, step)
+        self._losses = losses.clone()
 
-    def _reset(self, bad: Tensor) -> None:
+    def _reset(self, bad: Tensor, step: int) -> None:
         """Restarts whose objective is NaN/inf start again from a fresh random image."""
-        fresh = self.problem.init_images()
+        if bad.device.type == "cpu" and not bool(bad.any()):
+            return
+        fresh = self.problem.fresh_images(step)
         mask = bad.view(-1, *([1] * (self.x.dim() - 1)))
         self.x.copy_(torch.where(mask, fresh, self.x))
         state = self.opt.state.get(self.x, {})

@@ -27,6 +27,8 @@ class AttackConfig:
     fedavg_mode: for update observations, "unroll" (differentiable replay of the local
     steps) or "pseudo" (match the pseudo-gradient (W0 - Wt) / (lr * steps)).
     boxed: clamp images to [0, 1] after every step.
+    cuda_graph: on a GPU, replay each Adam step's objective and gradients as one CUDA graph
+    (``fastleak.attacks.graphs``); steps run eagerly where the capture fails or disagrees.
     """
 
     name: str = "custom"
@@ -54,6 +56,7 @@ class AttackConfig:
     line_search: str | None = None
     record_every: int = 10
     checkpoint_every: int = 100
+    cuda_graph: bool = True
 
     def replace(self, **overrides: Any) -> "AttackConfig":
         known_fields(overrides, AttackConfig, "attack")
