@@ -231,11 +231,12 @@ def _run_train(w: Workload, device: torch.device, model, batch) -> dict:
     return {"total": stamps[-1], "stamps": stamps}
 
 
-def worker(case: Case, side: str, device: torch.device, profile_path: str | None) -> dict:
+def worker(case: Case, side: str, device: torch.device, profile_path: str | None, cuda_graph: bool) -> dict:
     torch.backends.cudnn.allow_tf32 = ALLOW_TF32
     torch.backends.cuda.matmul.allow_tf32 = ALLOW_TF32
     w = case.workload
     model, observations, labels, config, batch = _setup(w)
+    config = config.replace(cuda_graph=cuda_graph)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rss_before = _rss_mib()
@@ -273,6 +274,7 @@ def run_side(case: Case, side: str, args, profile_path: str | None = None) -> di
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", case.name, "--side", side, "--worker-out",
            out_path, "--device", args.device, "--threads", str(args.threads)]
     cmd += ["--quick"] if args.quick else []
+    cmd += ["--no-cuda-graph"] if args.no_cuda_graph else []
     cmd += ["--profile", profile_path] if profile_path else []
     try:
         subprocess.run(cmd, check=True)
@@ -400,7 +402,10 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the harness")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
                     help="torch intra-op threads in every case (default: torch's default)")
-    ap.add_argument("--only", default=None, help="run only cases whose name contains this")
+    ap.add_argument("--only", default=None,
+                    help="run only cases whose name contains this (several, separated by commas)")
+    ap.add_argument("--no-cuda-graph", action="store_true",
+                    help="fastleak runs its Adam steps eagerly on a GPU instead of replaying a CUDA graph")
     ap.add_argument("--profile", default=None, help="write the torch.profiler table of one fastleak "
                                                      "iteration of case 1 to this file")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -412,7 +417,7 @@ def main() -> int:
 
     if args.worker is not None:
         case = next(c for c in all_cases if c.name == args.worker)
-        out = worker(case, args.side, torch.device(args.device), args.profile)
+        out = worker(case, args.side, torch.device(args.device), args.profile, not args.no_cuda_graph)
         with open(args.worker_out, "w") as f:
             json.dump(out, f)
         return 0
@@ -423,14 +428,13 @@ def main() -> int:
     print(f"device {args.device}, torch {torch.__version__}, {args.threads} thread(s), "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     rows = []
-    for case in all_cases:
-        if args.only and args.only not in case.name:
-            continue
+    selected = [c for c in all_cases if not args.only or any(o in c.name for o in args.only.split(","))]
+    for case in selected:
         row = summarize(case, {side: run_side(case, side, args) for side in case.sides}, clock_names(args.device))
         print_row(row)
         rows.append(row)
     if args.profile:
-        case = next(c for c in all_cases if not args.only or args.only in c.name)
+        case = selected[0]
         run_side(case, "fastleak", args, profile_path=os.path.abspath(args.profile))
         print(f"profile of one fastleak iteration of [{case.name}] written to {args.profile}")
     load_after = os.getloadavg()
@@ -439,6 +443,7 @@ def main() -> int:
         print(f"scaling plot written to {args.plot}")
     if args.json:
         meta = environment(args.device, threads=args.threads, quick=args.quick, tf32=ALLOW_TF32,
+                           cuda_graph=not args.no_cuda_graph,
                            load_average_before=load, load_average_after=load_after)
         write_results(args.json, meta, rows)
     return 0
