@@ -24,6 +24,7 @@ from fastleak._files import write_atomically
 from fastleak.attacks import registration
 from fastleak.attacks.graphs import StepGraph, capture_step
 from fastleak.attacks.lbfgs import BatchedLBFGS, LBFGSConfig
+from fastleak.attacks.lean_conv import use_lean_convolutions
 from fastleak.attacks.presets import PRESETS, AttackConfig
 from fastleak.attacks.simulate import ClientSimulator, check_observation, layer_weights
 from fastleak.federated.observation import Observation
@@ -243,6 +244,8 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = copy.deepcopy(model).to(device)
 
+    if config.lean_conv:
+        use_lean_convolutions(model)
     label_mode, fixed, method = _labels(observations, model, config, labels)
     # the run optimises soft labels only when asked to; given or recovered labels are fixed
     config = config.replace(labels="optimize" if label_mode == "optimize" else "recover")

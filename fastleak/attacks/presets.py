@@ -29,6 +29,8 @@ class AttackConfig:
     boxed: clamp images to [0, 1] after every step.
     cuda_graph: on a GPU, replay each Adam step's objective and gradients as one CUDA graph
     (``fastleak.attacks.graphs``); steps run eagerly where the capture fails or disagrees.
+    lean_conv: simulate the model's ``nn.Conv2d`` layers with ``fastleak.attacks.lean_conv``,
+    whose double backward skips a weight term the attack never uses (same values).
     """
 
     name: str = "custom"
@@ -57,6 +59,7 @@ class AttackConfig:
     record_every: int = 10
     checkpoint_every: int = 100
     cuda_graph: bool = True
+    lean_conv: bool = True
 
     def replace(self, **overrides: Any) -> "AttackConfig":
         known_fields(overrides, AttackConfig, "attack")

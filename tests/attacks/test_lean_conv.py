@@ -1,0 +1,144 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.func import functional_call, vmap
+
+import fastleak.data as data
+import fastleak.models as models
+from fastleak.attacks import attack
+from fastleak.attacks.lean_conv import (
+    LeanConv2d,
+    LeanConv2dFunction,
+    use_lean_convolutions,
+)
+from fastleak.federated import fedsgd
+from tests.ops.devices import CUDA
+
+
+def _matching_loss(conv, x, weight, bias, target):
+    """A gradient-matching objective through one convolution: |d loss / d (w, b) - target|^2."""
+    out = conv(x, weight, bias)
+    loss = (out.tanh() * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum()
+    grads = torch.autograd.grad(loss, [weight, bias], create_graph=True)
+    return sum(((g - t) ** 2).sum() for g, t in zip(grads, target))
+
+
+def _second_order(conv, x, weight, bias, target):
+    x = x.clone().requires_grad_(True)
+    value = _matching_loss(conv, x, weight, bias, target)
+    return value, torch.autograd.grad(value, x)[0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), cin=st.integers(1, 4), cout_per_group=st.integers(1, 3), groups=st.integers(1, 2),
+       size=st.integers(5, 11), kernel=st.integers(1, 3), stride=st.integers(1, 3), padding=st.integers(0, 2),
+       dilation=st.integers(1, 2))
+def test_first_and_second_derivatives_match_conv2d(n, cin, cout_per_group, groups, size, kernel, stride, padding,
+                                                   dilation):
+    if dilation * (kernel - 1) + 1 > size + 2 * padding:
+        return
+    gen = torch.Generator().manual_seed(n * 1000 + size * 10 + kernel)
+    cin *= groups
+    x = torch.randn(n, cin, size, size, dtype=torch.float64, generator=gen)
+    weight = torch.randn(cout_per_group * groups, cin // groups, kernel, kernel, dtype=torch.float64,
+                         generator=gen).requires_grad_(True)
+    bias = torch.randn(cout_per_group * groups, dtype=torch.float64, generator=gen).requires_grad_(True)
+    target = [torch.randn_like(weight), torch.randn_like(bias)]
+    params = ((stride, stride), (padding, padding), (dilation, dilation), groups)
+
+    def lean(x, w, b):
+        return LeanConv2dFunction.apply(x, w, b, *params)
+
+    def plain(x, w, b):
+        return F.conv2d(x, w, b, *params)
+
+    torch.testing.assert_close(lean(x, weight, bias), plain(x, weight, bias), rtol=1e-12, atol=1e-12)
+    got_value, got_dx = _second_order(lean, x, weight, bias, target)
+    want_value, want_dx = _second_order(plain, x, weight, bias, target)
+    torch.testing.assert_close(got_value, want_value, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got_dx, want_dx, rtol=1e-9, atol=1e-10)
+
+
+def test_gradcheck_and_gradgradcheck_in_float64():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 2, 6, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = torch.randn(3, 2, 3, 2, dtype=torch.float64, generator=gen, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, generator=gen, requires_grad=True)
+
+    def fn(x, w, b):
+        return LeanConv2dFunction.apply(x, w, b, (2, 1), (1, 0), (1, 2), 1)
+
+    assert torch.autograd.gradcheck(fn, (x, weight, bias))
+    assert torch.autograd.gradgradcheck(fn, (x, weight, bias))
+
+
+def test_non_contiguous_input_gives_the_contiguous_result():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 8, 8, 2, dtype=torch.float64, generator=gen).permute(0, 3, 1, 2)
+    assert not x.is_contiguous()
+    weight = torch.randn(4, 2, 3, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    bias = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    target = [torch.randn_like(weight), torch.randn_like(bias)]
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    got = _second_order(lambda *a: LeanConv2dFunction.apply(*a, *args), x, weight, bias, target)
+    want = _second_order(lambda *a: LeanConv2dFunction.apply(*a, *args), x.contiguous(), weight, bias, target)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_per_restart_parameters_under_vmap_match_a_loop():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                              nn.Conv2d(4, 2, 3, stride=2)).double()
+    lean = copy.deepcopy(model)
+    assert use_lean_convolutions(lean) == 2
+    q = 3
+    params = {n: p.detach().expand(q, *p.shape).clone() for n, p in model.named_parameters()}
+    buffers = {n: b.expand(q, *b.shape).clone() for n, b in model.named_buffers()}
+    x = torch.rand(q, 2, 3, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+
+    def objective(net):
+        xs = x.clone().requires_grad_(True)
+        ps = {n: p.clone().requires_grad_(True) for n, p in params.items()}
+        bs = {n: b.clone() for n, b in buffers.items()}
+        out = vmap(lambda p, b, xq: functional_call(net, (p, b), (xq,)).pow(2).sum())(ps, bs, xs)
+        grads = torch.autograd.grad(out.sum(), list(ps.values()), create_graph=True)
+        value = sum(g.pow(2).sum() for g in grads)
+        return value, torch.autograd.grad(value, xs)[0]
+
+    got, want = objective(lean), objective(model)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-9, atol=1e-12)
+
+
+def test_only_plain_zero_padded_convolutions_are_switched():
+    class Custom(nn.Conv2d):
+        pass
+
+    model = nn.Sequential(nn.Conv2d(3, 3, 3), nn.Conv2d(3, 3, 3, padding="same"),
+                          nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect"), Custom(3, 3, 1), nn.Conv1d(3, 3, 1))
+    names = [n for n, _ in model.named_parameters()]
+    assert use_lean_convolutions(model) == 1
+    assert type(model[0]) is LeanConv2d and [type(m) for m in model[1:]] == [nn.Conv2d, nn.Conv2d, Custom, nn.Conv1d]
+    assert [n for n, _ in model.named_parameters()] == names
+    unbatched = torch.rand(3, 7, 7)
+    torch.testing.assert_close(model[0](unbatched), F.conv2d(unbatched, model[0].weight, model[0].bias))
+
+
+def _attack_losses(device: str, lean: bool) -> torch.Tensor:
+    x, y = data.load("cifar10", 2, seed=1)
+    model = models.build("convnet", 10, seed=0, width=8)
+    obs = fedsgd(model, x, y)
+    result = attack(obs, model, "inverting", labels=y, restarts=2, iterations=4, seed=0, record_every=1,
+                    signed=False, device=device, cuda_graph=False, lean_conv=lean)
+    return result.history
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_attack_with_lean_convolutions_follows_the_plain_attack(device):
+    torch.testing.assert_close(_attack_losses(device, True), _attack_losses(device, False), rtol=1e-4, atol=1e-6)
