@@ -231,12 +231,12 @@ def _run_train(w: Workload, device: torch.device, model, batch) -> dict:
     return {"total": stamps[-1], "stamps": stamps}
 
 
-def worker(case: Case, side: str, device: torch.device, profile_path: str | None, cuda_graph: bool) -> dict:
+def worker(case: Case, side: str, device: torch.device, profile_path: str | None, engine: dict) -> dict:
     torch.backends.cudnn.allow_tf32 = ALLOW_TF32
     torch.backends.cuda.matmul.allow_tf32 = ALLOW_TF32
     w = case.workload
     model, observations, labels, config, batch = _setup(w)
-    config = config.replace(cuda_graph=cuda_graph)
+    config = config.replace(**engine)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rss_before = _rss_mib()
@@ -275,6 +275,7 @@ def run_side(case: Case, side: str, args, profile_path: str | None = None) -> di
            out_path, "--device", args.device, "--threads", str(args.threads)]
     cmd += ["--quick"] if args.quick else []
     cmd += ["--no-cuda-graph"] if args.no_cuda_graph else []
+    cmd += ["--no-lean-conv"] if args.no_lean_conv else []
     cmd += ["--profile", profile_path] if profile_path else []
     try:
         subprocess.run(cmd, check=True)
@@ -393,6 +394,11 @@ def plot_scaling(rows: list[dict], path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def engine_options(args) -> dict:
+    """The AttackConfig fields of fastleak's side that the command line switches."""
+    return {"cuda_graph": not args.no_cuda_graph, "lean_conv": not args.no_lean_conv}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", default=None, help="write results to this JSON file")
@@ -406,6 +412,8 @@ def main() -> int:
                     help="run only cases whose name contains this (several, separated by commas)")
     ap.add_argument("--no-cuda-graph", action="store_true",
                     help="fastleak runs its Adam steps eagerly on a GPU instead of replaying a CUDA graph")
+    ap.add_argument("--no-lean-conv", action="store_true",
+                    help="fastleak simulates convolutions with torch's own double backward")
     ap.add_argument("--profile", default=None, help="write the torch.profiler table of one fastleak "
                                                      "iteration of case 1 to this file")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -417,7 +425,7 @@ def main() -> int:
 
     if args.worker is not None:
         case = next(c for c in all_cases if c.name == args.worker)
-        out = worker(case, args.side, torch.device(args.device), args.profile, not args.no_cuda_graph)
+        out = worker(case, args.side, torch.device(args.device), args.profile, engine_options(args))
         with open(args.worker_out, "w") as f:
             json.dump(out, f)
         return 0
@@ -443,7 +451,7 @@ def main() -> int:
         print(f"scaling plot written to {args.plot}")
     if args.json:
         meta = environment(args.device, threads=args.threads, quick=args.quick, tf32=ALLOW_TF32,
-                           cuda_graph=not args.no_cuda_graph,
+                           engine=engine_options(args),
                            load_average_before=load, load_average_after=load_after)
         write_results(args.json, meta, rows)
     return 0
