@@ -24,7 +24,6 @@ from fastleak._files import write_atomically
 from fastleak.attacks import registration
 from fastleak.attacks.graphs import StepGraph, capture_step
 from fastleak.attacks.lbfgs import BatchedLBFGS, LBFGSConfig
-from fastleak.attacks.lean_conv import use_lean_convolutions
 from fastleak.attacks.presets import PRESETS, AttackConfig
 from fastleak.attacks.simulate import ClientSimulator, check_observation, layer_weights
 from fastleak.federated.observation import Observation
@@ -134,7 +133,8 @@ class _Problem:
         self.shape = _input_shape(obs, model)
         self.C = _num_classes(obs, model)
         self.sims = [ClientSimulator(model, observations, k, restarts, fedavg_mode=config.fedavg_mode,
-                                     track_bn=config.bn > 0) for k in range(obs.num_pairs)]
+                                     track_bn=config.bn > 0, lean_conv=config.lean_conv)
+                     for k in range(obs.num_pairs)]
         self.targets = [sim.target() for sim in self.sims]
         self.weights = layer_weights(config.layer_weights, len(obs.param_names))
         if self.weights is not None:
@@ -244,8 +244,6 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = copy.deepcopy(model).to(device)
 
-    if config.lean_conv:
-        use_lean_convolutions(model)
     label_mode, fixed, method = _labels(observations, model, config, labels)
     # the run optimises soft labels only when asked to; given or recovered labels are fixed
     config = config.replace(labels="optimize" if label_mode == "optimize" else "recover")

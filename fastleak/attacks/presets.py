@@ -30,7 +30,8 @@ class AttackConfig:
     cuda_graph: on a GPU, replay each Adam step's objective and gradients as one CUDA graph
     (``fastleak.attacks.graphs``); steps run eagerly where the capture fails or disagrees.
     lean_conv: simulate the model's ``nn.Conv2d`` layers with ``fastleak.attacks.lean_conv``,
-    whose double backward skips a weight term the attack never uses (same values).
+    whose double backward skips a weight term the attack never uses (same values), where the
+    simulation replicates the parameters (BatchNorm models, several model states).
     """
 
     name: str = "custom"

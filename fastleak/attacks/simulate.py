@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from fastleak.attacks.lean_conv import lean_convolutions
 from fastleak.federated.client import local_schedule
 from fastleak.federated.losses import client_loss
 from fastleak.federated.observation import Observation
@@ -42,10 +43,12 @@ class ClientSimulator:
     "pseudo"), or the update of the unrolled local steps (mode "unroll"); updates in both modes
     are expressed in gradient units, (W_before - W_after) / (lr * steps), targets alike.
     ``bn_loss`` after a call holds the BatchNorm-statistics prior [Q] when ``track_bn`` is set.
+    ``lean_conv`` simulates the convolutions with ``fastleak.attacks.lean_conv`` where the parameters
+    are replicated (not at one shared state, where it costs more than it saves).
     """
 
     def __init__(self, model: nn.Module, observations: Sequence[Observation], pair_index: int, restarts: int, *,
-                 fedavg_mode: str = "unroll", track_bn: bool = False) -> None:
+                 fedavg_mode: str = "unroll", track_bn: bool = False, lean_conv: bool = False) -> None:
         obs = observations[0]
         if obs.kind == "update" and fedavg_mode not in ("unroll", "pseudo"):
             raise ValueError(f"fedavg_mode must be 'unroll' or 'pseudo', got {fedavg_mode!r}")
@@ -60,6 +63,9 @@ class ClientSimulator:
         one_step = obs.kind == "gradient" or fedavg_mode == "pseudo"
         self.shared_state = one_step and not self.bn_layers and all(
             torch.equal(st[n], states[0][n]) for st in states[1:] for n in states[0])
+        if lean_conv and not self.shared_state:
+            self.model = lean_convolutions(model)
+            self.bn_layers = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         stack = (lambda ts: ts[0].detach()) if self.shared_state else self._stack
         self.params = {n: stack([st[n] for st in states]) for n in self.names}
         self.buffers = {n: stack([st[n] for st in states]) for n in states[0] if n not in self.params}

@@ -1,5 +1,3 @@
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,11 +9,8 @@ from torch.func import functional_call, vmap
 import fastleak.data as data
 import fastleak.models as models
 from fastleak.attacks import attack
-from fastleak.attacks.lean_conv import (
-    LeanConv2d,
-    LeanConv2dFunction,
-    use_lean_convolutions,
-)
+from fastleak.attacks.lean_conv import LeanConv2d, LeanConv2dFunction, lean_convolutions
+from fastleak.attacks.simulate import ClientSimulator
 from fastleak.federated import fedsgd
 from tests.ops.devices import CUDA
 
@@ -95,8 +90,9 @@ def test_per_restart_parameters_under_vmap_match_a_loop():
         torch.manual_seed(0)
         model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
                               nn.Conv2d(4, 2, 3, stride=2)).double()
-    lean = copy.deepcopy(model)
-    assert use_lean_convolutions(lean) == 2
+    lean = lean_convolutions(model)
+    assert [type(m) for m in lean if isinstance(m, nn.Conv2d)] == [LeanConv2d, LeanConv2d]
+    assert all(type(m) is not LeanConv2d for m in model.modules())
     q = 3
     params = {n: p.detach().expand(q, *p.shape).clone() for n, p in model.named_parameters()}
     buffers = {n: b.expand(q, *b.shape).clone() for n, b in model.named_buffers()}
@@ -122,12 +118,24 @@ def test_only_plain_zero_padded_convolutions_are_switched():
 
     model = nn.Sequential(nn.Conv2d(3, 3, 3), nn.Conv2d(3, 3, 3, padding="same"),
                           nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect"), Custom(3, 3, 1), nn.Conv1d(3, 3, 1))
-    names = [n for n, _ in model.named_parameters()]
-    assert use_lean_convolutions(model) == 1
-    assert type(model[0]) is LeanConv2d and [type(m) for m in model[1:]] == [nn.Conv2d, nn.Conv2d, Custom, nn.Conv1d]
-    assert [n for n, _ in model.named_parameters()] == names
+    lean = lean_convolutions(model)
+    assert type(lean[0]) is LeanConv2d and [type(m) for m in lean[1:]] == [nn.Conv2d, nn.Conv2d, Custom, nn.Conv1d]
+    assert [n for n, _ in lean.named_parameters()] == [n for n, _ in model.named_parameters()]
+    unswitched = model[1:]
+    assert lean_convolutions(unswitched) is unswitched
     unbatched = torch.rand(3, 7, 7)
-    torch.testing.assert_close(model[0](unbatched), F.conv2d(unbatched, model[0].weight, model[0].bias))
+    torch.testing.assert_close(lean[0](unbatched), F.conv2d(unbatched, model[0].weight, model[0].bias))
+
+
+def test_simulator_uses_lean_convolutions_only_with_replicated_parameters():
+    x, y = data.load("cifar10", 2, seed=1)
+    convnet = models.build("convnet", 10, seed=0, width=8)
+    lenet = models.build("lenet", 10, seed=0)
+    replicated = ClientSimulator(convnet, [fedsgd(convnet, x, y)], 0, restarts=2, track_bn=True, lean_conv=True)
+    shared = ClientSimulator(lenet, [fedsgd(lenet, x, y)], 0, restarts=2, lean_conv=True)
+    assert any(type(m) is LeanConv2d for m in replicated.model.modules())
+    assert replicated.bn_layers and all(any(b is m for m in replicated.model.modules()) for b in replicated.bn_layers)
+    assert shared.shared_state and shared.model is lenet
 
 
 def _attack_losses(device: str, lean: bool) -> torch.Tensor:
