@@ -59,7 +59,8 @@ def capture_step(step: Step, variables: Sequence[Tensor]) -> StepGraph | None:
     """
     saved = [v.detach().clone() for v in variables]
     try:
-        graph = StepGraph(step)
+        with torch.cuda.device(variables[0].device):  # capture on the variables' GPU, not the current one
+            graph = StepGraph(step)
         with torch.no_grad():
             for v in variables:
                 v.mul_(0.5).add_(0.25)
