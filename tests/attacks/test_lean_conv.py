@@ -90,7 +90,7 @@ def test_per_restart_parameters_under_vmap_match_a_loop():
         torch.manual_seed(0)
         model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
                               nn.Conv2d(4, 2, 3, stride=2)).double()
-    lean = lean_convolutions(model)
+    lean = lean_convolutions(model, min_weights=1)
     assert [type(m) for m in lean if isinstance(m, nn.Conv2d)] == [LeanConv2d, LeanConv2d]
     assert all(type(m) is not LeanConv2d for m in model.modules())
     q = 3
@@ -118,29 +118,34 @@ def test_only_plain_zero_padded_convolutions_are_switched():
 
     model = nn.Sequential(nn.Conv2d(3, 3, 3), nn.Conv2d(3, 3, 3, padding="same"),
                           nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect"), Custom(3, 3, 1), nn.Conv1d(3, 3, 1))
-    lean = lean_convolutions(model)
+    lean = lean_convolutions(model, min_weights=1)
     assert type(lean[0]) is LeanConv2d and [type(m) for m in lean[1:]] == [nn.Conv2d, nn.Conv2d, Custom, nn.Conv1d]
     assert [n for n, _ in lean.named_parameters()] == [n for n, _ in model.named_parameters()]
     unswitched = model[1:]
-    assert lean_convolutions(unswitched) is unswitched
+    assert lean_convolutions(unswitched, min_weights=1) is unswitched
+    assert lean_convolutions(model, min_weights=82) is model  # the plain convolution has 81 weights
     unbatched = torch.rand(3, 7, 7)
     torch.testing.assert_close(lean[0](unbatched), F.conv2d(unbatched, model[0].weight, model[0].bias))
 
 
 def test_simulator_uses_lean_convolutions_only_with_replicated_parameters():
     x, y = data.load("cifar10", 2, seed=1)
-    convnet = models.build("convnet", 10, seed=0, width=8)
-    lenet = models.build("lenet", 10, seed=0)
+    convnet = models.build("convnet", 10, seed=0, width=16)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        no_batchnorm = nn.Sequential(nn.Conv2d(3, 128, 3, padding=1), nn.ReLU(), nn.Conv2d(128, 16, 3, padding=1),
+                                     nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
     replicated = ClientSimulator(convnet, [fedsgd(convnet, x, y)], 0, restarts=2, track_bn=True, lean_conv=True)
-    shared = ClientSimulator(lenet, [fedsgd(lenet, x, y)], 0, restarts=2, lean_conv=True)
+    shared = ClientSimulator(no_batchnorm, [fedsgd(no_batchnorm, x, y)], 0, restarts=2, lean_conv=True)
     assert any(type(m) is LeanConv2d for m in replicated.model.modules())
     assert replicated.bn_layers and all(any(b is m for m in replicated.model.modules()) for b in replicated.bn_layers)
-    assert shared.shared_state and shared.model is lenet
+    assert type(lean_convolutions(no_batchnorm)[2]) is LeanConv2d  # large enough to be switched
+    assert shared.shared_state and shared.model is no_batchnorm
 
 
 def _attack_losses(device: str, lean: bool) -> torch.Tensor:
     x, y = data.load("cifar10", 2, seed=1)
-    model = models.build("convnet", 10, seed=0, width=8)
+    model = models.build("convnet", 10, seed=0, width=16)  # 5 of its 8 convolutions are switched
     obs = fedsgd(model, x, y)
     result = attack(obs, model, "inverting", labels=y, restarts=2, iterations=4, seed=0, record_every=1,
                     signed=False, device=device, cuda_graph=False, lean_conv=lean)
