@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import typing
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -18,3 +19,24 @@ def known_fields(values: Iterable[str], config: type, what: str) -> None:
     unknown = sorted(set(values) - valid)
     if unknown:
         raise ValueError(f"unknown {what} option(s) {unknown}; valid options: {', '.join(sorted(valid))}")
+
+
+def _fits(value: Any, expected: Any) -> bool:
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def typed_fields(values: Mapping[str, Any], config: type, what: str) -> None:
+    """Reject values that do not have the annotated type of the dataclass field they set (an int
+    passes for a float; a bool passes only for a bool)."""
+    hints = typing.get_type_hints(config)
+    for name, value in values.items():
+        allowed = typing.get_args(hints[name]) or (hints[name],)
+        if not any(_fits(value, expected) for expected in allowed):
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
+            raise ValueError(f"{what} option {name} must be {names}, got {value!r}")

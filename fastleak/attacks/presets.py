@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from fastleak._checks import known_fields
+from fastleak._checks import known_fields, typed_fields
 from fastleak._registry import Registry
 
 
@@ -64,6 +64,7 @@ class AttackConfig:
 
     def replace(self, **overrides: Any) -> "AttackConfig":
         known_fields(overrides, AttackConfig, "attack")
+        typed_fields(overrides, AttackConfig, "attack")
         return dataclasses.replace(self, **overrides)
 
     def as_dict(self) -> dict[str, Any]:

@@ -39,6 +39,9 @@ def command(name: str, help: str, examples: str, configure: Callable[[argparse.A
 # ----------------------------------------------------------------------------- option parsing
 
 def _value(text: str) -> Any:
+    """A Python literal, true/false in any case, or else the text itself."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

@@ -113,6 +113,8 @@ def test_interrupted_attack_resumes_from_its_checkpoint(tmp_path):
     (["audit", "missing.obs", "--model", "lenet"], "observation file 'missing.obs' does not exist"),
     (["attack", "--batch", "0"], "batch must be a positive integer"),
     (["attack", "--defense-param", "sigma"], "--defense-param expects KEY=VALUE"),
+    (["attack", "--model", "lenet", "--batch", "1", "--option", "lean_conv=maybe"],
+     "attack option lean_conv must be bool, got 'maybe'"),
 ])
 def test_bad_inputs_give_one_line_and_a_fix(tmp_path, args, message):
     proc = fastleak(*args, cwd=tmp_path)
