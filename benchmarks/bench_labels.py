@@ -104,6 +104,20 @@ def score(found: list[L.LabelCounts], truths: list[torch.Tensor]) -> dict:
     return {"LnAcc": ln / n, "LeAcc": le / n, "exact": exact / n}
 
 
+# Real images of two other datasets, never the victim's: the attacker's public auxiliary data.
+AUXILIARY = {10: ("cifar100", "imagenet"), 100: ("cifar10", "imagenet")}
+AUXILIARY_SEED = 1000
+
+
+def label_config(dummies: str, classes: int, num_dummies: int) -> L.LabelConfig:
+    """Noise dummies ("uniform", "normal"), or "auxiliary": half from each AUXILIARY dataset, at 32 px."""
+    if dummies != "auxiliary":
+        return L.LabelConfig(num_dummies=num_dummies, dummy_distribution=dummies)
+    sizes = (num_dummies // 2, num_dummies - num_dummies // 2)
+    parts = [D.load(name, n, seed=AUXILIARY_SEED, size=32)[0] for name, n in zip(AUXILIARY[classes], sizes)]
+    return L.LabelConfig(dummies=torch.cat(parts))
+
+
 def observe(model, x, y, protocol: str, local_lr: float):
     if protocol == "fedsgd":
         return fedsgd(model, x, y)
@@ -203,6 +217,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--train-lr", type=float, default=0.01)
     p.add_argument("--local-lr", type=float, default=0.01)
     p.add_argument("--num-dummies", type=int, default=64)
+    p.add_argument("--dummies", default="uniform", choices=("uniform", "normal", "auxiliary"),
+                   help="the inputs of the dummy statistics: noise, or real images of other datasets")
     p.add_argument("--throughput", type=int, default=0, help="observations for the throughput comparison (0: skip)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None)
@@ -214,13 +230,13 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("fastleak.data").setLevel(logging.ERROR)
-    config = L.LabelConfig(num_dummies=a.num_dummies)
     methods = a.methods.split(",")
     report = {"command": "python benchmarks/bench_labels.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "args": vars(a), **environment("cpu"), "cells": [], "skipped": [], "trained": {}, "throughput": []}
     t_start = time.time()
     for name in a.models.split(","):
         for classes in [int(c) for c in a.classes.split(",")]:
+            config = label_config(a.dummies, classes, a.num_dummies)
             for state in a.states.split(","):
                 if state == "trained":
                     model, info = trained(name, classes, a.seed, a.convnet_width, a.train_steps, a.train_lr)
