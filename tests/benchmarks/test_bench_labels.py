@@ -1,0 +1,24 @@
+"""bench_labels' dummy inputs: noise, or real images that never come from the victim's dataset."""
+import sys
+from pathlib import Path
+
+import torch
+
+import fastleak.data as data
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bench_labels import AUXILIARY, label_config  # noqa: E402
+
+
+def test_noise_dummies_keep_the_library_default():
+    config = label_config("uniform", 10, 48)
+    assert config.dummies is None and config.num_dummies == 48 and config.dummy_distribution == "uniform"
+
+
+def test_auxiliary_dummies_are_real_images_of_other_datasets():
+    for classes, victim in ((10, "cifar10"), (100, "cifar100")):
+        assert victim not in AUXILIARY[classes]
+        dummies = label_config("auxiliary", classes, 9).dummies
+        assert dummies.shape == (9, 3, 32, 32) and 0 <= float(dummies.min()) and float(dummies.max()) <= 1
+        victim_pool, _ = data.load(victim, 20, seed=0, size=32)
+        assert not any(torch.equal(d, v) for d in dummies for v in victim_pool)
