@@ -11,7 +11,7 @@ import fastleak.models as models
 from fastleak.attacks import attack
 from fastleak.attacks.lean_conv import LeanConv2d, LeanConv2dFunction, lean_convolutions
 from fastleak.attacks.simulate import ClientSimulator
-from fastleak.federated import fedsgd
+from fastleak.federated import fedavg, fedsgd
 from tests.ops.devices import CUDA
 
 
@@ -155,3 +155,21 @@ def _attack_losses(device: str, lean: bool) -> torch.Tensor:
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 def test_attack_with_lean_convolutions_follows_the_plain_attack(device):
     torch.testing.assert_close(_attack_losses(device, True), _attack_losses(device, False), rtol=1e-4, atol=1e-6)
+
+
+def test_unrolled_fedavg_gradient_is_unchanged_by_lean_convolutions():
+    """Local steps make later gradients depend on earlier ones: derivatives through the weights too."""
+    x, y = data.load("cifar10", 4, seed=1)
+    model = models.build("convnet", 10, seed=0, width=16)
+    obs = fedavg(model, x, y, local_steps=2, lr=1e-2)
+    dummy = torch.rand(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    results = []
+    for lean in (True, False):
+        sim = ClientSimulator(model, [obs], 0, restarts=2, fedavg_mode="unroll", lean_conv=lean)
+        assert any(type(m) is LeanConv2d for m in sim.model.modules()) == lean
+        xq = dummy.clone().requires_grad_(True)
+        loss = sum(((s - t) ** 2).sum() for s, t in zip(sim.shared(xq, y.expand(2, -1)), sim.target()))
+        results.append((loss.detach(), torch.autograd.grad(loss, xq)[0]))
+    (lean_loss, lean_grad), (plain_loss, plain_grad) = results
+    torch.testing.assert_close(lean_loss, plain_loss, rtol=1e-5, atol=0)
+    assert float((lean_grad - plain_grad).norm() / plain_grad.norm()) < 1e-5
