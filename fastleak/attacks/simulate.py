@@ -33,6 +33,10 @@ from fastleak.federated.observation import Observation
 log = logging.getLogger(__name__)
 
 
+def _batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 class ClientSimulator:
     """Simulates pair ``pair_index`` of P observations (same model architecture) for Q = P*R
     dummy batches: dummy batch q belongs to observation q // R and uses its model state.
@@ -52,20 +56,17 @@ class ClientSimulator:
         obs = observations[0]
         if obs.kind == "update" and fedavg_mode not in ("unroll", "pseudo"):
             raise ValueError(f"fedavg_mode must be 'unroll' or 'pseudo', got {fedavg_mode!r}")
-        self.model = model
         self.obs = obs
         self.restarts = restarts
         self.names = tuple(obs.param_names)
         states = [o.pairs[pair_index].state for o in observations]
         self.fedavg_mode = fedavg_mode
-        self.bn_layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        self.track_bn = track_bn and bool(self.bn_layers)
         one_step = obs.kind == "gradient" or fedavg_mode == "pseudo"
-        self.shared_state = one_step and not self.bn_layers and all(
+        self.shared_state = one_step and not _batchnorm_layers(model) and all(
             torch.equal(st[n], states[0][n]) for st in states[1:] for n in states[0])
-        if lean_conv and not self.shared_state:
-            self.model = lean_convolutions(model)
-            self.bn_layers = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.model = lean_convolutions(model) if lean_conv and not self.shared_state else model
+        self.bn_layers = _batchnorm_layers(self.model)
+        self.track_bn = track_bn and bool(self.bn_layers)
         stack = (lambda ts: ts[0].detach()) if self.shared_state else self._stack
         self.params = {n: stack([st[n] for st in states]) for n in self.names}
         self.buffers = {n: stack([st[n] for st in states]) for n in states[0] if n not in self.params}
