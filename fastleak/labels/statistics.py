@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import copy
 import logging
-
-from typing import Callable
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from fastleak._registry import Registry
-
 from fastleak.labels import trajectory
 from fastleak.labels.evidence import Evidence
 from fastleak.labels.types import LabelConfig
@@ -35,6 +35,39 @@ def _normal(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
     return torch.randn(shape, generator=gen)
 
 
+PINK_MEAN, PINK_STD, PINK_COLOUR = 0.45, 0.25, 0.3
+
+
+@DUMMIES.register("pink")
+def _pink(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+    """Noise with the 1/f amplitude spectrum of natural images, in [0, 1].
+
+    Inputs [K, channels..., H, W] get one 2-D random field shared by all channels (luminance)
+    plus a weaker one per channel (colour); flat inputs [K, L] a 1-D field. Each input is
+    scaled to mean 0.45 and standard deviation 0.25 (about those of CIFAR and ImageNet pixels)
+    and clipped. Unlike white noise, pooling does not average it away, so a model's outputs
+    vary across these inputs about as much as across photos.
+    """
+    k, rest = shape[0], tuple(shape[1:])
+    if not rest:
+        raise ValueError(f"dummy_distribution 'pink' needs an input_shape with at least one dimension, got {rest}")
+    spatial = rest[-2:] if len(rest) >= 2 else rest
+    channels = math.prod(rest[:-len(spatial)])
+    grids = [torch.fft.fftfreq(n) for n in spatial[:-1]] + [torch.fft.rfftfreq(spatial[-1])]
+    freq = torch.sqrt(sum(g ** 2 for g in torch.meshgrid(*grids, indexing="ij")))
+    amplitude = torch.where(freq > 0, 1.0 / freq.clamp_min(1e-12), torch.zeros(()))
+
+    def field(count: int) -> torch.Tensor:
+        size = (k, count, *amplitude.shape)
+        spectrum = torch.complex(torch.randn(size, generator=gen), torch.randn(size, generator=gen))
+        return torch.fft.irfftn(spectrum * amplitude, s=spatial, dim=tuple(range(2, 2 + len(spatial))))
+
+    x = field(1) + PINK_COLOUR * field(channels) if channels > 1 else field(1)
+    x = x.reshape(k, -1)
+    x = (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True).clamp_min(1e-12)
+    return (PINK_MEAN + PINK_STD * x).clamp(0, 1).reshape(shape)
+
+
 def dummy_inputs(ev: Evidence, config: LabelConfig, obs_index: int) -> torch.Tensor:
     obs = ev.observations[obs_index]
     device, dtype = ev.grad_w.device, ev.grad_w.dtype
@@ -48,49 +81,83 @@ def dummy_inputs(ev: Evidence, config: LabelConfig, obs_index: int) -> torch.Ten
     return x.to(device=device, dtype=dtype)
 
 
-def _probs_and_feature_sums(model: nn.Module, state: dict[str, torch.Tensor], x: torch.Tensor,
-                            train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax outputs [K, C] and penultimate feature sums [K] of ``x`` on ``model`` at ``state``."""
+@dataclass(frozen=True)
+class DummyForward:
+    """The dummies on one model state: ``logits`` [K, C] and penultimate ``features`` [K, D]
+    (float64), and that state's final-layer ``weight`` [C, D]."""
+
+    logits: torch.Tensor
+    features: torch.Tensor
+    weight: torch.Tensor
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return torch.softmax(self.logits, dim=1)
+
+
+def _forward(model: nn.Module, state: dict[str, torch.Tensor], weight_name: str, x: torch.Tensor,
+             train: bool) -> DummyForward:
     model.load_state_dict(state)
     model.train(train)
     with torch.no_grad():
         feats, logits = features_and_logits(model, x)
-    return torch.softmax(logits.double(), dim=1), feats.flatten(1).double().sum(1)
+    return DummyForward(logits.double(), feats.flatten(1).double(), state[weight_name].double())
+
+
+def dummy_forwards(ev: Evidence, config: LabelConfig) -> Iterator[tuple[int, list[tuple[float, DummyForward]]]]:
+    """Per row: the dummies' forward passes at the row's trajectory states, with their weights.
+
+    Rows on the same start state with no trajectory share one forward pass.
+    """
+    t, w = trajectory.times(ev, config)
+    shared: dict[tuple, list[tuple[float, DummyForward]]] = {}
+    # A private copy runs the states: loading them never touches the caller's model, and its
+    # BatchNorm running statistics may change freely in train mode.
+    model = copy.deepcopy(ev.model).to(ev.grad_w.device)
+    passes = 0
+    for row in range(ev.num_rows):
+        i, _j = ev.pair_ids[row]
+        obs = ev.observations[i]
+        moving = bool(ev.is_update[row]) and bool((t[row] != 0).any())
+        key = ("state", int(ev.state_index[row]), obs.bn_train, obs.input_shape)
+        if moving or key not in shared:
+            x = dummy_inputs(ev, config, i)
+            forwards = [(wk, _forward(model, trajectory.state_at(ev, row, tk), ev.weight_name, x, obs.bn_train))
+                        for tk, wk in zip(t[row].tolist(), w[row].tolist()) if wk != 0]
+            passes += len(forwards)
+            if not moving:
+                shared[key] = forwards
+        yield row, forwards if moving else shared[key]
+    log.debug("dummy statistics: %d forward passes for %d rows", passes, ev.num_rows)
 
 
 def dummy_statistics(ev: Evidence, config: LabelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per row: A_c = mean_{t,k} p̂_kc(t)·Ô_k(t) [P, C], Ō = mean_{t,k} Ô_k(t) [P] and
     p̄_c = mean_{t,k} p̂_kc(t) [P, C].
 
-    Ô_k is the sum of dummy k's penultimate features. Rows on the same start state with no
-    trajectory share one forward pass.
+    Ô_k is the sum of dummy k's penultimate features.
     """
-    t, w = trajectory.times(ev, config)
     a = torch.zeros(ev.num_rows, ev.num_classes, dtype=torch.float64, device=ev.grad_w.device)
     obar = torch.zeros(ev.num_rows, dtype=torch.float64, device=ev.grad_w.device)
     pbar = torch.zeros_like(a)
-    cache: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-    # A private copy runs the states: loading them never touches the caller's model, and its
-    # BatchNorm running statistics may change freely in train mode.
-    model = copy.deepcopy(ev.model).to(ev.grad_w.device)
-    for row in range(ev.num_rows):
-        i, j = ev.pair_ids[row]
-        obs = ev.observations[i]
-        moving = bool(ev.is_update[row]) and bool((t[row] != 0).any())
-        key = (i, j) if moving else ("state", int(ev.state_index[row]), obs.bn_train, obs.input_shape)
-        if key not in cache:
-            x = dummy_inputs(ev, config, i)
-            acc_a = torch.zeros(ev.num_classes, dtype=torch.float64, device=a.device)
-            acc_o = torch.zeros((), dtype=torch.float64, device=a.device)
-            acc_p = torch.zeros_like(acc_a)
-            for tk, wk in zip(t[row].tolist(), w[row].tolist()):
-                if wk == 0:
-                    continue
-                probs, osum = _probs_and_feature_sums(model, trajectory.state_at(ev, row, tk), x, obs.bn_train)
-                acc_a += wk * (probs * osum[:, None]).mean(0)
-                acc_o += wk * osum.mean()
-                acc_p += wk * probs.mean(0)
-            cache[key] = (acc_a, acc_o, acc_p)
-        a[row], obar[row], pbar[row] = cache[key]
-    log.debug("dummy statistics: %d forward groups for %d rows", len(cache), ev.num_rows)
+    for row, forwards in dummy_forwards(ev, config):
+        for wk, f in forwards:
+            probs, osum = f.probs, f.features.sum(1)
+            a[row] += wk * (probs * osum[:, None]).mean(0)
+            obar[row] += wk * osum.mean()
+            pbar[row] += wk * probs.mean(0)
     return a, obar, pbar
+
+
+def shifted_mean_softmax(ev: Evidence, config: LabelConfig, mean_features: torch.Tensor) -> torch.Tensor:
+    """Per row: mean_{t,k} softmax of the dummies with their penultimate features translated so
+    that their mean is ``mean_features[row]`` [P, D] (rows with a non-finite entry: untranslated)."""
+    pbar = torch.zeros(ev.num_rows, ev.num_classes, dtype=torch.float64, device=ev.grad_w.device)
+    usable = torch.isfinite(mean_features).all(1).tolist()
+    for row, forwards in dummy_forwards(ev, config):
+        for wk, f in forwards:
+            logits = f.logits
+            if usable[row]:
+                logits = logits + (mean_features[row] - f.features.mean(0)) @ f.weight.T
+            pbar[row] += wk * torch.softmax(logits, dim=1).mean(0)
+    return pbar
