@@ -77,7 +77,7 @@ def test_bias_free_model_rejects_bias_methods(make_head, make_observation):
     model = make_head(3, 4, bias=False, weight=W)
     gw, _ = fc_gradients(X, Y, bias=torch.zeros(4, dtype=torch.float64))
     obs = make_observation(model, gw, num_samples=6)
-    for method in ("ilrg", "bias", "geng_bias"):
+    for method in ("ilrg", "bias", "geng_bias", "geng_shift"):
         with pytest.raises(ValueError, match=f"method '{method}' needs the final nn.Linear's bias"):
             L.counts(obs, model, method)
     out = L.counts(obs, model, "auto", config=LabelConfig(dummies=X))
@@ -96,3 +96,41 @@ def test_geng_bias_is_exact_when_the_dummies_are_the_batch(make_head, make_obser
     other = X[:2]
     expected = 6 * (torch.softmax(other @ W.T + BIAS, 1).mean(0) - gb)
     torch.testing.assert_close(L.counts(obs, model, "geng_bias", config=LabelConfig(dummies=other)).estimates, expected)
+
+
+def test_geng_shift_is_exact_when_the_batch_shares_its_features(make_head, make_observation):
+    # Then ΔW = Δb·hᵀ exactly, so the batch mean feature is h; dummies translated onto it
+    # give the batch's softmax whatever their own features are.
+    model = make_head(3, 4, weight=W, bias_value=BIAS)
+    x = X[1:2].expand(6, 3)
+    gw, gb = fc_gradients(x, Y)
+    obs = make_observation(model, gw, gb, num_samples=6)
+    dummies = torch.tensor([[0.5, 0.0, 1.0]], dtype=torch.float64).expand(4, 3)
+    out = L.counts(obs, model, "geng_shift", config=LabelConfig(dummies=dummies))
+    torch.testing.assert_close(out.estimates, torch.tensor([3.0, 0.0, 2.0, 1.0], dtype=torch.float64))
+    unshifted = L.counts(obs, model, "geng_bias", config=LabelConfig(dummies=dummies)).estimates
+    assert float((unshifted - out.estimates).abs().max()) > 0.5
+
+
+def test_geng_shift_formula_by_hand(make_head, make_observation):
+    model = make_head(3, 4, weight=W, bias_value=BIAS)
+    gw, gb = fc_gradients(X, Y)
+    dummies = torch.tensor([[0.5, 0.0, 1.0], [2.0, 1.0, 0.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    mean_feature = gw.T @ gb / (gb @ gb)
+    moved = dummies - dummies.mean(0) + mean_feature
+    expected = 6 * (torch.softmax(moved @ W.T + BIAS, 1).mean(0) - gb)
+    obs = make_observation(model, gw, gb, num_samples=6)
+    out = L.counts(obs, model, "geng_shift", config=LabelConfig(dummies=dummies))
+    torch.testing.assert_close(out.estimates, expected)
+    doubled = make_observation(model, 6 * gw, 6 * gb, num_samples=6, reduction="sum")
+    torch.testing.assert_close(L.counts(doubled, model, "geng_shift", config=LabelConfig(dummies=dummies)).estimates,
+                               expected)
+
+
+def test_geng_shift_without_bias_gradient_leaves_the_dummies_in_place(make_head, make_observation):
+    model = make_head(3, 4, weight=W, bias_value=BIAS)
+    gw, _ = fc_gradients(X, Y)
+    obs = make_observation(model, gw, torch.zeros(4, dtype=torch.float64), num_samples=6)
+    config = LabelConfig(dummies=X[:3])
+    torch.testing.assert_close(L.counts(obs, model, "geng_shift", config=config).estimates,
+                               L.counts(obs, model, "geng_bias", config=config).estimates)

@@ -34,7 +34,7 @@ def test_geng_and_ilrg_recover_duplicates_exactly_on_an_untrained_convnet(patter
     true = torch.bincount(y, minlength=10)
     assert int(true.max()) >= 4  # duplicates present
     obs = fedsgd(model, x, y)
-    for method in ("geng", "ilrg", "geng_bias"):
+    for method in ("geng", "ilrg", "geng_bias", "geng_shift"):
         out = L.counts(obs, model, method)
         assert torch.equal(out.counts, true), f"{method}: {out.counts.tolist()} != {true.tolist()}"
 
@@ -48,3 +48,15 @@ def test_fedavg_one_step_matches_fedsgd_and_sum_reduction_matches_mean():
         for method in ("geng", "ilrg", "llg"):
             a, b = L.counts(grad, model, method), L.counts(other, model, method)
             torch.testing.assert_close(a.estimates, b.estimates, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("classes,batch,pattern", [(10, 32, "random"), (100, 64, "random"), (100, 64, "repeat:4")])
+def test_geng_shift_recovers_duplicates_exactly_on_the_dlg_lenet(classes, batch, pattern):
+    # The sigmoid LeNet's softmax varies strongly across inputs, so which images the batch holds
+    # moves its mean softmax by more than the 0.5 per class that rounding tolerates.
+    model = M.build("lenet", classes, seed=0)
+    for seed in range(3):
+        x, y = D.load("cifar10" if classes == 10 else "cifar100", batch, seed=seed, labels=pattern)
+        true = torch.bincount(y, minlength=classes)
+        out = L.counts(fedsgd(model, x, y), model, "geng_shift")
+        assert torch.equal(out.counts, true), f"seed {seed}: {out.counts.tolist()} != {true.tolist()}"
