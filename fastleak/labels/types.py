@@ -11,11 +11,13 @@ class LabelConfig:
     """Knobs of the methods that simulate the client's model on inputs of their own.
 
     ``dummies``: the attacker's own inputs (e.g. public images of the domain) for the
-    softmax/feature statistics of ``geng`` and ``geng_bias``; when None, ``num_dummies`` random
-    inputs of ``Observation.input_shape`` are drawn with ``dummy_seed`` from
-    ``dummy_distribution``: "uniform" (U(0, 1) pixels, the range of fastleak.data images) or
-    "normal" (N(0, 1), for normalised inputs). Their scale should match the client's
-    preprocessing: the feature sums enter Geng's estimate.
+    softmax/feature statistics of ``geng``, ``geng_bias`` and ``geng_shift``; when None,
+    ``num_dummies`` random inputs of ``Observation.input_shape`` are drawn with ``dummy_seed``
+    from ``dummy_distribution``: "pink" (noise with the 1/f spectrum of natural images, pixels
+    in [0, 1] like fastleak.data images), "uniform" (U(0, 1) pixels) or "normal" (N(0, 1), for
+    normalised inputs). Their scale should match the client's preprocessing: the feature sums
+    enter Geng's estimate. The mean softmax over the dummies is a Monte Carlo estimate that is
+    multiplied by the batch size, so large batches need many dummies.
     ``trajectory_points``: model states, evenly spaced between the start and the end of a
     local-training run, at which statistics of an update are averaged; None picks
     ``min(local_steps, 5)`` for updates (gradients always use their one state).
@@ -23,10 +25,10 @@ class LabelConfig:
     (element-wise; robust to a pair whose model state gives a poor estimate) or "mean".
     """
 
-    num_dummies: int = 64
+    num_dummies: int = 256
     dummy_seed: int = 0
     dummies: torch.Tensor | None = None
-    dummy_distribution: str = "uniform"
+    dummy_distribution: str = "pink"
     trajectory_points: int | None = None
     combine: str = "median"
 

@@ -15,10 +15,11 @@ BIAS = torch.tensor([0.3, -0.2, 0.1, -0.2], dtype=torch.float64)
 
 
 def test_methods_are_listed_and_unknown_names_rejected(make_head, make_observation):
-    assert L.METHODS == ("bias", "geng", "geng_bias", "idlg", "ilrg", "llg", "yin", "auto")
+    assert L.METHODS == ("bias", "geng", "geng_bias", "geng_shift", "idlg", "ilrg", "llg", "yin", "auto")
     model = make_head(3, 4)
     obs = make_observation(model, ROWS, BIAS, num_samples=2)
-    with pytest.raises(ValueError, match="method must be one of bias, geng, geng_bias, idlg, ilrg, llg, yin, auto; got 'dlg'"):
+    valid = "bias, geng, geng_bias, geng_shift, idlg, ilrg, llg, yin, auto"
+    with pytest.raises(ValueError, match=f"method must be one of {valid}; got 'dlg'"):
         L.counts(obs, model, "dlg")
 
 
@@ -71,9 +72,10 @@ def test_auto_names_its_choice(make_head, make_observation, caplog):
         one = L.counts(make_observation(model, ROWS, BIAS, num_samples=1), model)
         two = L.counts(make_observation(model, ROWS, BIAS, num_samples=2), model,
                        config=L.LabelConfig(dummies=torch.eye(3, dtype=torch.float64)))
-    assert (one.method, two.method, two.requested) == ("idlg", "geng_bias", "auto")
-    assert "auto' chose idlg" in caplog.text and "auto' chose geng_bias" in caplog.text
+    assert (one.method, two.method, two.requested) == ("idlg", "geng_shift", "auto")
+    assert "auto' chose idlg" in caplog.text and "auto' chose geng_shift" in caplog.text
     assert L.choose(3, has_bias=False) == "geng"
+    assert L.choose(3, has_bias=True, is_update=True) == "geng_bias"
 
 
 def test_rounded_counts_always_sum_to_the_batch_size(make_head, make_observation):
@@ -102,7 +104,7 @@ def real_observations():
     return model, obs
 
 
-@pytest.mark.parametrize("method", ["auto", "geng", "geng_bias", "ilrg", "llg", "bias"])
+@pytest.mark.parametrize("method", ["auto", "geng", "geng_bias", "geng_shift", "ilrg", "llg", "bias"])
 def test_batched_path_equals_the_per_observation_loop(method, real_observations):
     model, obs = real_observations
     config = L.LabelConfig(num_dummies=16)
