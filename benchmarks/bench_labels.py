@@ -87,7 +87,7 @@ def methods_for(batch: int, pattern: str, classes: int, has_bias: bool, wanted: 
             continue
         if m == "yin" and (pattern != "unique" or batch > classes):
             continue
-        if m in ("ilrg", "bias", "geng_bias") and not has_bias:
+        if m != "auto" and L.registry.get(m).needs_bias and not has_bias:
             continue
         out.append(m)
     return out
@@ -149,7 +149,7 @@ def throughput(n: int, batch: int, seed: int) -> list[dict]:
     for t in range(n):
         x, y = D.load("cifar10", batch, seed=seed + t, labels="random")
         observations.append(fedsgd(model, x, y))
-    for method in ("ilrg", "llg", "geng_bias", "geng"):
+    for method in ("ilrg", "llg", "geng_bias", "geng_shift", "geng"):
         L.counts_many(observations[:2], model, method)  # warm-up
         t0 = time.time()
         together = L.counts_many(observations, model, method)
@@ -209,15 +209,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--states", default="untrained,trained")
     p.add_argument("--bn", default="train,eval", help="BatchNorm modes for models that have BatchNorm")
     p.add_argument("--protocols", default="fedsgd,fedavg1,fedavg4,fedavg16")
-    p.add_argument("--methods", default="idlg,yin,llg,bias,geng,geng_bias,ilrg,auto")
+    p.add_argument("--methods", default="idlg,yin,llg,bias,geng,geng_bias,geng_shift,ilrg,auto")
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--convnet-width", type=int, default=64)
     p.add_argument("--train-steps", type=int, default=200)
     p.add_argument("--train-lr", type=float, default=0.01)
     p.add_argument("--local-lr", type=float, default=0.01)
-    p.add_argument("--num-dummies", type=int, default=64)
-    p.add_argument("--dummies", default="uniform", choices=("uniform", "normal", "auxiliary"),
+    p.add_argument("--num-dummies", type=int, default=L.LabelConfig.num_dummies)
+    p.add_argument("--dummies", default=L.LabelConfig.dummy_distribution,
+                   choices=("pink", "uniform", "normal", "auxiliary"),
                    help="the inputs of the dummy statistics: noise, or real images of other datasets")
     p.add_argument("--throughput", type=int, default=0, help="observations for the throughput comparison (0: skip)")
     p.add_argument("--threads", type=int, default=2)
