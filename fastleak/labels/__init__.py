@@ -5,7 +5,7 @@
     counts_many(observations, model, ...)                # batched over many observations
 
 Methods (``METHODS``): idlg, yin, llg, bias, geng, geng_bias, geng_shift, ilrg, and auto,
-which runs iDLG for one sample, geng_shift when the final layer has a bias, geng otherwise
+which runs iDLG for one sample, geng_bias when the final layer has a bias, geng otherwise
 (``choose``).
 """
 from fastleak.labels import geng as _geng  # noqa: F401  (registers)

@@ -16,20 +16,18 @@ from fastleak.labels.types import LabelConfig, LabelCounts
 log = logging.getLogger("fastleak.labels")
 
 
-def choose(num_samples: int, has_bias: bool, is_update: bool = False) -> str:
+def choose(num_samples: int, has_bias: bool) -> str:
     """What ``method="auto"`` runs: iDLG for one sample; with a (shared) final-layer bias,
-    ``geng_shift`` for gradients and ``geng_bias`` for updates; Geng et al. on the weight
-    gradient without a bias.
+    ``geng_bias``; Geng et al. on the weight gradient otherwise.
 
-    In the benchmark (benchmarks/RESULTS.md, label recovery) ``geng_shift`` was the most
-    accurate on gradients of untrained models, ``geng_bias`` on updates over several local
-    steps, where the features move during local training.
+    In the benchmark (benchmarks/RESULTS.md, label recovery) ``geng_bias`` was the most
+    accurate method over untrained and trained models, FedSGD and FedAvg together.
+    ``geng_shift`` is more accurate on gradients of untrained models (early rounds) and less
+    accurate on trained ones, and the observation does not say which a model is.
     """
     if num_samples == 1:
         return "idlg"
-    if not has_bias:
-        return "geng"
-    return "geng_bias" if is_update else "geng_shift"
+    return "geng_bias" if has_bias else "geng"
 
 
 def _check_applicable(method: registry.Method, ev: Evidence, rows: list[int], sizes: list[int]) -> None:
@@ -98,8 +96,7 @@ def counts_many(observations: Sequence[Observation], model: nn.Module, method: s
     sizes = [0] * n
     for row, i in enumerate(ev.obs_index.tolist()):
         sizes[i] = int(ev.num_samples[row])
-    chosen = [choose(sizes[i], ev.has_bias, observations[i].kind == "update") if method == "auto" else method
-              for i in range(n)]
+    chosen = [choose(sizes[i], ev.has_bias) if method == "auto" else method for i in range(n)]
     if method == "auto":
         log.info("labels: method 'auto' chose %s", ", ".join(
             f"{name} for {chosen.count(name)} observation(s)" for name in sorted(set(chosen))))

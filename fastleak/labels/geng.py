@@ -57,7 +57,9 @@ def geng_shift(ev: Evidence, config: LabelConfig) -> torch.Tensor:
     Dummies only know the population: which inputs, hence which mean softmax, the private batch
     has varies from batch to batch by about √B·std(p) per class, which exceeds the 0.5 that
     rounding tolerates once B is large. Matching the dummies' mean feature to the batch's
-    removes most of that variation.
+    removes most of that variation. It assumes that the features vary little with the label,
+    as in untrained models (early rounds); trained models separate the classes in their
+    features, and there ``geng_bias`` is more accurate (benchmarks/RESULTS.md).
     """
     pbar = shifted_mean_softmax(ev, config, batch_mean_features(ev))
     return ev.num_samples[:, None].double() * (pbar - ev.grad_b.double())
