@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--batches", default="32,64,128")
     p.add_argument("--methods", default="geng_bias,geng_shift")
     p.add_argument("--dummies", default="pink,uniform")
+    p.add_argument("--num-dummies", type=int, default=L.LabelConfig.num_dummies)
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--pool-batches", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             grad_b = obs.pairs[0].shared[obs.param_names.index(final_linear_param_names(model)[1])].double()
             errors.setdefault("oracle population p̄", []).append(float((batch * (pbar - grad_b) - true).abs().max()))
             for dist in a.dummies.split(","):
-                config = L.LabelConfig(dummy_distribution=dist)
+                config = L.LabelConfig(num_dummies=a.num_dummies, dummy_distribution=dist)
                 for method in a.methods.split(","):
                     est = L.counts(obs, model, method, config=config).estimates
                     errors.setdefault(f"{method} ({dist})", []).append(float((est - true).abs().max()))
