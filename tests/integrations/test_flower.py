@@ -48,10 +48,12 @@ def expected_update(model, x, y, recipe=RECIPE):
 
 
 def assert_same_update(obs, expected, start):
-    """The client's optimizer and fastleak's fedavg round W - lr * g differently, so W_after may differ
-    by rounding at the scale of the weights themselves: a few float32 ulps of max |W|."""
+    """The client's optimizer and fastleak's fedavg round W - lr * g differently, and the client's
+    process may sum the gradients in another order (its own thread count), so W_after may differ by
+    rounding at the scale of the weights themselves: several float32 ulps of max |W|. (A BatchNorm
+    bias starts at 0, so there that scale is the update's own.)"""
     for name, got, want in zip(obs.param_names, obs.pairs[0].shared, expected.pairs[0].shared):
-        atol = 4 * torch.finfo(torch.float32).eps * (start[name].abs() + want.abs()).max().item()
+        atol = 16 * torch.finfo(torch.float32).eps * (start[name].abs() + want.abs()).max().item()
         torch.testing.assert_close(got, want, rtol=1e-5, atol=atol)
 
 
