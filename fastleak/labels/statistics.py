@@ -83,16 +83,17 @@ def dummy_inputs(ev: Evidence, config: LabelConfig, obs_index: int) -> torch.Ten
 
 @dataclass(frozen=True)
 class DummyForward:
-    """The dummies on one model state: ``logits`` [K, C] and penultimate ``features`` [K, D]
-    (float64), and that state's final-layer ``weight`` [C, D]."""
+    """The dummies on one model state, reduced once for every row that shares it: ``logits``
+    [K, C], the means over the dummies of the softmax [C], of the softmax times the feature
+    sum Ô_k [C], of Ô_k [], and of the penultimate features [D] (all float64), and the
+    state's final-layer ``weight`` [C, D]."""
 
     logits: torch.Tensor
-    features: torch.Tensor
+    mean_softmax: torch.Tensor
+    mean_softmax_times_feature_sum: torch.Tensor
+    mean_feature_sum: torch.Tensor
+    mean_feature: torch.Tensor
     weight: torch.Tensor
-
-    @property
-    def probs(self) -> torch.Tensor:
-        return torch.softmax(self.logits, dim=1)
 
 
 def _forward(model: nn.Module, state: dict[str, torch.Tensor], weight_name: str, x: torch.Tensor,
@@ -101,7 +102,10 @@ def _forward(model: nn.Module, state: dict[str, torch.Tensor], weight_name: str,
     model.train(train)
     with torch.no_grad():
         feats, logits = features_and_logits(model, x)
-    return DummyForward(logits.double(), feats.flatten(1).double(), state[weight_name].double())
+    feats, logits = feats.flatten(1).double(), logits.double()
+    probs, osum = torch.softmax(logits, dim=1), feats.sum(1)
+    return DummyForward(logits, probs.mean(0), (probs * osum[:, None]).mean(0), osum.mean(), feats.mean(0),
+                        state[weight_name].double())
 
 
 def dummy_forwards(ev: Evidence, config: LabelConfig) -> Iterator[tuple[int, list[tuple[float, DummyForward]]]]:
@@ -142,10 +146,9 @@ def dummy_statistics(ev: Evidence, config: LabelConfig) -> tuple[torch.Tensor, t
     pbar = torch.zeros_like(a)
     for row, forwards in dummy_forwards(ev, config):
         for wk, f in forwards:
-            probs, osum = f.probs, f.features.sum(1)
-            a[row] += wk * (probs * osum[:, None]).mean(0)
-            obar[row] += wk * osum.mean()
-            pbar[row] += wk * probs.mean(0)
+            a[row] += wk * f.mean_softmax_times_feature_sum
+            obar[row] += wk * f.mean_feature_sum
+            pbar[row] += wk * f.mean_softmax
     return a, obar, pbar
 
 
@@ -158,6 +161,6 @@ def shifted_mean_softmax(ev: Evidence, config: LabelConfig, mean_features: torch
         for wk, f in forwards:
             logits = f.logits
             if usable[row]:
-                logits = logits + (mean_features[row] - f.features.mean(0)) @ f.weight.T
+                logits = logits + (mean_features[row] - f.mean_feature) @ f.weight.T
             pbar[row] += wk * torch.softmax(logits, dim=1).mean(0)
     return pbar
