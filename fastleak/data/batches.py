@@ -1,11 +1,16 @@
 """Labelled batches of real images with a chosen label pattern.
 
-``load(name, n, seed=0, labels=None, size=None)`` returns ``(images, labels)``: float32
-``[n, C, H, W]`` in [0, 1] and int64 ``[n]``.
+``load(name, n, *, seed=0, labels=None, size=None, root=None, split="test")`` returns
+``(images, labels)``: float32 ``[n, C, H, W]`` in [0, 1] and int64 ``[n]``.
+
+Where the images come from: ``root`` (default ``$FASTLEAK_DATA``) names a folder in the layout the
+dataset expects (``fastleak.data.disk``); without either, the images that ship with fastleak's
+dependencies (``fastleak.data.samples``). ``split`` is "test" (held out: the batches an attack
+targets) or "train".
 
 Label patterns (``labels``):
 
-* ``None`` or ``"natural"``: the labels of the dataset's images taken in a seeded random order
+* ``None`` or ``"natural"``: the labels of the split's images taken in a seeded random order
   (cycling through that order when ``n`` exceeds the number of images);
 * ``"unique"``: ``n`` different classes drawn at random;
 * ``"random"``: ``n`` classes drawn at random with replacement (duplicates allowed);
@@ -13,10 +18,10 @@ Label patterns (``labels``):
   drawn at random (the last group is shorter when ``k`` does not divide ``n``);
 * a sequence of ``n`` class ids, used as given.
 
-Only classes that have at least one image are drawn ("available" classes; CIFAR-10 here has no
-image of classes 2 and 4). ``"unique"`` with more samples, or ``"repeat:k"`` with more groups, than
-available classes raises ValueError, as does an explicit class id that is out of range or
-unavailable (the message lists the available classes).
+Only classes that have at least one image are drawn ("available" classes; the shipped CIFAR-10
+samples have no image of classes 2 and 4). ``"unique"`` with more samples, or ``"repeat:k"`` with
+more groups, than available classes raises ValueError, as does an explicit class id that is out of
+range or unavailable (the message lists the available classes).
 
 Images: the images of each class are visited in a seeded random order; the j-th request for a
 class with m images gets image ``order[j % m]``, and from the second round on (``j >= m``) a
@@ -26,6 +31,7 @@ by (dy, dx) in [-p, p]^2, (dy, dx) != (0, 0), p = max(1, side // 8), with reflec
 also mirrored where flips are allowed, in a seeded order. So a batch holds no exact duplicate
 until an image's variants are exhausted. Whenever variants are needed (the batch asks a class, or
 the whole set, for more images than exist) a warning is logged on the "fastleak.data" logger.
+Only the chosen images are decoded.
 
 ``size``: images are resized (shorter side to ``size``, bicubic) and centre-cropped to
 ``size x size``; ``None`` keeps the dataset's default side (``info(name).size``: 32 for CIFAR, 28
@@ -35,21 +41,21 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from fastleak._registry import Registry
-from fastleak.data.registry import DATASETS, Source
+from fastleak.data.registry import Split, open_split
 
 log = logging.getLogger("fastleak.data")
 
 LabelSpec = str | Sequence[int] | torch.Tensor | np.ndarray | None
+Root = str | os.PathLike | None
 
 
 @dataclass(frozen=True)
@@ -62,56 +68,39 @@ class DatasetInfo:
     class_counts: tuple[int, ...]        # images per class id
     available_classes: tuple[int, ...]   # classes with at least one image
     origin: str
+    split: str
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.channels, self.size, self.size)
 
 
-def _resize(im: Image.Image, size: int) -> Image.Image:
-    w, h = im.size
-    if (w, h) == (size, size):
-        return im
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    im = im.resize((nw, nh), Image.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return im.crop((left, top, left + size, top + size))
-
-
-@lru_cache(maxsize=16)
-def _pool(name: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """All images of dataset ``name`` at side ``size``: uint8 [N, C, size, size] and int64 [N]."""
-    source = DATASETS.get(name)
-    images, labels = source.read()
-    arrays = [np.asarray(_resize(im, size)) for im in images]
-    stacked = torch.from_numpy(np.stack(arrays))
-    stacked = stacked.unsqueeze(1) if stacked.dim() == 3 else stacked.permute(0, 3, 1, 2)
-    return stacked.contiguous(), torch.tensor(labels, dtype=torch.long)
-
-
-def _side(source: Source, size: int | None) -> int:
+def _side(source: Split, size: int | None) -> int:
     if size is None:
-        return source.size
+        return source.traits.size
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int (square side in pixels) or None, got {size!r}")
     return size
 
 
-def info(name: str) -> DatasetInfo:
-    """Classes, channels, default size and per-class image counts of dataset ``name``."""
-    source = DATASETS.get(name)
-    _, labels = _pool(name, source.size)
-    counts = tuple(torch.bincount(labels, minlength=source.num_classes).tolist())
-    return DatasetInfo(name, source.num_classes, source.channels, source.size, len(labels), counts,
-                       tuple(c for c, k in enumerate(counts) if k > 0), source.origin)
+def _info(source: Split) -> DatasetInfo:
+    t = source.traits
+    counts = tuple(np.bincount(source.labels, minlength=t.num_classes).tolist())
+    return DatasetInfo(source.dataset, t.num_classes, t.channels, t.size, len(source), counts,
+                       tuple(c for c, k in enumerate(counts) if k > 0), source.origin, source.split)
 
 
-def num_classes(name: str) -> int:
-    return DATASETS.get(name).num_classes
+def info(name: str, *, root: Root = None, split: str = "test") -> DatasetInfo:
+    """Classes, channels, default size and per-class image counts of one split of dataset ``name``
+    (``root`` and ``split`` as for ``load``); reads labels, decodes no image."""
+    return _info(open_split(name, root=root, split=split))
 
 
-PatternFn = Callable[[int, str | None, torch.Tensor, DatasetInfo, np.random.Generator], list[int]]
+def num_classes(name: str, *, root: Root = None) -> int:
+    return info(name, root=root).num_classes
+
+
+PatternFn = Callable[[int, str | None, np.ndarray, DatasetInfo, np.random.Generator], list[int]]
 PATTERNS: Registry[PatternFn] = Registry("label pattern")
 
 
@@ -161,7 +150,7 @@ def _explicit(spec, n: int, meta: DatasetInfo) -> list[int]:
     return [int(c) for c in values]
 
 
-def _draw_labels(spec: LabelSpec, n: int, pool_labels: torch.Tensor, meta: DatasetInfo,
+def _draw_labels(spec: LabelSpec, n: int, pool_labels: np.ndarray, meta: DatasetInfo,
                  rng: np.random.Generator) -> list[int]:
     if spec is None:
         spec = "natural"
@@ -192,42 +181,45 @@ def _transform(image: torch.Tensor, mirror: bool, dy: int, dx: int, pad: int) ->
     return image
 
 
-def load(name: str, n: int, *, seed: int = 0, labels: LabelSpec = None,
-         size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load(name: str, n: int, *, seed: int = 0, labels: LabelSpec = None, size: int | None = None,
+         root: Root = None, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of ``n`` real images of dataset ``name`` with the label pattern ``labels`` (see module doc)."""
-    source = DATASETS.get(name)
+    source = open_split(name, root=root, split=split)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     side = _side(source, size)
-    pool, pool_labels = _pool(name, side)
-    meta = info(name)
+    meta = _info(source)
     rng = np.random.default_rng(seed)
-    wanted = _draw_labels(labels, n, pool_labels, meta, rng)
+    wanted = _draw_labels(labels, n, source.labels, meta, rng)
 
-    pad = max(1, side // 8)
-    out = torch.empty(n, *pool.shape[1:])
+    picks: list[tuple[int, int, int]] = []   # (slot, image index, round), round > 0 asks for a variant
     short: dict[int, tuple[int, int]] = {}
     for c in sorted(set(wanted)):
-        members = torch.nonzero(pool_labels == c).flatten().numpy()
+        members = np.flatnonzero(source.labels == c)
         order = members[rng.permutation(len(members))]
         slots = [i for i, v in enumerate(wanted) if v == c]
-        variants = {}
-        for j, slot in enumerate(slots):
-            index = int(order[j % len(order)])
-            image = pool[index].float().div(255)
-            rounds = j // len(order)
-            if rounds:
-                if index not in variants:
-                    variants[index] = _variants(source.flip, pad, np.random.default_rng([seed, c, index]))
-                choices = variants[index]
-                image = _transform(image, *choices[(rounds - 1) % len(choices)], pad)
-            out[slot] = image
+        picks += [(slot, int(order[j % len(order)]), j // len(order)) for j, slot in enumerate(slots)]
         if len(slots) > len(order):
             short[c] = (len(order), len(slots))
+    chosen = sorted({index for _, index, _ in picks})
+    decoded = dict(zip(chosen, source.pixels(chosen, side).float().div(255)))
+
+    pad = max(1, side // 8)
+    out = torch.empty(n, *decoded[chosen[0]].shape)
+    variants: dict[int, list[tuple[bool, int, int]]] = {}
+    for slot, index, rounds in picks:
+        image = decoded[index]
+        if rounds:
+            if index not in variants:
+                c = wanted[slot]
+                variants[index] = _variants(source.traits.flip, pad, np.random.default_rng([seed, c, index]))
+            choices = variants[index]
+            image = _transform(image, *choices[(rounds - 1) % len(choices)], pad)
+        out[slot] = image
     if short:
         detail = ", ".join(f"class {c}: {have} images for {need}" for c, (have, need) in sorted(short.items()))
-        log.warning("%s: the batch of %d needs more images than exist (%d in total; %s); the extra ones are "
-                    "mirrored/shifted variants", name, n, meta.num_images, detail)
+        log.warning("%s: the batch of %d needs more images than exist (%d in the %s split; %s); the extra ones are "
+                    "mirrored/shifted variants", name, n, meta.num_images, split, detail)
     return out, torch.tensor(wanted, dtype=torch.long)

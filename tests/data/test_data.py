@@ -31,7 +31,8 @@ def test_info():
     assert meta.num_classes == 10 and meta.num_images == 20
     assert meta.class_counts == (2, 2, 0, 2, 0, 2, 4, 2, 4, 2)
     assert meta.available_classes == (0, 1, 3, 5, 6, 7, 8, 9)
-    assert D.info("mnist").class_counts == (500,) * 10
+    assert D.info("mnist").class_counts == (100,) * 10
+    assert D.info("mnist", split="train").class_counts == (400,) * 10
     assert D.num_classes("imagenet") == 1000 and D.num_classes("cifar100") == 100
     assert set(D.names()) >= {"cifar10", "cifar100", "mnist", "imagenet"}
 

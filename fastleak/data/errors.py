@@ -1,0 +1,3 @@
+class DatasetError(ValueError):
+    """Files that are missing, corrupt, unsafe or not in the layout a dataset expects; the message is
+    one line that names the file and the expected layout."""
