@@ -6,6 +6,7 @@ resnet18, resnet20, mlp.
 from fastleak.models import convnet, lenet, mlp, resnet  # noqa: F401  (registers the models)
 from fastleak.models.classifier import features_and_logits, final_linear, final_linear_param_names
 from fastleak.models.registry import MODELS, ModelSpec, build, names, register, spec_of
+from fastleak.models.state import load_state
 
 __all__ = ["MODELS", "ModelSpec", "build", "names", "register", "spec_of", "final_linear",
-           "final_linear_param_names", "features_and_logits"]
+           "final_linear_param_names", "features_and_logits", "load_state"]
