@@ -60,9 +60,12 @@ def _pairs(items: list[str] | None, option: str) -> dict[str, Any]:
 
 def _scenario_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("simulated client")
-    g.add_argument("--dataset", default=None, help="cifar10, cifar100, mnist, fashion_mnist, imagenet")
+    _data_options(g, "the private batch's split: test (held out, default) or train")
     g.add_argument("--model", default=None, help="lenet, convnet, resnet18, resnet20, mlp")
     g.add_argument("--width", type=int, default=None, help="model width (convnet, resnet)")
+    g.add_argument("--state-dict", default=None, metavar="CKPT",
+                   help="a saved state dict to load into the model, e.g. runs/train/<run>/round_005.pt (its "
+                        "train.json supplies --model, --width, --dataset and --data-root)")
     g.add_argument("--batch", type=int, default=None, help="private batch size")
     g.add_argument("--labels", default=None, help="label pattern: unique, random, repeat:K")
     g.add_argument("--mode", default=None, help="fedsgd, fedavg or multi-pair")
@@ -73,6 +76,17 @@ def _scenario_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--defense", default=None, help="gaussian, laplace, clip, topk, prune, quantize")
     g.add_argument("--defense-param", action="append", metavar="KEY=VALUE", help="e.g. sigma=0.01 (repeatable)")
     g.add_argument("--seed", type=int, default=None)
+
+
+def _data_options(g, split_help: str) -> None:
+    g.add_argument("--dataset", default=None,
+                   help="cifar10, cifar100, mnist, fashion_mnist, imagenet (shipped samples, or from --data-root), "
+                        "folder, npz (from --data-root)")
+    g.add_argument("--data-root", default=None, metavar="DIR",
+                   help="a dataset on disk in torchvision's layout (default: $FASTLEAK_DATA, else the shipped "
+                        "samples); see the README's 'Datasets on disk'")
+    if split_help:
+        g.add_argument("--split", default=None, choices=("test", "train"), help=split_help)
 
 
 def _attack_options(p: argparse.ArgumentParser) -> None:
@@ -86,7 +100,7 @@ def _attack_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="cpu or cuda")
 
 
-_SPEC_KEYS = ("dataset", "model", "batch", "labels", "mode", "local_steps", "local_lr", "local_batch_size", "pairs",
+_SPEC_KEYS = ("dataset", "data_root", "split", "model", "state_dict", "batch", "labels", "mode", "local_steps", "local_lr", "local_batch_size", "pairs",
               "defense", "seed", "preset", "restarts", "iterations", "attack_labels", "label_method", "device")
 
 
@@ -94,6 +108,9 @@ def _spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
     from fastleak.experiments import ExperimentSpec
 
     values = dict(base)
+    state_dict = getattr(args, "state_dict", None) or values.get("state_dict")
+    if state_dict:
+        values.update(_trained_setting(state_dict))
     for key in _SPEC_KEYS:
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
@@ -104,6 +121,21 @@ def _spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
     if getattr(args, "option", None):
         values["attack_options"] = {**values.get("attack_options", {}), **_pairs(args.option, "--option")}
     return ExperimentSpec.from_dict(values)
+
+
+def _trained_setting(state_dict: str) -> dict[str, Any]:
+    """The model and data of the ``fastleak train`` run that wrote ``state_dict``, when it did."""
+    from fastleak.training import run_of_state_dict
+
+    try:
+        run = run_of_state_dict(state_dict)
+    except ValueError as exc:
+        raise CliError(str(exc), "pass a round_NNN.pt from a complete 'fastleak train' output folder") from None
+    if run is None:
+        return {}
+    config = run["config"]
+    return {"dataset": config["dataset"], "data_root": config["data_root"], "model": config["model"],
+            "model_options": config["model_options"]}
 
 
 def _read_toml(path: str) -> dict[str, Any]:
@@ -188,6 +220,9 @@ DEMO_FAST = {**DEMO, "model_options": {"width": 8}, "restarts": 1, "iterations":
 
 def _configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fast", action="store_true", help="a smaller, shorter run (about 30 s on 2 CPU cores)")
+    p.add_argument("--state-dict", default=None, metavar="CKPT",
+                   help="attack a trained model: a round_NNN.pt written by 'fastleak train' (its train.json "
+                        "supplies the model and the data; the batch comes from the held-out split)")
     p.add_argument("--out", default="runs", help="directory for the run folders (default: runs)")
     p.add_argument("--seed", type=int, default=None)
 
@@ -232,6 +267,136 @@ def attack_command(args: argparse.Namespace) -> int:
     return _execute(_spec_from_args(args, base), new_run_dir(args.out))
 
 
+# ----------------------------------------------------------------------------- train
+
+_TRAIN_FLAGS = {  # option -> (TrainConfig field, type, help)
+    "--model": ("model", str, "lenet, convnet, resnet18, resnet20, mlp"),
+    "--dataset": ("dataset", str, "cifar10, cifar100, mnist, fashion_mnist, imagenet, folder, npz; needs a train "
+                                  "split: the shipped MNIST digits (4,000 train / 1,000 held out) or --data-root"),
+    "--data-root": ("data_root", str, "a dataset on disk (default: $FASTLEAK_DATA, else the shipped samples)"),
+    "--rounds": ("rounds", int, "communication rounds"),
+    "--clients": ("clients", int, "clients, all taking part in every round (1: centralised SGD)"),
+    "--local-steps": ("local_steps", int, "SGD steps per client and round"),
+    "--local-batch-size": ("local_batch_size", int, "images per local SGD step"),
+    "--lr": ("lr", float, "local SGD learning rate (the default suits the sigmoid LeNet; ConvNet: 0.05)"),
+    "--lr-decay": ("lr_decay", float, "factor on the learning rate after every round"),
+    "--momentum": ("momentum", float, "local SGD momentum (reset every round)"),
+    "--shift": ("shift", int, "augmentation: random translation of each image by up to this many pixels"),
+    "--partition": ("partition", str, "iid or dirichlet"),
+    "--alpha": ("alpha", float, "Dirichlet concentration of the non-IID partition"),
+    "--eval-samples": ("eval_samples", int, "held-out images scored after every round (default: all)"),
+    "--seed": ("seed", int, "model initialisation, partition and mini-batches"),
+    "--device": ("device", str, "cpu or cuda"),
+}
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    from fastleak.training import TrainConfig
+
+    defaults = TrainConfig()
+    for flag, (field, kind, text) in _TRAIN_FLAGS.items():
+        default = getattr(defaults, field)
+        shown = "" if default is None or field == "eval_samples" else f" (default {default})"
+        p.add_argument(flag, type=kind, default=None, help=text + shown)
+    p.add_argument("--width", type=int, default=None, help="model width (convnet, resnet)")
+    p.add_argument("--save-rounds", default=None, metavar="R,R,...",
+                   help="the rounds whose global model is written (default: every round; 0 = the initial model)")
+    p.add_argument("--out", default=None, help="the run folder (default: runs/train/<timestamp>)")
+    p.add_argument("--resume", default=None, metavar="OUT", help="continue an interrupted run; --rounds may extend it")
+
+
+def _train_config(args: argparse.Namespace):
+    from fastleak.training import TrainConfig, read_summary
+
+    given = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in _TRAIN_FLAGS.items()}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.width is not None:
+        given["model_options"] = {"width": args.width}
+    if args.save_rounds is not None:
+        try:
+            given["save_rounds"] = tuple(int(r) for r in args.save_rounds.split(",") if r.strip())
+        except ValueError:
+            raise CliError(f"--save-rounds expects comma-separated round numbers, got {args.save_rounds!r}",
+                           "write e.g. --save-rounds 0,1,5,20") from None
+    if not args.resume:
+        return TrainConfig.from_dict(given)
+    try:
+        stored = TrainConfig.from_dict(read_summary(args.resume)["config"])
+    except ValueError as exc:
+        raise CliError(str(exc), "pass the --out folder of an interrupted 'fastleak train'") from None
+    changed = sorted(k for k in given if k not in ("rounds", "save_rounds") and given[k] != getattr(stored, k))
+    if changed:
+        raise CliError(f"--resume continues the stored settings; {', '.join(changed)} cannot change",
+                       "give only --rounds or --save-rounds with --resume, or start a new run with --out")
+    return stored.replace(**{k: v for k, v in given.items() if k in ("rounds", "save_rounds")})
+
+
+class _RoundProgress:
+    """A tqdm bar over training rounds, showing the last round's loss and held-out accuracy."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.bar = total, desc, None
+
+    def __call__(self, record) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, initial=record.round, desc=self.desc, unit="round", dynamic_ncols=True)
+        else:
+            self.bar.update(record.round - self.bar.n)
+        loss = "-" if record.train_loss is None else f"{record.train_loss:.4f}"
+        self.bar.set_postfix_str(f"round {record.round}, loss {loss}, test acc {record.test_accuracy:.4f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@command("train", "Train a model with simulated FedAvg (or centralised SGD) on a dataset's train split, scoring "
+         "the held-out split after every round; writes OUT/round_NNN.pt and OUT/train.json.",
+         "  fastleak train --model lenet --dataset mnist --out runs/train/lenet\n"
+         "  fastleak train --model convnet --width 16 --rounds 5 --clients 5 --local-steps 40 --lr 0.05 "
+         "--out runs/train/convnet\n"
+         "  fastleak train --dataset cifar10 --data-root ~/data --model convnet --partition dirichlet --alpha 0.3\n"
+         "  fastleak train --resume runs/train/lenet --rounds 200\n"
+         "  fastleak attack --state-dict runs/train/lenet/round_100.pt --preset idlg --batch 1",
+         _configure_train)
+def train_command(args: argparse.Namespace) -> int:
+    from fastleak.reports import fresh_run_path
+    from fastleak.training import round_path, train
+
+    config = _train_config(args)
+    out = Path(args.resume or args.out or fresh_run_path(Path("runs") / "train"))
+    progress = _RoundProgress(config.rounds, f"train {config.model}/{config.dataset}")
+    try:
+        result = train(config, out, callback=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"\ninterrupted; finished rounds are saved in {out}\n  resume with: fastleak train --resume {out}",
+              file=sys.stderr)
+        return 130
+    except FloatingPointError as exc:
+        raise CliError(str(exc), "train again with a smaller --lr and another --out") from None
+    finally:
+        progress.close()
+    last = result.history[-1]
+    best = max(result.history, key=lambda r: r.test_accuracy)
+    saved = [r.round for r in result.history if config.saves(r.round)]
+    print(f"rounds          {last.round} ({sum(r.seconds for r in result.history):.1f} s of training and "
+          f"evaluation)\nheld-out acc.   {last.test_accuracy:.4f} after round {last.round} (best "
+          f"{best.test_accuracy:.4f}, round {best.round})\noutputs         {out}/train.json and "
+          f"round_NNN.pt for rounds {_ranges(saved)}")
+    if saved:
+        print(f"attack it with  fastleak attack --state-dict {round_path(out, saved[-1])}")
+    return 0
+
+
+def _ranges(rounds: list[int]) -> str:
+    if len(rounds) > 6:
+        return f"{rounds[0]}, {rounds[1]}, ..., {rounds[-1]}"
+    return ", ".join(map(str, rounds)) or "none"
+
+
 # ----------------------------------------------------------------------------- model loading (audit, labels)
 
 def load_user_model(model: str, state_dict: str | None, num_classes: int | None, in_shape: tuple[int, ...] | None):
@@ -252,14 +417,11 @@ def load_user_model(model: str, state_dict: str | None, num_classes: int | None,
                            "pass --num-classes, or use a module:Class model")
         net = models.build(model, num_classes, in_shape=in_shape)
     if state_dict:
-        if not os.path.exists(state_dict):
-            raise CliError(f"state dict file {state_dict!r} does not exist", "pass the path of the saved state dict")
         try:
-            state = torch.load(state_dict, map_location="cpu", weights_only=True)
-            net.load_state_dict(state)
-        except Exception as exc:
-            raise CliError(f"cannot load state dict {state_dict!r} into {model}: {exc}",
-                           "save it with torch.save(model.state_dict(), path) from the same model class") from None
+            models.load_state(net, state_dict)
+        except ValueError as exc:
+            raise CliError(str(exc), "save it with torch.save(model.state_dict(), path) from the same model "
+                                     "class and options") from None
     return net.eval()
 
 
@@ -325,7 +487,6 @@ def audit(args: argparse.Namespace) -> int:
 def _configure_labels(p: argparse.ArgumentParser) -> None:
     p.add_argument("--observation", default=None, help="a saved observation instead of a simulated one")
     p.add_argument("--model-class", default=None, help="with --observation: registered name or module:Class")
-    p.add_argument("--state-dict", default=None)
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--method", default="auto", help="label recovery method")
     _scenario_options(p)

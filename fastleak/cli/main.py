@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from fastleak.cli import commands
 from fastleak.cli.errors import CliError
+from fastleak.data.errors import DatasetError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except CliError as exc:
         print(f"fastleak: error: {exc.message}\n  fix: {exc.fix}", file=sys.stderr)
+        return 2
+    except DatasetError as exc:
+        print(f"fastleak: error: {exc}\n  fix: put the files in the layout named above (README, 'Datasets on disk'), "
+              f"or leave out --data-root and FASTLEAK_DATA to use the shipped samples", file=sys.stderr)
         return 2
     except (ValueError, TypeError, FileNotFoundError) as exc:
         print(f"fastleak: error: {exc}\n  fix: check the option values; see 'fastleak {args.command} --help'",

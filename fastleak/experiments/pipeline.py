@@ -59,9 +59,15 @@ class Outcome:
 
 
 def simulate(spec: ExperimentSpec) -> Scenario:
-    meta = data.info(spec.dataset)
-    x, y = data.load(spec.dataset, spec.batch, seed=spec.seed, labels=spec.labels)
+    meta = data.info(spec.dataset, root=spec.data_root, split=spec.split)
+    x, y = data.load(spec.dataset, spec.batch, seed=spec.seed, labels=spec.labels, root=spec.data_root,
+                     split=spec.split)
     model = models.build(spec.model, meta.num_classes, in_shape=meta.shape, seed=spec.seed, **spec.model_options)
+    if spec.state_dict is not None:
+        models.load_state(model, spec.state_dict)
+        if spec.split == "train":
+            log.warning("the private batch comes from the train split, which the model in %s may have been "
+                        "trained on", spec.state_dict)
     model.eval()
     obs = _CLIENTS[spec.mode](model, x, y, spec)
     if spec.defense:
@@ -78,7 +84,7 @@ def run(spec: ExperimentSpec, *, callback=None, checkpoint=None) -> Outcome:
                     labels=labels, restarts=spec.restarts, iterations=spec.iterations,
                     seed=spec.seed, device=spec.device, callback=callback, checkpoint=checkpoint, **options)
     evaluation = evaluate(result.images, scenario.images, result.labels, scenario.labels,
-                          num_classes=data.info(spec.dataset).num_classes)
+                          num_classes=data.num_classes(spec.dataset, root=spec.data_root))
     log.info("attack %s on %s/%s B=%d: PSNR %.2f dB, SSIM %.3f, LnAcc %.2f", spec.preset, spec.model, spec.dataset,
              spec.batch, evaluation.psnr, evaluation.ssim, evaluation.labels.ln_acc if evaluation.labels else -1)
     return Outcome(scenario=scenario, result=result, evaluation=evaluation)

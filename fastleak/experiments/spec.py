@@ -14,7 +14,11 @@ MODES = ("fedsgd", "fedavg", "multi-pair")
 class ExperimentSpec:
     """What to simulate and how to attack it. Every field maps to a CLI option of the same name.
 
+    data_root/split: where the private batch comes from (``fastleak.data.load``'s ``root`` and
+    ``split``): the shipped samples or a dataset on disk, its held-out "test" split by default.
     model_options: keyword options of ``fastleak.models.build`` (e.g. {"width": 32}).
+    state_dict: a ``torch.save``'d state dict (e.g. a round of ``fastleak train``) loaded into the
+    model; None: the model as ``build`` initialises it.
     labels: the batch's label pattern for ``fastleak.data.load`` ("unique", "random", "repeat:k").
     mode: "fedsgd" (one gradient), "fedavg" (an update after ``local_steps`` local SGD steps with
     ``local_lr`` and ``local_batch_size``) or "multi-pair" (``pairs`` gradients of the batch under
@@ -25,8 +29,11 @@ class ExperimentSpec:
     """
 
     dataset: str = "cifar10"
+    data_root: str | None = None
+    split: str = "test"
     model: str = "convnet"
     model_options: dict[str, Any] = field(default_factory=dict)
+    state_dict: str | None = None
     batch: int = 4
     labels: str = "random"
     mode: str = "fedsgd"

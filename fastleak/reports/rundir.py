@@ -29,13 +29,19 @@ from fastleak.reports.figures import loss_plot, reconstruction_grid
 REPORT_VERSION = 1
 
 
-def new_run_dir(root: str | os.PathLike = "runs") -> Path:
+def fresh_run_path(root: str | os.PathLike = "runs") -> Path:
+    """``root/<timestamp>`` (with a suffix when taken), not yet created."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path(root) / stamp
     suffix = 1
     while path.exists():
         path = Path(root) / f"{stamp}-{suffix}"
         suffix += 1
+    return path
+
+
+def new_run_dir(root: str | os.PathLike = "runs") -> Path:
+    path = fresh_run_path(root)
     path.mkdir(parents=True)
     return path
 
