@@ -60,7 +60,14 @@ def _pairs(items: list[str] | None, option: str) -> dict[str, Any]:
 
 def _scenario_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("simulated client")
-    _data_options(g, "the private batch's split: test (held out, default) or train")
+    g.add_argument("--dataset", default=None,
+                   help="cifar10, cifar100, mnist, fashion_mnist, imagenet (shipped samples, or from --data-root), "
+                        "folder, npz (from --data-root)")
+    g.add_argument("--data-root", default=None, metavar="DIR",
+                   help="a dataset on disk in torchvision's layout (default: $FASTLEAK_DATA, else the shipped "
+                        "samples); see the README's 'Datasets on disk'")
+    g.add_argument("--split", default=None, choices=("test", "train"),
+                   help="the private batch's split: test (held out, default) or train")
     g.add_argument("--model", default=None, help="lenet, convnet, resnet18, resnet20, mlp")
     g.add_argument("--width", type=int, default=None, help="model width (convnet, resnet)")
     g.add_argument("--state-dict", default=None, metavar="CKPT",
@@ -76,17 +83,6 @@ def _scenario_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--defense", default=None, help="gaussian, laplace, clip, topk, prune, quantize")
     g.add_argument("--defense-param", action="append", metavar="KEY=VALUE", help="e.g. sigma=0.01 (repeatable)")
     g.add_argument("--seed", type=int, default=None)
-
-
-def _data_options(g, split_help: str) -> None:
-    g.add_argument("--dataset", default=None,
-                   help="cifar10, cifar100, mnist, fashion_mnist, imagenet (shipped samples, or from --data-root), "
-                        "folder, npz (from --data-root)")
-    g.add_argument("--data-root", default=None, metavar="DIR",
-                   help="a dataset on disk in torchvision's layout (default: $FASTLEAK_DATA, else the shipped "
-                        "samples); see the README's 'Datasets on disk'")
-    if split_help:
-        g.add_argument("--split", default=None, choices=("test", "train"), help=split_help)
 
 
 def _attack_options(p: argparse.ArgumentParser) -> None:

@@ -55,6 +55,8 @@ class ExperimentSpec:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
         if self.attack_labels not in ("recover", "optimize", "true"):
             raise ValueError(f"attack_labels must be recover, optimize or true, got {self.attack_labels!r}")
         for name in ("batch", "restarts", "pairs", "local_steps"):

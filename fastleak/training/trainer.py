@@ -1,6 +1,7 @@
 """Simulated FedAvg (or centralised SGD) on a real dataset, resumable round by round."""
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -93,6 +94,13 @@ def _average(states: list[dict[str, torch.Tensor]], weights: list[int]) -> dict[
     return out
 
 
+def _evaluation_indices(available: int, wanted: int | None, seed: int) -> np.ndarray:
+    """All test images, or a fixed seeded subset of ``wanted`` of them."""
+    if wanted is None or wanted >= available:
+        return np.arange(available)
+    return np.sort(np.random.default_rng([seed, 0xE7A1]).choice(available, wanted, replace=False))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: data.Split, indices: np.ndarray, device: torch.device) -> float:
     """Top-1 accuracy of ``model`` (eval mode) on the images of ``split`` at ``indices``."""
@@ -119,22 +127,20 @@ def train(config: TrainConfig, out: str | os.PathLike, *,
     device = torch.device(config.device)
     train_split = data.open_split(config.dataset, root=config.data_root, split="train")
     test_split = data.open_split(config.dataset, root=config.data_root, split="test")
-    meta = data.info(config.dataset, root=config.data_root, split="train")
-    if test_split.traits.num_classes != meta.num_classes:
+    traits = train_split.traits
+    if test_split.traits.num_classes != traits.num_classes:
         raise ValueError(f"the train and test splits of {config.dataset} disagree on the number of classes "
-                         f"({meta.num_classes} vs {test_split.traits.num_classes})")
-    model_args = {"name": config.model, "num_classes": meta.num_classes, "in_shape": list(meta.shape),
+                         f"({traits.num_classes} vs {test_split.traits.num_classes})")
+    in_shape = (traits.channels, traits.size, traits.size)
+    model_args = {"name": config.model, "num_classes": traits.num_classes, "in_shape": list(in_shape),
                   "seed": config.seed, **config.model_options}
-    model = models.build(config.model, meta.num_classes, in_shape=meta.shape, seed=config.seed,
+    model = models.build(config.model, traits.num_classes, in_shape=in_shape, seed=config.seed,
                          **config.model_options).to(device)
     shards = partition(train_split.labels, config.clients, config.partition, config.alpha, config.seed)
-    eval_rng = np.random.default_rng([config.seed, 0xE7A1])
-    eval_indices = np.arange(len(test_split)) if config.eval_samples is None or \
-        config.eval_samples >= len(test_split) else np.sort(eval_rng.choice(len(test_split), config.eval_samples,
-                                                                            replace=False))
-    data_info = {"dataset": config.dataset, "root": None if data.resolve_root(config.data_root) is None
-                 else str(data.resolve_root(config.data_root)), "train_images": len(train_split),
-                 "test_images": int(len(eval_indices)), "origin": train_split.origin}
+    eval_indices = _evaluation_indices(len(test_split), config.eval_samples, config.seed)
+    root = data.resolve_root(config.data_root)
+    data_info = {"dataset": config.dataset, "root": None if root is None else str(root),
+                 "train_images": len(train_split), "test_images": len(eval_indices), "origin": train_split.origin}
 
     checkpoint = read_checkpoint(out) if out.exists() else None
     if checkpoint is not None:
@@ -156,8 +162,7 @@ def train(config: TrainConfig, out: str | os.PathLike, *,
         log.warning("clients %s hold no training images under the %s partition and take no part", empty,
                     config.partition)
 
-    local = models.build(config.model, meta.num_classes, in_shape=meta.shape, seed=config.seed,
-                         **config.model_options).to(device)
+    local = copy.deepcopy(model)
     for r in range(history[-1].round + 1, config.rounds + 1):
         started = time.perf_counter()
         global_state = {k: v.clone() for k, v in model.state_dict().items()}
