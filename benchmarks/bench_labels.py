@@ -4,9 +4,10 @@
     python benchmarks/bench_labels.py --models lenet,resnet18 --batches 8,32,128 --trials 10 \
         --json runs/bench_labels.json --markdown benchmarks/RESULTS_labels.md
 
-Grid: model x classes (10: CIFAR-10 images, 100: CIFAR-100 images) x state (untrained, trained:
-plain SGD on real batches until the loss halves, at most ``--train-steps`` steps; cached under
-runs/labels_cache/) x BatchNorm
+Grid: model x dataset (``--datasets``: cifar10, cifar100, mnist; ``--classes 10,100`` is the older
+spelling of cifar10,cifar100) x state (``untrained``; ``roundN``: the global model of the MNIST
+trainer after N rounds of FedAvg on the 4,000 train digits, attacked on the 1,000 held-out digits it
+never saw, see trained_states.py; cached under runs/trained/) x BatchNorm
 mode (train: batch statistics; eval: running statistics; models without BatchNorm run once) x
 protocol (fedsgd, fedavgK: K full-batch local SGD steps at ``--local-lr``) x batch size x label
 pattern. Every cell draws ``--trials`` batches (seeds seed..seed+trials-1) and scores every
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -33,51 +33,33 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from environment import environment  # noqa: E402
+from trained_states import DATASET as TRAINED_DATASET  # noqa: E402
+from trained_states import trained_model  # noqa: E402
 
 import fastleak.data as D  # noqa: E402
 import fastleak.labels as L  # noqa: E402
 import fastleak.models as M  # noqa: E402
 from fastleak.federated import fedavg, fedsgd  # noqa: E402
 
-DATA = {10: "cifar10", 100: "cifar100"}
-CACHE = os.path.join(ROOT, "runs", "labels_cache")
+CLASSES_TO_DATASET = {10: "cifar10", 100: "cifar100"}
 HAS_BN = {"lenet": False, "convnet": True, "resnet18": True}
 
 
-def build(name: str, classes: int, seed: int, width: int) -> torch.nn.Module:
-    return M.build(name, classes, seed=seed, **({"width": width} if name == "convnet" else {}))
+def build(name: str, dataset: str, seed: int, width: int) -> torch.nn.Module:
+    meta = D.info(dataset)
+    return M.build(name, meta.num_classes, in_shape=meta.shape, seed=seed,
+                   **({"width": width} if name == "convnet" else {}))
 
 
-def trained(name: str, classes: int, seed: int, width: int, steps: int, lr: float) -> tuple[torch.nn.Module, dict]:
-    """The model after plain SGD (batch 32, natural labels, train mode) until the mean loss of the
-    last 10 steps is at most half the initial ln(C), or ``steps`` steps; cached."""
-    os.makedirs(CACHE, exist_ok=True)
-    path = os.path.join(CACHE, f"{name}_w{width}_c{classes}_s{seed}_max{steps}_lr{lr}_half.pt")
-    model = build(name, classes, seed, width)
-    if os.path.exists(path):
-        blob = torch.load(path)
-        model.load_state_dict(blob["state"])
-        return model, blob["info"]
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    model.train()
-    t0, losses = time.time(), []
-    for s in range(steps):
-        x, y = D.load(DATA[classes], 32, seed=100_000 + s, labels="natural")
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if len(losses) >= 10 and sum(losses[-10:]) / 10 <= 0.5 * math.log(classes):
-            break
-    x, y = D.load(DATA[classes], 64, seed=99, labels="natural")
-    model.eval()
-    with torch.no_grad():
-        acc = float((model(x).argmax(1) == y).float().mean())
-    info = {"steps": len(losses), "lr": lr, "first_loss": losses[0], "last_loss": sum(losses[-10:]) / 10,
-            "accuracy_on_data": acc, "seconds": time.time() - t0}
-    torch.save({"state": model.state_dict(), "info": info}, path)
-    return model, info
+def state_model(name: str, dataset: str, state: str, seed: int, width: int) -> tuple[torch.nn.Module, dict | None]:
+    """The model of a grid state: ``untrained`` (built with ``seed``) or ``roundN`` (the MNIST trainer)."""
+    if state == "untrained":
+        return build(name, dataset, seed, width), None
+    if not state.startswith("round") or not state[5:].isdigit():
+        raise SystemExit(f"unknown state {state!r}: use untrained or roundN (the MNIST trainer after N rounds)")
+    if dataset != TRAINED_DATASET:
+        raise SystemExit(f"state {state} is a model trained on {TRAINED_DATASET}; pass --datasets {TRAINED_DATASET}")
+    return trained_model(name, int(state[5:]), seed=seed, width=width if name == "convnet" else None)
 
 
 def methods_for(batch: int, pattern: str, classes: int, has_bias: bool, wanted: list[str]) -> list[str]:
@@ -104,17 +86,20 @@ def score(found: list[L.LabelCounts], truths: list[torch.Tensor]) -> dict:
     return {"LnAcc": ln / n, "LeAcc": le / n, "exact": exact / n}
 
 
-# Real images of two other datasets, never the victim's: the attacker's public auxiliary data.
-AUXILIARY = {10: ("cifar100", "imagenet"), 100: ("cifar10", "imagenet")}
+# Real images of other datasets, never the victim's: the attacker's public auxiliary data.
+AUXILIARY = {"cifar10": ("cifar100", "imagenet"), "cifar100": ("cifar10", "imagenet"), "mnist": ("fashion_mnist",)}
 AUXILIARY_SEED = 1000
 
 
-def label_config(dummies: str, classes: int, num_dummies: int) -> L.LabelConfig:
-    """Noise dummies ("uniform", "normal"), or "auxiliary": half from each AUXILIARY dataset, at 32 px."""
+def label_config(dummies: str, dataset: str, num_dummies: int) -> L.LabelConfig:
+    """Noise dummies ("pink", "uniform", "normal"), or "auxiliary": equal shares of the AUXILIARY
+    datasets of ``dataset``, at its image side."""
     if dummies != "auxiliary":
         return L.LabelConfig(num_dummies=num_dummies, dummy_distribution=dummies)
-    sizes = (num_dummies // 2, num_dummies - num_dummies // 2)
-    parts = [D.load(name, n, seed=AUXILIARY_SEED, size=32)[0] for name, n in zip(AUXILIARY[classes], sizes)]
+    sources = AUXILIARY[dataset]
+    sizes = [num_dummies // len(sources) + (i < num_dummies % len(sources)) for i in range(len(sources))]
+    side = D.info(dataset).size
+    parts = [D.load(name, n, seed=AUXILIARY_SEED, size=side)[0] for name, n in zip(sources, sizes)]
     return L.LabelConfig(dummies=torch.cat(parts))
 
 
@@ -125,10 +110,10 @@ def observe(model, x, y, protocol: str, local_lr: float):
     return fedavg(model, x, y, local_steps=steps, lr=local_lr)
 
 
-def run_cell(model, classes, batch, pattern, protocol, trials, seed, methods, local_lr, config):
+def run_cell(model, dataset, classes, batch, pattern, protocol, trials, seed, methods, local_lr, config):
     observations, truths = [], []
     for t in range(trials):
-        x, y = D.load(DATA[classes], batch, seed=seed + t, labels=pattern)
+        x, y = D.load(dataset, batch, seed=seed + t, labels=pattern)
         observations.append(observe(model, x, y, protocol, local_lr))
         truths.append(torch.bincount(y, minlength=classes))
     result = {}
@@ -172,20 +157,20 @@ def markdown(report: dict) -> str:
              "Cell entries: exact-multiset rate / LnAcc / LeAcc, over the classes present in the truth "
              "or the recovery; `-` = method not applicable.", ""]
     if report["trained"]:
-        lines.append("Trained models (plain SGD, batch 32, natural labels of the same image pool):")
+        lines.append("Trained states (FedAvg on the 4,000 MNIST train digits; batches from the 1,000 held-out digits):")
         for k, v in report["trained"].items():
-            lines.append(f"- {k}: {v['steps']} steps at lr {v['lr']}, loss {v['first_loss']:.2f} -> "
-                         f"{v['last_loss']:.2f}, accuracy on a batch of the pool {v['accuracy_on_data']:.2f}")
+            lines.append(f"- {k}: held-out accuracy {v['test_accuracy']:.3f}, {v['train_seconds']:.0f} s of training "
+                         f"(`{v['command']}`)")
         lines.append("")
     methods = a["methods"].split(",")
-    head = "| model | C | state | BN | protocol | B | pattern | " + " | ".join(methods) + " | auto chose |"
+    head = "| model | data | state | BN | protocol | B | pattern | " + " | ".join(methods) + " | auto chose |"
     lines += [head, "|" + "---|" * (len(methods) + 8)]
     for cell in report["cells"]:
         r = cell["result"]
         vals = [(f"{r[m]['exact']:.2f} / {r[m]['LnAcc']:.2f} / {r[m]['LeAcc']:.2f}" if m in r else "-")
                 for m in methods]
         chose = ",".join(r["auto"]["chose"]) if "auto" in r else ""
-        lines.append(f"| {cell['model']} | {cell['classes']} | {cell['state']} | {cell['bn']} | {cell['protocol']} | "
+        lines.append(f"| {cell['model']} | {cell['dataset']} | {cell['state']} | {cell['bn']} | {cell['protocol']} | "
                      f"{cell['batch']} | {cell['pattern']} | " + " | ".join(vals) + f" | {chose} |")
     if report["skipped"]:
         lines += ["", "Skipped (the image pool cannot provide the pattern): " + "; ".join(report["skipped"])]
@@ -203,18 +188,18 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small grid: lenet and resnet18, C=10, B 1/8/32, 3 trials")
     p.add_argument("--models", default="lenet,convnet,resnet18")
-    p.add_argument("--classes", default="10,100")
+    p.add_argument("--datasets", default="cifar10,cifar100", help="victim datasets: cifar10, cifar100, mnist")
+    p.add_argument("--classes", default=None, help="the older spelling of --datasets: 10 (cifar10), 100 (cifar100)")
     p.add_argument("--batches", default="1,8,32,64,128")
     p.add_argument("--patterns", default="unique,random,repeat:4")
-    p.add_argument("--states", default="untrained,trained")
+    p.add_argument("--states", default="untrained", help="untrained and/or roundN (the MNIST trainer after N "
+                   "rounds; needs --datasets mnist), e.g. untrained,round1,round5,round20")
     p.add_argument("--bn", default="train,eval", help="BatchNorm modes for models that have BatchNorm")
     p.add_argument("--protocols", default="fedsgd,fedavg1,fedavg4,fedavg16")
     p.add_argument("--methods", default="idlg,yin,llg,bias,geng,geng_bias,geng_shift,ilrg,auto")
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--convnet-width", type=int, default=64)
-    p.add_argument("--train-steps", type=int, default=200)
-    p.add_argument("--train-lr", type=float, default=0.01)
     p.add_argument("--local-lr", type=float, default=0.01)
     p.add_argument("--num-dummies", type=int, default=L.LabelConfig.num_dummies)
     p.add_argument("--dummies", default=L.LabelConfig.dummy_distribution,
@@ -226,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--markdown", default=None)
     a = p.parse_args(argv)
     if a.quick:
-        a.models, a.classes, a.batches, a.trials = "lenet,resnet18", "10", "1,8,32", 3
+        a.models, a.datasets, a.batches, a.trials = "lenet,resnet18", "cifar10", "1,8,32", 3
         a.protocols, a.states, a.throughput = "fedsgd,fedavg4", "untrained", a.throughput or 64
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -235,15 +220,15 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"command": "python benchmarks/bench_labels.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "args": vars(a), **environment("cpu"), "cells": [], "skipped": [], "trained": {}, "throughput": []}
     t_start = time.time()
+    datasets = [CLASSES_TO_DATASET[int(c)] for c in a.classes.split(",")] if a.classes else a.datasets.split(",")
     for name in a.models.split(","):
-        for classes in [int(c) for c in a.classes.split(",")]:
-            config = label_config(a.dummies, classes, a.num_dummies)
+        for dataset in datasets:
+            classes = D.info(dataset).num_classes
+            config = label_config(a.dummies, dataset, a.num_dummies)
             for state in a.states.split(","):
-                if state == "trained":
-                    model, info = trained(name, classes, a.seed, a.convnet_width, a.train_steps, a.train_lr)
-                    report["trained"][f"{name}/C={classes}"] = info
-                else:
-                    model = build(name, classes, a.seed, a.convnet_width)
+                model, info = state_model(name, dataset, state, a.seed, a.convnet_width)
+                if info is not None:
+                    report["trained"][f"{name}/{state}"] = info
                 has_bias = M.final_linear(model).bias is not None
                 for bn in (a.bn.split(",") if HAS_BN[name] else ["none"]):
                     model.train(bn != "eval")
@@ -252,23 +237,23 @@ def main(argv: list[str] | None = None) -> dict:
                             for pattern in a.patterns.split(","):
                                 if batch == 1 and pattern != a.patterns.split(",")[0]:
                                     continue
-                                label = f"{name}/C={classes}/B={batch}/{pattern}"
+                                label = f"{name}/{dataset}/B={batch}/{pattern}"
                                 try:
-                                    D.load(DATA[classes], batch, seed=a.seed, labels=pattern)
+                                    D.load(dataset, batch, seed=a.seed, labels=pattern)
                                 except ValueError:
                                     if label not in report["skipped"]:
                                         report["skipped"].append(label)
                                     continue
                                 ms = methods_for(batch, pattern, classes, has_bias, methods)
                                 t0 = time.time()
-                                result = run_cell(model, classes, batch, pattern, protocol, a.trials, a.seed, ms,
-                                                  a.local_lr, config)
-                                cell = {"model": name, "classes": classes, "state": state, "bn": bn,
+                                result = run_cell(model, dataset, classes, batch, pattern, protocol, a.trials, a.seed,
+                                                  ms, a.local_lr, config)
+                                cell = {"model": name, "dataset": dataset, "classes": classes, "state": state, "bn": bn,
                                         "protocol": protocol, "batch": batch, "pattern": pattern,
                                         "seconds": time.time() - t0, "result": result}
                                 report["cells"].append(cell)
                                 summary = " ".join(f"{m}={r['exact']:.2f}/{r['LnAcc']:.2f}" for m, r in result.items())
-                                print(f"[{time.time() - t_start:6.0f}s] {name} C={classes} {state} bn={bn} {protocol} "
+                                print(f"[{time.time() - t_start:6.0f}s] {name} {dataset} {state} bn={bn} {protocol} "
                                       f"B={batch} {pattern}: {summary}", flush=True)
     if a.throughput:
         report["throughput"] = throughput(a.throughput, 8, a.seed)

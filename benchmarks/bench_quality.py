@@ -19,6 +19,10 @@ Cases (targets in brackets; a case's targets are reported as met/missed, never a
      [FedAvg >= 18 dB]
   e  inverting against defenses (Gaussian noise, magnitude pruning, norm clipping), one
      image, all settings attacked in one ``attack_many`` call
+  f  trained models: the MNIST trainer's global model at rounds ``--f-rounds`` (trained_states.py:
+     FedAvg on the 4,000 train digits), attacked on held-out digits it never saw, labels recovered:
+     idlg on the DLG LeNet, one digit per observation (``--images`` of them, one ``attack_many``
+     call), and inverting on the ConvNet (``--width``, default 16 here) at B=1 and B=4
 
 Models are built with seed MODEL_SEED. The ConvNet is put in eval mode (BatchNorm uses its
 running statistics), as in the Inverting Gradients experiments; ``--bn-train`` keeps train mode
@@ -44,6 +48,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from environment import environment  # noqa: E402
+from trained_states import rounds_of, trained_model  # noqa: E402
 
 from fastleak import data, defenses, federated, models  # noqa: E402
 from fastleak.attacks import attack, attack_many, registration  # noqa: E402
@@ -87,6 +92,16 @@ def _load(s: argparse.Namespace, n: int, labels: str) -> tuple[torch.Tensor, tor
     return x.to(s.device), y.to(s.device)
 
 
+def _one_per_image(results, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """The row of an ``attack_many`` call whose i-th observation is image i alone."""
+    per = [_score(r.images, x[i:i + 1], r.labels, y[i:i + 1], 10) for i, r in enumerate(results)]
+    psnrs = [p["psnr"] for p in per]
+    return {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(p["ssim"] for p in per) / len(per),
+            "psnr_per_image": psnrs, "at_least_30dB": sum(p >= 30 for p in psnrs),
+            "label_accuracy": sum(bool(p["label_exact"]) for p in per) / len(per),
+            "median_psnr": float(torch.tensor(psnrs).median()), **_timing(results[0])}
+
+
 def case_a(s: argparse.Namespace) -> dict[str, Any]:
     x, y = _load(s, s.images, "natural")
     model = models.build("lenet", 10, seed=MODEL_SEED).to(s.device)
@@ -96,17 +111,12 @@ def case_a(s: argparse.Namespace) -> dict[str, Any]:
     for preset in s.a_presets:
         results = attack_many(obs, model, preset, restarts=s.dlg_restarts, iterations=s.dlg_steps, lbfgs_inner=s.dlg_inner,
                               seed=ATTACK_SEED, device=s.device, **s.override)
-        per = [_score(r.images, x[i:i + 1], r.labels, y[i:i + 1], 10) for i, r in enumerate(results)]
-        psnrs = [p["psnr"] for p in per]
-        row = {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(p["ssim"] for p in per) / len(per),
-               "psnr_per_image": psnrs, "at_least_30dB": sum(p >= 30 for p in psnrs),
-               "label_accuracy": sum(bool(p["label_exact"]) for p in per) / len(per),
-               "median_psnr": float(torch.tensor(psnrs).median()), **_timing(results[0])}
+        row = _one_per_image(results, x, y)
         out[preset] = row
         print(f"  {preset:<5} mean PSNR {_fmt(row['psnr'])} dB, median {_fmt(row['median_psnr'])}, "
-              f">=30 dB: {row['at_least_30dB']}/{len(psnrs)}, SSIM {row['ssim']:.3f}, "
+              f">=30 dB: {row['at_least_30dB']}/{len(y)}, SSIM {row['ssim']:.3f}, "
               f"label acc {row['label_accuracy']:.0%} [{row['wall_s']:.0f} s]", flush=True)
-        print("        per image: " + " ".join(f"{p:.1f}" for p in psnrs), flush=True)
+        print("        per image: " + " ".join(f"{p:.1f}" for p in row["psnr_per_image"]), flush=True)
     out["targets"] = {f"{p} >=30 dB on >=18/20": out[p]["at_least_30dB"] >= 18 for p in s.a_presets}
     if "idlg" in s.a_presets:
         out["targets"]["idlg label accuracy 100%"] = out["idlg"]["label_accuracy"] == 1.0
@@ -212,8 +222,41 @@ def case_e(s: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def case_f(s: argparse.Namespace) -> dict[str, Any]:
+    x, y = data.load("mnist", s.images, seed=DATA_SEED, labels="natural", split="test")
+    x4, y4 = data.load("mnist", 4, seed=DATA_SEED, labels="random", split="test")
+    x, y, x4, y4 = x.to(s.device), y.to(s.device), x4.to(s.device), y4.to(s.device)
+    width = s.f_width
+    out: dict[str, Any] = {"setting": {"rounds": s.f_rounds, "images": len(y), "dlg_steps": s.dlg_steps,
+                                       "dlg_inner": s.dlg_inner, "convnet_width": width, "iterations": s.iterations,
+                                       "restarts": s.restarts, "bn_train": s.bn_train, "labels_B4": y4.tolist()},
+                           "trained": {}}
+    for r in rounds_of("lenet", s.f_rounds):
+        lenet, info = trained_model("lenet", r)
+        out["trained"][f"lenet/round{r}"] = info
+        lenet = lenet.to(s.device)
+        obs = [federated.fedsgd(lenet, x[i:i + 1], y[i:i + 1]) for i in range(len(y))]
+        results = attack_many(obs, lenet, "idlg", restarts=s.dlg_restarts, iterations=s.dlg_steps,
+                              lbfgs_inner=s.dlg_inner, seed=ATTACK_SEED, device=s.device, **s.override)
+        row = _one_per_image(results, x, y)
+        out[f"lenet_round{r}_idlg_B1"] = row
+        print(f"  lenet round {r} (held-out acc {info['test_accuracy']:.3f}): idlg B=1 mean PSNR {_fmt(row['psnr'])} "
+              f"dB, median {_fmt(row['median_psnr'])} over {len(y)} digits, label acc {row['label_accuracy']:.0%} "
+              f"[{row['wall_s']:.0f} s]", flush=True)
+    for r in rounds_of("convnet", s.f_rounds):
+        convnet, info = trained_model("convnet", r, width=width)
+        out["trained"][f"convnet/round{r}"] = info
+        convnet = convnet.to(s.device).train(s.bn_train)
+        print(f"  convnet round {r} (held-out acc {info['test_accuracy']:.3f}):", flush=True)
+        out[f"convnet_round{r}_inverting_B1"] = _run("  inverting B=1", federated.fedsgd(convnet, x[:1], y[:1]),
+                                                     convnet, "inverting", x[:1], y[:1], s)
+        out[f"convnet_round{r}_inverting_B4"] = _run("  inverting B=4 (labels recovered)",
+                                                     federated.fedsgd(convnet, x4, y4), convnet, "inverting", x4, y4, s)
+    return out
+
+
 CASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "a": case_a, "b": case_b, "c": case_c, "d": case_d, "e": case_e}
+    "a": case_a, "b": case_b, "c": case_c, "d": case_d, "e": case_e, "f": case_f}
 
 
 def _override(items: list[str]) -> dict[str, Any]:
@@ -235,7 +278,7 @@ def _override(items: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="abcde", help="cases to run, e.g. 'a' or 'b,c' (default: all)")
+    ap.add_argument("--only", default="abcdef", help="cases to run, e.g. 'a' or 'b,c' (default: all)")
     ap.add_argument("--quick", action="store_true", help="smoke-test settings (minutes, not targets)")
     ap.add_argument("--json", help="write the results here (after every case)")
     ap.add_argument("--device", default="cpu")
@@ -254,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fedavg-mode", default="unroll", choices=("unroll", "pseudo"),
                     help="how case d's FedAvg attack models the local steps (default unroll)")
     ap.add_argument("--b-batches", default="1,4", help="batch sizes of case b, of 1 and 4 (default 1,4)")
+    ap.add_argument("--f-rounds", default="0,1,final", help="case f: trainer rounds to attack; final: the first "
+                    "round with >= 95%% held-out accuracy (lenet 100, convnet 5; default 0,1,final)")
+    ap.add_argument("--f-width", type=int, default=16, help="case f: width of the trained ConvNet (default 16)")
     ap.add_argument("--set", dest="override", action="append", default=[], metavar="KEY=VALUE",
                     help="override an AttackConfig field in every attack (repeatable)")
     s = ap.parse_args(argv)
@@ -264,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(s, key) is None:
             setattr(s, key, q if quick else full)
     s.pairs = [int(p) for p in s.pairs.split(",") if p]
+    s.f_rounds = [r for r in s.f_rounds.split(",") if r]
     s.b_batches = [int(b) for b in s.b_batches.split(",")]
     if not s.b_batches or set(s.b_batches) - {1, 4}:
         ap.error(f"--b-batches takes 1 and/or 4, got {s.b_batches}")
