@@ -96,8 +96,9 @@ def _attack_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="cpu or cuda")
 
 
-_SPEC_KEYS = ("dataset", "data_root", "split", "model", "state_dict", "batch", "labels", "mode", "local_steps", "local_lr", "local_batch_size", "pairs",
-              "defense", "seed", "preset", "restarts", "iterations", "attack_labels", "label_method", "device")
+_SPEC_KEYS = ("dataset", "data_root", "split", "model", "state_dict", "batch", "labels", "mode", "local_steps",
+              "local_lr", "local_batch_size", "pairs", "defense", "seed", "preset", "restarts", "iterations",
+              "attack_labels", "label_method", "device")
 
 
 def _spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
