@@ -82,3 +82,32 @@ def test_data_root_and_split_reach_the_simulated_client(tmp_path, capsys):
     assert main(["labels", "--dataset", "cifar10", "--data-root", str(tmp_path / "absent")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert "cifar-10-batches-py/" in err[0] and "layout" in err[1]
+
+
+def _write_layout(name: str, root):
+    from tests.data import layouts
+
+    if name in ("cifar10", "cifar100", "imagenet", "folder"):
+        pixels, labels = real_pixels("cifar10", 8)
+    else:
+        pixels, labels = real_pixels("mnist", 8)
+    if name == "cifar10":
+        layouts.write_cifar10(root, (pixels, labels), (pixels, labels))
+    elif name == "cifar100":
+        layouts.write_cifar100(root, (pixels, labels), (pixels, labels))
+    elif name in ("mnist", "fashion_mnist"):
+        layouts.write_idx(root / ("MNIST" if name == "mnist" else "FashionMNIST") / "raw", (pixels, labels),
+                          (pixels, labels), compress=True)
+    elif name == "imagenet":
+        layouts.write_image_folder(root / "val", pixels, labels, [f"n{c:08d}" for c in range(10)], ext=".JPEG")
+    elif name == "folder":
+        layouts.write_image_folder(root, pixels, labels, [f"class{c}" for c in range(10)])
+    return root
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "mnist", "fashion_mnist", "imagenet", "folder"])
+def test_every_layout_reaches_the_simulated_client(tmp_path, name, capsys):
+    root = _write_layout(name, tmp_path)
+    assert main(["labels", "--dataset", name, "--data-root", str(root), "--model", "lenet", "--batch", "2",
+                 "--labels", "natural"]) == 0, capsys.readouterr().err
+    assert "LnAcc" in capsys.readouterr().out
