@@ -13,6 +13,12 @@ def positive_int(value: Any, name: str) -> int:
     return value
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def known_fields(values: Iterable[str], config: type, what: str) -> None:
     """Reject names in ``values`` that are not fields of the dataclass ``config``."""
     valid = {f.name for f in dataclasses.fields(config)}

@@ -304,6 +304,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 
 def _train_config(args: argparse.Namespace):
     from fastleak.training import TrainConfig, read_summary
+    from fastleak.training.config import RESUMABLE_CHANGES
 
     given = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in _TRAIN_FLAGS.items()}
     given = {k: v for k, v in given.items() if v is not None}
@@ -321,11 +322,11 @@ def _train_config(args: argparse.Namespace):
         stored = TrainConfig.from_dict(read_summary(args.resume)["config"])
     except ValueError as exc:
         raise CliError(str(exc), "pass the --out folder of an interrupted 'fastleak train'") from None
-    changed = sorted(k for k in given if k not in ("rounds", "save_rounds") and given[k] != getattr(stored, k))
+    changed = sorted(k for k in given if k not in RESUMABLE_CHANGES and given[k] != getattr(stored, k))
     if changed:
         raise CliError(f"--resume continues the stored settings; {', '.join(changed)} cannot change",
                        "give only --rounds or --save-rounds with --resume, or start a new run with --out")
-    return stored.replace(**{k: v for k, v in given.items() if k in ("rounds", "save_rounds")})
+    return stored.replace(**{k: v for k, v in given.items() if k in RESUMABLE_CHANGES})
 
 
 class _RoundProgress:

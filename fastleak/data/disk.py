@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fastleak._checks import first_line
 from fastleak.data.errors import DatasetError
 from fastleak.data.registry import TRAITS, Split, Traits, on_disk
 from fastleak.data.safe_pickle import load_cifar_batch
@@ -169,8 +170,7 @@ def _decode(path: Path, mode: str | None, layout: str) -> Image.Image:
             im.load()
             return im.convert(mode) if mode else im.copy()
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise DatasetError(f"{path} cannot be decoded ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-                           f"expected {layout}") from None
+        raise DatasetError(f"{path} cannot be decoded ({first_line(exc)}); expected {layout}") from None
 
 
 def _image_folder(name: str, split_dir: Path, classes: list[str], traits: Traits | None, split: str,
@@ -190,10 +190,9 @@ def _image_folder(name: str, split_dir: Path, classes: list[str], traits: Traits
     elif len(classes) > traits.num_classes:
         raise DatasetError(f"{split_dir} has {len(classes)} class folders, more than {name}'s "
                            f"{traits.num_classes} classes; expected {layout}")
-    mode = "L" if traits.channels == 1 else "RGB"
     origin = f"{name} {split} split from {split_dir} ({len(files)} images, {len(classes)} classes)"
     return Split(name, split, origin, traits, np.asarray(labels, dtype=np.int64),
-                 lambda indices: [_decode(files[i], mode, layout) for i in indices])
+                 lambda indices: [_decode(files[i], traits.mode, layout) for i in indices])
 
 
 def _folder_of(root: Path, names: tuple[str, ...], layout: str) -> Path:
@@ -256,7 +255,7 @@ def _npz_arrays(path: Path, split: str) -> tuple[str, np.ndarray, np.ndarray, li
             declared = int(archive["num_classes"]) if "num_classes" in keys else None
             return xk, archive[xk], archive[yk], every, declared
     except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DatasetError(f"{path} cannot be read as .npz ({str(exc).splitlines()[0]}); expected {NPZ_LAYOUT}") \
+        raise DatasetError(f"{path} cannot be read as .npz ({first_line(exc)}); expected {NPZ_LAYOUT}") \
             from None
 
 

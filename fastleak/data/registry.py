@@ -34,6 +34,11 @@ class Traits:
     size: int     # default square side
     flip: bool    # whether horizontal flips keep an image's class (not for digits)
 
+    @property
+    def mode(self) -> str:
+        """The PIL mode of the images: "L" (greyscale) or "RGB"."""
+        return "L" if self.channels == 1 else "RGB"
+
 
 # The datasets whose traits do not depend on the files; "folder" and "npz" read theirs from the data.
 TRAITS = {
@@ -71,8 +76,7 @@ class Split:
         if isinstance(images, np.ndarray) and images.shape[1:3] == (side, side):
             stacked = images
         else:
-            mode = "L" if self.traits.channels == 1 else "RGB"
-            stacked = np.stack([np.asarray(_resize(_as_image(im, mode), side)) for im in images])
+            stacked = np.stack([np.asarray(_resize(_as_image(im, self.traits.mode), side)) for im in images])
         out = torch.from_numpy(np.ascontiguousarray(stacked))
         out = out.unsqueeze(1) if out.dim() == 3 else out.permute(0, 3, 1, 2)
         return out.contiguous()

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from fastleak._checks import first_line
 from fastleak.data.errors import DatasetError
 
 _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(0))[0]   # numpy's _reconstruct, wherever this numpy keeps it
@@ -48,5 +49,4 @@ def load_cifar_batch(path: Path, layout: str) -> dict[str, Any]:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return "truncated" if isinstance(exc, EOFError) else text.splitlines()[0]
+    return "truncated" if isinstance(exc, EOFError) else first_line(exc)

@@ -48,11 +48,10 @@ def _foolbox_split(name: str, prefix: str, split: str, origin: str) -> Split:
     if not entries:
         raise RuntimeError(f"no {prefix} images found in {folder}; reinstall foolbox==3.3.4")
     traits = TRAITS[name]
-    mode = "L" if traits.channels == 1 else "RGB"
     images, labels = [], []
     for _, label, path in sorted(entries):
         with Image.open(path) as im:
-            images.append(im.convert(mode))
+            images.append(im.convert(traits.mode))
         labels.append(label)
     return Split(name, split, origin, traits, np.asarray(labels, dtype=np.int64),
                  lambda indices: [images[i] for i in indices])

@@ -6,6 +6,8 @@ import os
 import torch
 from torch import nn
 
+from fastleak._checks import first_line
+
 
 def _first(names: list[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
@@ -21,8 +23,7 @@ def load_state(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"state dict file {path!r} cannot be read ({reason})") from None
+        raise ValueError(f"state dict file {path!r} cannot be read ({first_line(exc)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path!r} holds no state dict (a mapping of names to tensors); save one with "
                          "torch.save(model.state_dict(), path)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from fastleak._checks import known_fields, positive_int
 
@@ -11,13 +11,18 @@ from fastleak._checks import known_fields, positive_int
 RESUMABLE_CHANGES = ("rounds", "save_rounds")
 
 
+def _number(value: Any, name: str, valid: Callable[[float], bool], expected: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Simulated FedAvg on the train split of a dataset, evaluated on its test split after every round.
 
     Every round, each of ``clients`` clients starts from the global model, takes ``local_steps``
-    SGD steps (learning rate ``lr * lr_decay**(round - 1)``, ``momentum``) on mini-batches of ``local_batch_size`` images of its own
-    shard, and the server averages the clients' states weighted by their shard sizes (BatchNorm
+    SGD steps (learning rate ``lr * lr_decay**(round - 1)``, ``momentum``) on mini-batches of
+    ``local_batch_size`` images of its own shard, and the server averages the clients' states weighted by their shard sizes (BatchNorm
     running statistics included). ``clients=1`` is plain centralised SGD: one client holds the
     whole train split, and a round is ``local_steps`` SGD steps.
 
@@ -60,16 +65,11 @@ class TrainConfig:
             positive_int(self.eval_samples, "eval_samples")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if isinstance(self.lr_decay, bool) or not isinstance(self.lr_decay, (int, float)) or \
-                not 0 < self.lr_decay <= 1:
-            raise ValueError(f"lr_decay (the learning rate's factor per round) must be in (0, 1], got {self.lr_decay!r}")
-        if isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float)) or \
-                not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha > 0:
-            raise ValueError(f"alpha (the Dirichlet concentration) must be positive, got {self.alpha!r}")
+        _number(self.lr, "lr", lambda v: v > 0, "a positive number")
+        _number(self.lr_decay, "lr_decay (the learning rate's factor per round)", lambda v: 0 < v <= 1,
+                "in (0, 1]")
+        _number(self.momentum, "momentum", lambda v: 0 <= v < 1, "a number in [0, 1)")
+        _number(self.alpha, "alpha (the Dirichlet concentration)", lambda v: v > 0, "positive")
         if self.save_rounds is not None:
             rounds = tuple(self.save_rounds)
             if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rounds):

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 import fastleak
+from fastleak._checks import first_line
 from fastleak._files import write_atomically
 from fastleak.training.config import TrainConfig
 
@@ -47,8 +48,12 @@ def round_path(out: str | os.PathLike, round_number: int) -> Path:
     return Path(out) / f"round_{round_number:03d}.pt"
 
 
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
 def save_round(out: Path, round_number: int, model: nn.Module) -> None:
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = _cpu_state(model)
     write_atomically(round_path(out, round_number), lambda tmp: torch.save(state, tmp))
 
 
@@ -63,7 +68,7 @@ def write_summary(out: Path, config: TrainConfig, model_args: dict[str, Any], da
 
 def write_checkpoint(out: Path, config: TrainConfig, model: nn.Module, history: list[RoundRecord]) -> None:
     blob = {"format": FORMAT, "version": VERSION, "config": config.as_dict(), "round": history[-1].round,
-            "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "state": _cpu_state(model),
             "history": [r.as_dict() for r in history]}
     write_atomically(out / CHECKPOINT, lambda tmp: torch.save(blob, tmp))
 
@@ -87,7 +92,7 @@ def read_checkpoint(out: Path) -> Checkpoint | None:
         history = [RoundRecord(**r) for r in blob["history"]]
         return Checkpoint(TrainConfig.from_dict(blob["config"]), blob["state"], history)
     except Exception as exc:
-        raise ValueError(f"{path} is not a fastleak training checkpoint ({str(exc).splitlines()[0]}); "
+        raise ValueError(f"{path} is not a fastleak training checkpoint ({first_line(exc)}); "
                          "pass another --out, or delete it to start over") from None
 
 
