@@ -4,12 +4,13 @@
     recover(obs, model, method="auto") -> LongTensor     # sorted labels, one per sample
     counts_many(observations, model, ...)                # batched over many observations
 
-Methods (``METHODS``): idlg, yin, llg, bias, geng, geng_bias, geng_shift, ilrg, and auto,
-which runs iDLG for one sample, geng_bias when the final layer has a bias, geng otherwise
-(``choose``).
+Methods (``METHODS``): idlg, yin, llg, bias, geng, geng_bias, geng_shift, ilrg, rlg, and auto,
+which runs iDLG for one sample, RLG for at most half as many samples as classes, and
+otherwise geng_bias when the final layer has a bias, geng without (``choose``).
 """
 from fastleak.labels import geng as _geng  # noqa: F401  (registers)
 from fastleak.labels import ilrg as _ilrg  # noqa: F401
+from fastleak.labels import rlg as _rlg  # noqa: F401
 from fastleak.labels import sign as _sign  # noqa: F401
 from fastleak.labels.api import choose, counts, counts_many, recover, recover_many
 from fastleak.labels.registry import names as _names

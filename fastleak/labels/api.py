@@ -16,18 +16,26 @@ from fastleak.labels.types import LabelConfig, LabelCounts
 log = logging.getLogger("fastleak.labels")
 
 
-def choose(num_samples: int, has_bias: bool) -> str:
-    """What ``method="auto"`` runs: iDLG for one sample; with a (shared) final-layer bias,
-    ``geng_bias``; Geng et al. on the weight gradient otherwise.
+def choose(num_samples: int, num_classes: int, has_bias: bool) -> tuple[str, str]:
+    """What ``method="auto"`` runs on a batch of ``num_samples``, and why.
 
-    In the benchmark (benchmarks/RESULTS.md, label recovery) ``geng_bias`` was the most
-    accurate method over untrained and trained models, FedSGD and FedAvg together.
-    ``geng_shift`` is more accurate on gradients of untrained models (early rounds) and less
-    accurate on trained ones, and the observation does not say which a model is.
+    - one sample: ``idlg``, exact at any training round;
+    - at most half as many samples as classes: ``rlg``, whose label set rests on the signs of
+      p − y alone and so survives training (exact sets at B=4 of 10 classes on MNIST models
+      from round 0 to 20; benchmarks/RESULTS.md, trained-model grid); with more samples the
+      gradient's column space admits absent classes too;
+    - otherwise ``geng_bias`` with a (shared) final-layer bias, else ``geng``: the most accurate
+      counts over untrained and trained models, FedSGD and FedAvg together (``geng_shift`` is
+      better on untrained models only, and the observation does not say which a model is).
     """
     if num_samples == 1:
-        return "idlg"
-    return "geng_bias" if has_bias else "geng"
+        return "idlg", "one sample: the sign of its label's logit gradient"
+    if num_samples <= num_classes // 2:
+        return "rlg", (f"{num_samples} samples <= half of {num_classes} classes: the label set from the "
+                       "gradient's column space")
+    method = "geng_bias" if has_bias else "geng"
+    return method, (f"{num_samples} samples > half of {num_classes} classes: counts from the "
+                    + ("final bias gradient" if has_bias else "final weight gradient (no shared bias)"))
 
 
 def _check_applicable(method: registry.Method, ev: Evidence, rows: list[int], sizes: list[int]) -> None:
@@ -96,10 +104,13 @@ def counts_many(observations: Sequence[Observation], model: nn.Module, method: s
     sizes = [0] * n
     for row, i in enumerate(ev.obs_index.tolist()):
         sizes[i] = int(ev.num_samples[row])
-    chosen = [choose(sizes[i], ev.has_bias) if method == "auto" else method for i in range(n)]
+    chosen = [method] * n
     if method == "auto":
-        log.info("labels: method 'auto' chose %s", ", ".join(
-            f"{name} for {chosen.count(name)} observation(s)" for name in sorted(set(chosen))))
+        picks = [choose(sizes[i], ev.num_classes, ev.has_bias) for i in range(n)]
+        chosen = [name for name, _ in picks]
+        for name, reason in sorted(set(picks)):
+            log.info("labels: method 'auto' chose %s for %d observation(s): %s", name,
+                     sum(p == (name, reason) for p in picks), reason)
 
     estimates = torch.zeros(n, ev.num_classes, dtype=torch.float64, device=ev.grad_w.device)
     for name in sorted(set(chosen)):

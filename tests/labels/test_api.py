@@ -15,10 +15,10 @@ BIAS = torch.tensor([0.3, -0.2, 0.1, -0.2], dtype=torch.float64)
 
 
 def test_methods_are_listed_and_unknown_names_rejected(make_head, make_observation):
-    assert L.METHODS == ("bias", "geng", "geng_bias", "geng_shift", "idlg", "ilrg", "llg", "yin", "auto")
+    assert L.METHODS == ("bias", "geng", "geng_bias", "geng_shift", "idlg", "ilrg", "llg", "rlg", "yin", "auto")
     model = make_head(3, 4)
     obs = make_observation(model, ROWS, BIAS, num_samples=2)
-    valid = "bias, geng, geng_bias, geng_shift, idlg, ilrg, llg, yin, auto"
+    valid = "bias, geng, geng_bias, geng_shift, idlg, ilrg, llg, rlg, yin, auto"
     with pytest.raises(ValueError, match=f"method must be one of {valid}; got 'dlg'"):
         L.counts(obs, model, "dlg")
 
@@ -72,9 +72,12 @@ def test_auto_names_its_choice(make_head, make_observation, caplog):
         one = L.counts(make_observation(model, ROWS, BIAS, num_samples=1), model)
         two = L.counts(make_observation(model, ROWS, BIAS, num_samples=2), model,
                        config=L.LabelConfig(dummies=torch.eye(3, dtype=torch.float64)))
-    assert (one.method, two.method, two.requested) == ("idlg", "geng_bias", "auto")
-    assert "auto' chose idlg" in caplog.text and "auto' chose geng_bias" in caplog.text
-    assert L.choose(3, has_bias=False) == "geng"
+        three = L.counts(make_observation(model, ROWS, BIAS, num_samples=3), model,
+                         config=L.LabelConfig(dummies=torch.eye(3, dtype=torch.float64)))
+    assert (one.method, two.method, three.method, three.requested) == ("idlg", "rlg", "geng_bias", "auto")
+    for chosen in ("idlg", "rlg", "geng_bias"):
+        assert f"auto' chose {chosen}" in caplog.text
+    assert L.choose(3, 4, has_bias=False)[0] == "geng"
 
 
 def test_rounded_counts_always_sum_to_the_batch_size(make_head, make_observation):
