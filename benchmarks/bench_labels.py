@@ -35,6 +35,7 @@ sys.path.insert(0, ROOT)
 from environment import environment  # noqa: E402
 from trained_states import DATASET as TRAINED_DATASET  # noqa: E402
 from trained_states import trained_model  # noqa: E402
+from trained_grid import GRID  # noqa: E402
 
 import fastleak.data as D  # noqa: E402
 import fastleak.labels as L  # noqa: E402
@@ -110,7 +111,17 @@ def observe(model, x, y, protocol: str, local_lr: float):
     return fedavg(model, x, y, local_steps=steps, lr=local_lr)
 
 
-def run_cell(model, dataset, classes, batch, pattern, protocol, trials, seed, methods, local_lr, config):
+POPULATION_IMAGES = 1000
+
+
+def population_config(dataset: str) -> L.LabelConfig:
+    """The population oracle: dummies drawn from the victim's own distribution (the train split,
+    disjoint from the held-out victims). It knows the population but not the batch."""
+    return L.LabelConfig(dummies=D.load(dataset, POPULATION_IMAGES, seed=AUXILIARY_SEED, split="train")[0])
+
+
+def run_cell(model, dataset, classes, batch, pattern, protocol, trials, seed, methods, local_lr, config,
+             population=None):
     observations, truths = [], []
     for t in range(trials):
         x, y = D.load(dataset, batch, seed=seed + t, labels=pattern)
@@ -123,6 +134,9 @@ def run_cell(model, dataset, classes, batch, pattern, protocol, trials, seed, me
         result[m] = {**score(found, truths), "seconds": time.time() - t0}
         if m == "auto":
             result[m]["chose"] = sorted({f.method for f in found})
+    if population is not None and batch > 1:
+        method = "geng_bias" if M.final_linear(model).bias is not None else "geng"
+        result["population"] = score(L.counts_many(observations, model, method, config=population), truths)
     return result
 
 
@@ -162,7 +176,7 @@ def markdown(report: dict) -> str:
             lines.append(f"- {k}: held-out accuracy {v['test_accuracy']:.3f}, {v['train_seconds']:.0f} s of training "
                          f"(`{v['command']}`)")
         lines.append("")
-    methods = a["methods"].split(",")
+    methods = a["methods"].split(",") + (["population"] if a["population"] else [])
     head = "| model | data | state | BN | protocol | B | pattern | " + " | ".join(methods) + " | auto chose |"
     lines += [head, "|" + "---|" * (len(methods) + 8)]
     for cell in report["cells"]:
@@ -196,7 +210,11 @@ def main(argv: list[str] | None = None) -> dict:
                    "rounds; needs --datasets mnist), e.g. untrained,round1,round5,round20")
     p.add_argument("--bn", default="train,eval", help="BatchNorm modes for models that have BatchNorm")
     p.add_argument("--protocols", default="fedsgd,fedavg1,fedavg4,fedavg16")
-    p.add_argument("--methods", default="idlg,yin,llg,bias,geng,geng_bias,geng_shift,ilrg,auto")
+    p.add_argument("--methods", default="idlg,yin,llg,bias,geng,geng_bias,geng_shift,ilrg,rlg,auto")
+    p.add_argument("--grid", action="store_true", help="the trained-model grid of trained_grid.py (its states, "
+                   "batches, patterns and protocols; --models picks among its models)")
+    p.add_argument("--population", action="store_true", help="also score the population oracle: geng_bias with "
+                   "dummies from the victim's own distribution (on with --grid)")
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--convnet-width", type=int, default=64)
@@ -209,7 +227,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None)
+    argv = sys.argv[1:] if argv is None else list(argv)
     a = p.parse_args(argv)
+    if a.grid:
+        models = [] if "--models" in argv else ["--models", ",".join(GRID.models)]
+        a = p.parse_args([*GRID.label_args(), *argv, *models])
+        a.population = True
     if a.quick:
         a.models, a.datasets, a.batches, a.trials = "lenet,resnet18", "cifar10", "1,8,32", 3
         a.protocols, a.states, a.throughput = "fedsgd,fedavg4", "untrained", a.throughput or 64
@@ -217,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("fastleak.data").setLevel(logging.ERROR)
     methods = a.methods.split(",")
-    report = {"command": "python benchmarks/bench_labels.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    report = {"command": "python benchmarks/bench_labels.py " + " ".join(argv),
               "args": vars(a), **environment("cpu"), "cells": [], "skipped": [], "trained": {}, "throughput": []}
     t_start = time.time()
     datasets = [CLASSES_TO_DATASET[int(c)] for c in a.classes.split(",")] if a.classes else a.datasets.split(",")
@@ -225,7 +248,8 @@ def main(argv: list[str] | None = None) -> dict:
         for dataset in datasets:
             classes = D.info(dataset).num_classes
             config = label_config(a.dummies, dataset, a.num_dummies)
-            for state in a.states.split(","):
+            population = population_config(dataset) if a.population else None
+            for state in (GRID.states(name) if a.grid else a.states.split(",")):
                 model, info = state_model(name, dataset, state, a.seed, a.convnet_width)
                 if info is not None:
                     report["trained"][f"{name}/{state}"] = info
@@ -247,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 ms = methods_for(batch, pattern, classes, has_bias, methods)
                                 t0 = time.time()
                                 result = run_cell(model, dataset, classes, batch, pattern, protocol, a.trials, a.seed,
-                                                  ms, a.local_lr, config)
+                                                  ms, a.local_lr, config, population)
                                 cell = {"model": name, "dataset": dataset, "classes": classes, "state": state, "bn": bn,
                                         "protocol": protocol, "batch": batch, "pattern": pattern,
                                         "seconds": time.time() - t0, "result": result}
@@ -255,11 +279,18 @@ def main(argv: list[str] | None = None) -> dict:
                                 summary = " ".join(f"{m}={r['exact']:.2f}/{r['LnAcc']:.2f}" for m, r in result.items())
                                 print(f"[{time.time() - t_start:6.0f}s] {name} {dataset} {state} bn={bn} {protocol} "
                                       f"B={batch} {pattern}: {summary}", flush=True)
+                                write(report, a, t_start)
     if a.throughput:
         report["throughput"] = throughput(a.throughput, 8, a.seed)
         for t in report["throughput"]:
             print(f"throughput {t['method']}: batched {t['batched_obs_per_s']:.1f} obs/s, loop "
                   f"{t['loop_obs_per_s']:.1f} obs/s ({t['speedup']:.1f}x), identical={t['identical_counts']}")
+    write(report, a, t_start)
+    return report
+
+
+def write(report: dict, a: argparse.Namespace, t_start: float) -> None:
+    """The report so far (after every cell, so that an interrupted run keeps its finished cells)."""
     report["seconds"] = time.time() - t_start
     if a.json:
         with open(a.json, "w") as f:
@@ -267,7 +298,6 @@ def main(argv: list[str] | None = None) -> dict:
     if a.markdown:
         with open(a.markdown, "w") as f:
             f.write(markdown(report))
-    return report
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@
 #   the CUDA twins of the op and attack tests, the end-to-end attack benchmark (with the
 #   scaling plot and a profile of case 1), cases 1 and 4 again with eager Adam steps (no CUDA
 #   graph), the op benchmark, and the GPU attack-speed check.
+# With GRID_LIMIT > 0, the trained-model grid (trained_grid.py; the cached states of runs/trained
+# must travel with the tree) runs beside them from the start: the image part on the GPU in three
+# processes (B = 1 and 4; B = 8; B = 1 and 4 with tv=1e-4; B = 1 and 4 with the l2_relative distance) and
+# the ConvNet's label part on the CPU cores in two, each writing grid_*.log/json to OUT_DIR.
 # Each step's limit in seconds comes from an environment variable (TESTS_LIMIT, ATTACK_LIMIT,
 # EAGER_STEPS_LIMIT, OPS_LIMIT, SPEED_LIMIT); 0 skips the step.
 # Wheels found in .whl/ (foolbox for the sample images, pytorch-msssim) are installed first.
@@ -48,6 +52,24 @@ echo "== build: $((SECONDS - start)) s, $(grep -ci "warning" "$out/build.log") l
 $py -c "import fastleak, torch; print('torch', torch.__version__, torch.cuda.get_device_name(), \
 'cuda kernels', fastleak.has_cuda_kernels())" 2>&1 | tee -a "$log"
 
+grid_jobs=()
+grid() {  # grid NAME COMMAND...: one background job of the trained-model grid
+  local name=$1
+  shift
+  timeout "$GRID_LIMIT" "$@" > "$out/grid_$name.log" 2>&1 &
+  grid_jobs+=($!)
+}
+if [ "${GRID_LIMIT:-0}" -gt 0 ]; then
+  quality="$py benchmarks/bench_quality.py --only g --device cuda --restarts 2"
+  grid images_b14 $quality --g-batches 1,4 --json "$out/grid_images_b14.json"
+  grid images_b8 $quality --g-batches 8 --json "$out/grid_images_b8.json"
+  grid images_tv $quality --g-batches 1,4 --set tv=1e-4 --json "$out/grid_images_tv.json"
+  grid images_l2rel $quality --g-batches 1,4 --set distance=l2_relative --json "$out/grid_images_l2rel.json"
+  labels="$py benchmarks/bench_labels.py --grid --models convnet --threads 3 --trials 5"
+  grid labels_a $labels --protocols fedsgd,fedavg1 --json "$out/grid_labels_convnet_a.json"
+  grid labels_b $labels --protocols fedavg4,fedavg16 --json "$out/grid_labels_convnet_b.json"
+fi
+
 # The op error-message tests are left out: with some toolchains an extension built with another
 # libstdc++ than torch's crashes while formatting a C++ exception message.
 step "${TESTS_LIMIT:-150}" "cuda tests" $py -m pytest -q -p no:cacheprovider tests/ops tests/attacks \
@@ -60,3 +82,7 @@ step "${EAGER_STEPS_LIMIT:-90}" "bench_attack, eager steps" $py benchmarks/bench
 step "${OPS_LIMIT:-60}" "bench_ops" $py benchmarks/bench_ops.py --device cuda --json "$out/bench_ops_cuda.json"
 step "${SPEED_LIMIT:-45}" "attack_speed_cuda" $py benchmarks/attack_speed_cuda.py --iterations 50 \
   --json "$out/attack_speed_cuda.json"
+if [ ${#grid_jobs[@]} -gt 0 ]; then
+  wait "${grid_jobs[@]}"
+  echo "== trained grid: done after $((SECONDS - start)) s (limit $GRID_LIMIT s per job)" | tee -a "$log"
+fi
