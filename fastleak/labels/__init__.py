@@ -6,7 +6,7 @@
 
 Methods (``METHODS``): idlg, yin, llg, bias, geng, geng_bias, geng_shift, ilrg, rlg, and auto,
 which runs iDLG for one sample, RLG for at most half as many samples as classes, and
-otherwise geng_bias when the final layer has a bias, geng without (``choose``).
+otherwise geng_shift when the final layer has a bias, geng without (``choose``).
 """
 from fastleak.labels import geng as _geng  # noqa: F401  (registers)
 from fastleak.labels import ilrg as _ilrg  # noqa: F401

@@ -16,26 +16,45 @@ from fastleak.labels.types import LabelConfig, LabelCounts
 log = logging.getLogger("fastleak.labels")
 
 
-def choose(num_samples: int, num_classes: int, has_bias: bool) -> tuple[str, str]:
-    """What ``method="auto"`` runs on a batch of ``num_samples``, and why.
+# Below this bias-gradient error mass the model is confident on the batch: the softmax statistics
+# of the count methods no longer describe it (benchmarks/RESULTS.md, trained-model grid: at B=4,
+# 0.49-0.99 on models at chance level, 0.00-0.37 on models with 84% held-out accuracy or more).
+CONFIDENT_ERROR_MASS = 0.45
+
+
+def error_mass(grad_b: torch.Tensor) -> torch.Tensor:
+    """½·‖Δb‖₁ per row of mean-reduction bias gradients [P, C]: the batch's mean softmax mass off
+    its labels (less what cancels between samples), near 1 for an untrained model and near 0 for
+    a model that is confident on the batch."""
+    return 0.5 * grad_b.double().abs().sum(1)
+
+
+def choose(num_samples: int, num_classes: int, mass: float | None) -> tuple[str, str]:
+    """What ``method="auto"`` runs on a batch of ``num_samples``, and why; ``mass`` is the
+    observation's ``error_mass`` (None without a shared final-layer bias).
 
     - one sample: ``idlg``, exact at any training round;
-    - at most half as many samples as classes: ``rlg``, whose label set rests on the signs of
-      p − y alone and so survives training (exact sets at B=4 of 10 classes on MNIST models
-      from round 0 to 20; benchmarks/RESULTS.md, trained-model grid); with more samples the
-      gradient's column space admits absent classes too;
-    - otherwise ``geng_bias`` with a (shared) final-layer bias, else ``geng``: the most accurate
-      counts over untrained and trained models, FedSGD and FedAvg together (``geng_shift`` is
-      better on untrained models only, and the observation does not say which a model is).
+    - at most half as many samples as classes, on a model confident on the batch (or without a
+      bias to tell): ``rlg``, whose label set rests on the signs of p − y alone and so survives
+      training; with more samples the gradient's column space admits absent classes too, and on
+      uncertain models the count methods are exact where RLG's set takes in absent classes
+      beside duplicates;
+    - otherwise ``geng_shift`` with a bias, else ``geng``: on the trained-model grid (LeNet and
+      ConvNet from round 0 to 100, FedSGD and FedAvg, B = 8 to 64) ``geng_shift`` had the highest
+      mean LnAcc of the count methods, 0.52 against 0.48 for ``geng_bias``, ahead in both the
+      early and the trained halves.
     """
     if num_samples == 1:
         return "idlg", "one sample: the sign of its label's logit gradient"
-    if num_samples <= num_classes // 2:
-        return "rlg", (f"{num_samples} samples <= half of {num_classes} classes: the label set from the "
-                       "gradient's column space")
-    method = "geng_bias" if has_bias else "geng"
-    return method, (f"{num_samples} samples > half of {num_classes} classes: counts from the "
-                    + ("final bias gradient" if has_bias else "final weight gradient (no shared bias)"))
+    small = num_samples <= num_classes // 2
+    if small and (mass is None or mass < CONFIDENT_ERROR_MASS):
+        why = "no shared bias" if mass is None else f"error mass < {CONFIDENT_ERROR_MASS}: a confident model"
+        return "rlg", f"B <= half of {num_classes} classes, {why}; the label set from the gradient's column space"
+    size = f"B <= half of {num_classes} classes" if small else f"B > half of {num_classes} classes"
+    if mass is not None:
+        why = f"error mass >= {CONFIDENT_ERROR_MASS}: an uncertain model" if small else "counts from the bias gradient"
+        return "geng_shift", f"{size}, {why}; dummies moved to the batch's mean feature"
+    return "geng", f"{size}; counts from the final weight gradient (no shared bias)"
 
 
 def _check_applicable(method: registry.Method, ev: Evidence, rows: list[int], sizes: list[int]) -> None:
@@ -106,11 +125,17 @@ def counts_many(observations: Sequence[Observation], model: nn.Module, method: s
         sizes[i] = int(ev.num_samples[row])
     chosen = [method] * n
     if method == "auto":
-        picks = [choose(sizes[i], ev.num_classes, ev.has_bias) for i in range(n)]
+        masses: list[float | None] = [None] * n
+        if ev.has_bias:
+            per_obs = combine_pairs(error_mass(ev.grad_b)[:, None], ev.obs_index, n, "mean")[:, 0]
+            masses = per_obs.tolist()
+        picks = [choose(sizes[i], ev.num_classes, masses[i]) for i in range(n)]
         chosen = [name for name, _ in picks]
         for name, reason in sorted(set(picks)):
-            log.info("labels: method 'auto' chose %s for %d observation(s): %s", name,
-                     sum(p == (name, reason) for p in picks), reason)
+            which = [i for i in range(n) if picks[i] == (name, reason)]
+            spread = ("" if masses[which[0]] is None else
+                      f" (error mass {min(masses[i] for i in which):.3f}-{max(masses[i] for i in which):.3f})")
+            log.info("labels: method 'auto' chose %s for %d observation(s): %s%s", name, len(which), reason, spread)
 
     estimates = torch.zeros(n, ev.num_classes, dtype=torch.float64, device=ev.grad_w.device)
     for name in sorted(set(chosen)):

@@ -154,7 +154,11 @@ def _attack_losses(device: str, lean: bool) -> torch.Tensor:
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 def test_attack_with_lean_convolutions_follows_the_plain_attack(device):
-    torch.testing.assert_close(_attack_losses(device, True), _attack_losses(device, False), rtol=1e-4, atol=1e-6)
+    # cuDNN picks other algorithms for the two backward formulations; their float32 rounding,
+    # carried through four Adam steps, moved one loss by 0.4% on an H200 (2026-12-04). A wrong
+    # double backward moves them by orders of magnitude more; the CPU twin stays tight.
+    rtol = 1e-4 if device == "cpu" else 2e-2
+    torch.testing.assert_close(_attack_losses(device, True), _attack_losses(device, False), rtol=rtol, atol=1e-6)
 
 
 def test_unrolled_fedavg_gradient_is_unchanged_by_lean_convolutions():

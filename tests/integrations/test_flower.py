@@ -127,7 +127,7 @@ def test_background_attack_writes_reconstructions_and_grid(simulation):
     for client in simulation.leakage["clients"]:
         assert np.isfinite(client["attack"]["loss"]) and client["attack"]["iterations"] == 4
         assert client["attack"]["labels"] == client["labels"]["recovered"]
-        assert client["attack"]["label_method"] == client["labels"]["method"] == "geng_bias"
+        assert client["attack"]["label_method"] == client["labels"]["method"] == "geng_shift"
         images = recs["clients"][client["cid"]]["images"]
         assert images.shape == (4, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
     assert simulation.leakage["attack"]["fedavg_mode"] == "pseudo"
@@ -310,7 +310,7 @@ def test_audits_run_in_the_background_and_close_waits_for_them(tmp_path):
     strategy.close()
     assert busy.result() is True
     leakage = json.loads((round_dir / "leakage.json").read_text())
-    assert all(c["labels"]["method"] == "geng_bias" for c in leakage["clients"])
+    assert all(c["labels"]["method"] == "geng_shift" for c in leakage["clients"])
     assert executor.submit(int, "3").result() == 3
     executor.shutdown()
     with pytest.raises(RuntimeError, match="closed"):

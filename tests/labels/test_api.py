@@ -74,10 +74,11 @@ def test_auto_names_its_choice(make_head, make_observation, caplog):
                        config=L.LabelConfig(dummies=torch.eye(3, dtype=torch.float64)))
         three = L.counts(make_observation(model, ROWS, BIAS, num_samples=3), model,
                          config=L.LabelConfig(dummies=torch.eye(3, dtype=torch.float64)))
-    assert (one.method, two.method, three.method, three.requested) == ("idlg", "rlg", "geng_bias", "auto")
-    for chosen in ("idlg", "rlg", "geng_bias"):
+    assert (one.method, two.method, three.method, three.requested) == ("idlg", "rlg", "geng_shift", "auto")
+    for chosen in ("idlg", "rlg", "geng_shift"):
         assert f"auto' chose {chosen}" in caplog.text
-    assert L.choose(3, 4, has_bias=False)[0] == "geng"
+    assert [L.choose(b, 10, mass)[0] for b, mass in ((4, 0.1), (4, None), (4, 0.9), (6, 0.1), (6, None))] == [
+        "rlg", "rlg", "geng_shift", "geng_shift", "geng"]
 
 
 def test_rounded_counts_always_sum_to_the_batch_size(make_head, make_observation):
