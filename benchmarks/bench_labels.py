@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--protocols", default="fedsgd,fedavg1,fedavg4,fedavg16")
     p.add_argument("--methods", default="idlg,yin,llg,bias,geng,geng_bias,geng_shift,ilrg,rlg,auto")
     p.add_argument("--grid", action="store_true", help="the trained-model grid of trained_grid.py (its states, "
-                   "batches, patterns and protocols; --models picks among its models)")
+                   "batches, patterns and protocols; options given as well override them)")
     p.add_argument("--population", action="store_true", help="also score the population oracle: geng_bias with "
                    "dummies from the victim's own distribution (on with --grid)")
     p.add_argument("--trials", type=int, default=5)
@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
             classes = D.info(dataset).num_classes
             config = label_config(a.dummies, dataset, a.num_dummies)
             population = population_config(dataset) if a.population else None
-            for state in (GRID.states(name) if a.grid else a.states.split(",")):
+            grid_states = a.grid and "--states" not in argv
+            for state in (GRID.states(name) if grid_states else a.states.split(",")):
                 model, info = state_model(name, dataset, state, a.seed, a.convnet_width)
                 if info is not None:
                     report["trained"][f"{name}/{state}"] = info

@@ -18,6 +18,7 @@ Both benchmarks read GRID; they take their usual options after it (e.g. ``--tria
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -65,13 +66,52 @@ def build_states(grid: Grid = GRID) -> dict[str, dict]:
     return infos
 
 
+def label_summary(reports: list[dict]) -> str:
+    """One markdown row per (model, state, protocol): per cell, LnAcc of ``auto`` / of the best
+    single method (its name) / of the population oracle, from bench_labels JSON reports."""
+    cells = [c for r in reports for c in r["cells"]]
+    columns = sorted({(c["batch"], c["pattern"]) for c in cells})
+    accuracy = {s: r.get("trained", {}).get(s, {}).get("test_accuracy") for r in reports for s in r.get("trained", {})}
+    lines = ["| model | round (held-out acc.) | protocol | " + " | ".join(f"B={b} {p}" for b, p in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    rows: dict[tuple, dict] = {}
+    for c in cells:
+        rows.setdefault((c["model"], int(c["state"][5:]), c["protocol"]), {})[(c["batch"], c["pattern"])] = c["result"]
+    order = {name: i for i, name in enumerate(GRID.models + GRID.protocols)}
+    for (model, rnd, protocol), by_cell in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1],
+                                                                              order.get(kv[0][2], 99))):
+        entries = []
+        for col in columns:
+            res = by_cell.get(col)
+            if res is None:
+                entries.append("")
+                continue
+            best_name, best = max(((m, v["LnAcc"]) for m, v in res.items() if m not in ("auto", "population")),
+                                  key=lambda kv: kv[1])
+            floor = f" / {res['population']['LnAcc']:.2f}" if "population" in res else ""
+            entries.append(f"{res['auto']['LnAcc']:.2f} / {best:.2f} {best_name}{floor}")
+        acc = accuracy.get(f"{model}/round{rnd}")
+        lines.append(f"| {model} | {rnd} ({acc:.1%}) | {protocol} | " + " | ".join(entries) + " |"
+                     if acc is not None else f"| {model} | {rnd} | {protocol} | " + " | ".join(entries) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=("states", "labels", "images", "all"), default="all")
+    p.add_argument("--part", choices=("states", "labels", "images", "all", "summary"), default="all",
+                   help="summary: print the label table of the JSON reports given with --reports")
+    p.add_argument("--reports", nargs="*", default=[], help="bench_labels JSON reports for --part summary")
     p.add_argument("--quick", action="store_true", help="one trial per label cell, 50 attack iterations")
     p.add_argument("--out", default=os.path.join("runs", "grid"), help="folder for the JSON and markdown reports")
     p.add_argument("--device", default="cpu", help="device of the image attacks")
     a = p.parse_args(argv)
+    if a.part == "summary":
+        reports = []
+        for path in a.reports:
+            with open(path) as f:
+                reports.append(json.load(f))
+        print(label_summary(reports), end="")
+        return 0
     os.makedirs(a.out, exist_ok=True)
     t0 = time.time()
     build_states()
