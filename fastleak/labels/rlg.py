@@ -14,6 +14,7 @@ import torch
 from scipy.optimize import linprog
 
 from fastleak.labels.evidence import Evidence
+from fastleak.labels.geng import geng, geng_bias
 from fastleak.labels.registry import register
 from fastleak.labels.types import LabelConfig
 
@@ -74,8 +75,6 @@ def rlg(ev: Evidence, config: LabelConfig) -> torch.Tensor:
     Exact whenever the labels are distinct and the set is found; with duplicates, the set still
     fixes which classes may take the extra samples.
     """
-    from fastleak.labels.geng import geng, geng_bias
-
     estimates = (geng_bias if ev.has_bias else geng)(ev, config)
     present = torch.stack([label_set(ev.grad_w[row], int(ev.num_samples[row])) for row in range(ev.num_rows)])
     return fill_counts(present.to(estimates.device), estimates, ev.num_samples.to(estimates.device))
