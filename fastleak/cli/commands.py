@@ -167,17 +167,18 @@ class _Progress:
             self.bar.close()
 
 
-def _execute(spec, run_dir: Path) -> int:
+def _execute(spec, run_dir: Path, created: bool = True) -> int:
     from fastleak.attacks.presets import PRESETS
     from fastleak.experiments import run
     from fastleak.reports import write_outcome
-    from fastleak.reports.rundir import write_config
+    from fastleak.reports.rundir import removed_if_it_fails_empty, write_config
 
     write_config(run_dir, spec.as_dict())
-    total = spec.iterations or PRESETS.get(spec.preset).replace(**spec.attack_options).iterations
-    progress = _Progress(total, f"{spec.preset} on {spec.model}/{spec.dataset}")
+    progress = _Progress(0, f"{spec.preset} on {spec.model}/{spec.dataset}")
     try:
-        outcome = run(spec, callback=progress, checkpoint=run_dir / "checkpoint.pt")
+        with removed_if_it_fails_empty(run_dir, created):
+            progress.total = spec.iterations or PRESETS.get(spec.preset).replace(**spec.attack_options).iterations
+            outcome = run(spec, callback=progress, checkpoint=run_dir / "checkpoint.pt")
     except KeyboardInterrupt:
         progress.close()
         print(f"\ninterrupted; checkpoint saved in {run_dir}\n  resume with: fastleak attack --resume {run_dir}",
@@ -259,7 +260,7 @@ def attack_command(args: argparse.Namespace) -> int:
         if not config.exists():
             raise CliError(f"{run_dir} holds no config.json", "pass a run directory written by 'fastleak attack'")
         base = json.loads(config.read_text())["spec"]
-        return _execute(_spec_from_args(args, base), run_dir)
+        return _execute(_spec_from_args(args, base), run_dir, created=False)
     base = _read_toml(args.config) if args.config else {}
     return _execute(_spec_from_args(args, base), new_run_dir(args.out))
 
@@ -403,6 +404,8 @@ def load_user_model(model: str, state_dict: str | None, num_classes: int | None,
 
     if ":" in model:
         module_name, _, cls_name = model.partition(":")
+        if os.getcwd() not in sys.path:  # as `python -m` would: the user's package beside them
+            sys.path.insert(0, os.getcwd())
         try:
             cls = getattr(importlib.import_module(module_name), cls_name)
         except (ImportError, AttributeError) as exc:
@@ -455,15 +458,16 @@ def _configure_audit(p: argparse.ArgumentParser) -> None:
 def audit(args: argparse.Namespace) -> int:
     from fastleak.attacks import attack
     from fastleak.reports import loss_plot, new_run_dir, reconstruction_grid
-    from fastleak.reports.rundir import write_json
+    from fastleak.reports.rundir import removed_if_it_fails_empty, write_json
 
     obs, net = _load_observation(args.observation, args.model, args.state_dict, args.num_classes)
     run_dir = new_run_dir(args.out)
     progress = _Progress(args.iterations or 0, f"audit {Path(args.observation).name}")
     try:
-        res = attack(obs, net, args.preset, labels=args.attack_labels, restarts=args.restarts,
-                     iterations=args.iterations, seed=args.seed, callback=progress,
-                     checkpoint=run_dir / "checkpoint.pt", **_pairs(args.option, "--option"))
+        with removed_if_it_fails_empty(run_dir, created=True):
+            res = attack(obs, net, args.preset, labels=args.attack_labels, restarts=args.restarts,
+                         iterations=args.iterations, seed=args.seed, callback=progress,
+                         checkpoint=run_dir / "checkpoint.pt", **_pairs(args.option, "--option"))
     finally:
         progress.close()
     write_json(run_dir / "config.json", {"observation": os.path.abspath(args.observation), "model": args.model,

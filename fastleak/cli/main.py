@@ -28,6 +28,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_device(device: str | None) -> None:
+    """A CUDA device asked for where torch cannot give one is a one-line error, not a traceback."""
+    if not device or not str(device).startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        why = "is a CPU-only build" if torch.version.cuda is None else "sees no CUDA device"
+        raise CliError(f"--device {device}: this torch ({torch.__version__}) {why}",
+                       "leave out --device to run on the CPU, or install a CUDA build of torch and rebuild "
+                       "fastleak (README, 'GPU build')")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -38,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_device(getattr(args, "device", None))
         return handler(args)
     except CliError as exc:
         print(f"fastleak: error: {exc.message}\n  fix: {exc.fix}", file=sys.stderr)

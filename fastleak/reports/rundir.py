@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -44,6 +46,19 @@ def new_run_dir(root: str | os.PathLike = "runs") -> Path:
     path = fresh_run_path(root)
     path.mkdir(parents=True)
     return path
+
+
+@contextmanager
+def removed_if_it_fails_empty(run_dir: Path, created: bool) -> Iterator[Path]:
+    """Remove ``run_dir`` when the run inside fails (Ctrl-C excepted) while the folder holds
+    nothing but its config.json and was ``created`` for this run: a mistyped option leaves no
+    folder behind, and a checkpoint or a result is never removed."""
+    try:
+        yield run_dir
+    except Exception:
+        if created and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {"config.json"}:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -69,6 +69,23 @@ def test_labels_on_a_saved_observation_prints_the_count_table(saved_observation)
         assert any(line.split()[0] == str(label) for line in proc.stdout.splitlines()[2:])
 
 
+CONSOLE_SCRIPT = Path(sys.executable).parent / "fastleak"
+
+
+@pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason="the fastleak console script is not installed")
+def test_the_console_script_imports_a_users_model_class_from_the_current_directory(saved_observation):
+    tmp_path, y = saved_observation
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "nets.py").write_text((ROOT / "tests" / "cli" / "user_models.py").read_text())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(CONSOLE_SCRIPT), "labels", "--observation", "client.obs", "--model-class",
+                           "mypkg.nets:TinyNet", "--state-dict", "net.pt", "--method", "ilrg"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "method: ilrg" in proc.stdout
+
+
 def test_audit_attacks_a_saved_observation_with_a_user_model(saved_observation):
     tmp_path, y = saved_observation
     proc = fastleak("audit", "client.obs", "--model", "tests.cli.user_models:TinyNet", "--state-dict", "net.pt",
@@ -112,14 +129,26 @@ def test_interrupted_attack_resumes_from_its_checkpoint(tmp_path):
     (["attack", "--config", "missing.toml"], "config file 'missing.toml' does not exist"),
     (["audit", "missing.obs", "--model", "lenet"], "observation file 'missing.obs' does not exist"),
     (["attack", "--batch", "0"], "batch must be a positive integer"),
+    (["attack", "--model", "lenet", "--batch", "1", "--dataset", "nosuch"], "unknown dataset 'nosuch'"),
     (["attack", "--defense-param", "sigma"], "--defense-param expects KEY=VALUE"),
     (["attack", "--model", "lenet", "--batch", "1", "--option", "lean_conv=maybe"],
      "attack option lean_conv must be bool, got 'maybe'"),
 ])
 def test_bad_inputs_give_one_line_and_a_fix(tmp_path, args, message):
-    proc = fastleak(*args, cwd=tmp_path)
+    proc = fastleak(*args, "--out", "runs", cwd=tmp_path) if args[0] == "attack" else fastleak(*args, cwd=tmp_path)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert lines[0].startswith("fastleak: error: ") and message in lines[0], proc.stderr
     assert lines[1].strip().startswith("fix:")
     assert "Traceback" not in proc.stderr
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(runs.iterdir()), "a failed run left its folder behind"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this torch has a CUDA device")
+def test_cuda_asked_for_on_a_torch_without_it_is_one_line(tmp_path):
+    proc = fastleak("attack", "--model", "lenet", "--batch", "1", "--device", "cuda", "--out", "runs", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("fastleak: error: --device cuda: this torch (") and lines[1].strip().startswith("fix:")
+    assert not (tmp_path / "runs").exists()
