@@ -156,9 +156,10 @@ class _Progress:
     def __call__(self, step: int, losses: torch.Tensor) -> None:
         from tqdm import tqdm
 
-        if self.bar is None:
-            self.bar = tqdm(total=self.total or None, desc=self.desc, unit="it", dynamic_ncols=True)
-        self.bar.update(step - self.last)
+        if self.bar is None:  # starting at the first report, the rate counts only steps timed by the bar
+            self.bar = tqdm(total=self.total or None, desc=self.desc, unit="it", dynamic_ncols=True, initial=step)
+        else:
+            self.bar.update(step - self.last)
         self.last = step
         self.bar.set_postfix(loss=f"{float(losses.min()):.4g}")
 
@@ -531,7 +532,7 @@ def labels_command(args: argparse.Namespace) -> int:
 
 def _configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default="ops", help="ops, labels or attack")
-    p.add_argument("--json", default=None, help="where to save the results (default benchmarks/<suite>.json)")
+    p.add_argument("--json", default=None, help="where to save the results (default runs/bench/<suite>.json)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="further options for the benchmark script")
 
 
@@ -543,9 +544,13 @@ def bench(args: argparse.Namespace) -> int:
     if not script.exists():
         raise CliError(f"benchmark script {script} not found",
                        "run from a source checkout of fastleak (benchmarks/ is not installed with the package)")
-    out = args.json or str(root / f"{args.suite}.json")
+    out = Path(args.json or Path("runs") / "bench" / f"{args.suite}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     rest = [a for a in args.rest if a != "--"]
-    return subprocess.call([sys.executable, str(script), "--json", out, *rest])
+    code = subprocess.call([sys.executable, str(script), "--json", str(out), *rest])
+    if code == 0:
+        print(f"results: {out}")
+    return code
 
 
 # ----------------------------------------------------------------------------- sweep

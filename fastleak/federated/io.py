@@ -131,7 +131,8 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, map_location: 
     except FileNotFoundError:
         raise
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable {FORMAT} file (truncated or corrupt?): {exc}") from None
+        raise ValueError(f"{path}: not a readable {FORMAT} file (truncated or corrupt: torch.load raised "
+                         f"{type(exc).__name__})") from None
     _require(isinstance(payload, dict) and payload.get("format") == FORMAT, path,
              f"the 'format' field is not {FORMAT!r}")
     version = payload.get("version")

@@ -221,6 +221,8 @@ def default_report_dir(results_path: str | os.PathLike) -> Path:
 def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> ReportFiles:
     """Write ``summary.md``, ``psnr_by_setting.png`` and ``psnr_vs_<setting>.png`` for every
     numeric varied setting into ``out_dir`` (default ``<results stem>_report`` beside it)."""
+    if not Path(results_path).exists():
+        raise ValueError(f"results file {os.fspath(results_path)!r} does not exist")
     results = read_results(results_path)
     if not results:
         raise ValueError(f"results file {os.fspath(results_path)!r} holds no job records")

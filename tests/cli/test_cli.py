@@ -152,3 +152,13 @@ def test_cuda_asked_for_on_a_torch_without_it_is_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert lines[0].startswith("fastleak: error: --device cuda: this torch (") and lines[1].strip().startswith("fix:")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_corrupt_observation_is_one_line(tmp_path):
+    (tmp_path / "bad.obs").write_bytes(b"not an observation at all")
+    proc = fastleak("audit", "bad.obs", "--model", "lenet", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[1].strip().startswith("fix:")
+    assert lines[0].startswith("fastleak: error: bad.obs: not a readable fastleak.observation file (truncated or "
+                               "corrupt: torch.load raised ")

@@ -120,7 +120,7 @@ def test_failed_jobs_exit_1_and_are_kept(tmp_path):
     (("s.toml",), "[grid]\nmodle = ['lenet']\n", "unknown experiment option(s) ['modle']"),
     (("s.toml",), "model = 'lenet'\n", "unknown top-level key(s) ['model']"),
     (("missing.toml",), None, "sweep file 'missing.toml' does not exist"),
-    (("--report", "missing.jsonl"), None, "holds no job records"),
+    (("--report", "missing.jsonl"), None, "results file 'missing.jsonl' does not exist"),
     (("s.toml", "--backend", "dask"), "", "unknown sweep backend 'dask'"),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, args, text, message):
