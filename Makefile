@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_ops.py --json benchmarks/bench_ops.json
+	$(PY) -m fastleak bench --suite ops
 
 clean:
 	rm -rf build *.egg-info fastleak/_C*.so
