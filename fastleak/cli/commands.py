@@ -6,6 +6,7 @@ import ast
 import importlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -450,6 +451,22 @@ def _configure_audit(p: argparse.ArgumentParser) -> None:
     p.add_argument("--option", action="append", metavar="KEY=VALUE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue an interrupted audit from the checkpoint in its run directory")
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` less ``name VALUE`` and ``name=VALUE``."""
+    out, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith(name + "="):
+            skip = False
+            continue
+        if arg == name:
+            skip = True
+            continue
+        out.append(arg)
+    return out
 
 
 @command("audit", "Attack an observation captured from a real FL system (saved with fastleak.federated.save).",
@@ -458,17 +475,30 @@ def _configure_audit(p: argparse.ArgumentParser) -> None:
          _configure_audit)
 def audit(args: argparse.Namespace) -> int:
     from fastleak.attacks import attack
-    from fastleak.reports import loss_plot, new_run_dir, reconstruction_grid
+    from fastleak.attacks.presets import PRESETS
+    from fastleak.reports import image_rows, loss_plot, new_run_dir
     from fastleak.reports.rundir import removed_if_it_fails_empty, write_json
 
     obs, net = _load_observation(args.observation, args.model, args.state_dict, args.num_classes)
-    run_dir = new_run_dir(args.out)
-    progress = _Progress(args.iterations or 0, f"audit {Path(args.observation).name}")
+    options = _pairs(args.option, "--option")
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "checkpoint.pt").exists():
+            raise CliError(f"{run_dir} holds no checkpoint.pt", "pass the run directory an interrupted audit printed")
+    else:
+        run_dir = new_run_dir(args.out)
+    progress = _Progress(0, f"audit {Path(args.observation).name}")
     try:
-        with removed_if_it_fails_empty(run_dir, created=True):
+        with removed_if_it_fails_empty(run_dir, created=not args.resume):
+            progress.total = args.iterations or PRESETS.get(args.preset).replace(**options).iterations
             res = attack(obs, net, args.preset, labels=args.attack_labels, restarts=args.restarts,
                          iterations=args.iterations, seed=args.seed, callback=progress,
-                         checkpoint=run_dir / "checkpoint.pt", **_pairs(args.option, "--option"))
+                         checkpoint=run_dir / "checkpoint.pt", **options)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"\ninterrupted; checkpoint saved in {run_dir}\n  resume with: fastleak "
+              f"{shlex.join(_without_option(args.argv, '--resume'))} --resume {run_dir}", file=sys.stderr)
+        return 130
     finally:
         progress.close()
     write_json(run_dir / "config.json", {"observation": os.path.abspath(args.observation), "model": args.model,
@@ -478,7 +508,7 @@ def audit(args: argparse.Namespace) -> int:
     write_json(run_dir / "metrics.json", {"restart_losses": res.restart_losses.tolist(), "wall_time_s": res.wall_time,
                                           "iterations": res.iterations, "best_restart": res.best_restart})
     torch.save(res.images, run_dir / "reconstruction.pt")
-    reconstruction_grid(res.images, res.images, [f"label {c}" for c in res.labels.tolist()], run_dir / "grid.png")
+    image_rows([res.images.cpu()], [[f"label {c}" for c in res.labels.tolist()]], run_dir / "grid.png")
     loss_plot(res.history_steps, res.history, run_dir / "loss.png", title="audit: objective per restart")
     print(f"recovered labels {sorted(res.labels.tolist())} [{res.label_method}]; best restart loss "
           f"{float(res.restart_losses.min()):.4g}\noutputs: {run_dir}")

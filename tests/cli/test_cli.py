@@ -123,6 +123,28 @@ def test_interrupted_attack_resumes_from_its_checkpoint(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["iterations"] == 150
 
 
+def test_interrupted_audit_prints_its_resume_command_and_resumes(saved_observation):
+    tmp_path, y = saved_observation
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["audit", "client.obs", "--model", "tests.cli.user_models:TinyNet", "--state-dict", "net.pt",
+            "--iterations", "400", "--restarts", "1", "--option", "checkpoint_every=2", "--out", "runs"]
+    proc = subprocess.Popen([sys.executable, "-m", "fastleak", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "runs").glob("*/checkpoint.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    run = _only_run_dir(tmp_path / "runs")
+    command = err.strip().splitlines()[-1].strip()
+    assert command == "resume with: fastleak " + " ".join(args) + f" --resume runs/{run.name}"
+    resumed = fastleak(*command.removeprefix("resume with: fastleak ").split(), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "metrics.json").read_text())["iterations"] == 400
+    assert json.loads((run / "labels.json").read_text())["recovered"] == sorted(y.tolist())
+
+
 @pytest.mark.parametrize("args, message", [
     (["attack", "--model", "nosuchnet"], "unknown model 'nosuchnet'"),
     (["attack", "--preset", "nope", "--model", "lenet", "--batch", "1"], "unknown attack preset 'nope'"),
