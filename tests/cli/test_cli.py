@@ -127,7 +127,7 @@ def test_interrupted_audit_prints_its_resume_command_and_resumes(saved_observati
     tmp_path, y = saved_observation
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = ["audit", "client.obs", "--model", "tests.cli.user_models:TinyNet", "--state-dict", "net.pt",
-            "--iterations", "400", "--restarts", "1", "--option", "checkpoint_every=2", "--out", "runs"]
+            "--iterations", "600", "--restarts", "1", "--option", "checkpoint_every=2", "--out", "runs"]
     proc = subprocess.Popen([sys.executable, "-m", "fastleak", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     deadline = time.time() + 300
@@ -141,7 +141,7 @@ def test_interrupted_audit_prints_its_resume_command_and_resumes(saved_observati
     assert command == "resume with: fastleak " + " ".join(args) + f" --resume runs/{run.name}"
     resumed = fastleak(*command.removeprefix("resume with: fastleak ").split(), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((run / "metrics.json").read_text())["iterations"] == 400
+    assert json.loads((run / "metrics.json").read_text())["iterations"] == 600
     assert json.loads((run / "labels.json").read_text())["recovered"] == sorted(y.tolist())
 
 
