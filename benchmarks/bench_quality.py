@@ -268,12 +268,11 @@ def case_g(s: argparse.Namespace) -> dict[str, Any]:
                                        "presets": s.g_presets, "models": s.g_models}, "trained": {}, "targets": {}}
     states: dict[str, list] = {}
     for name in s.g_models:
-        width = GRID.convnet_width if name == "convnet" else None
         states[name] = []
-        for state in GRID.states(name):
-            model, info = trained_model(name, int(state[5:]), width=width)
-            out["trained"][f"{name}/{state}"] = info
-            states[name].append((state, model.to(s.device).train(GRID.bn == "train")))
+        for r in GRID.round_numbers(name):
+            model, info = GRID.trained(name, r)
+            out["trained"][f"{name}/round{r}"] = info
+            states[name].append((f"round{r}", model.to(s.device).train(GRID.bn == "train")))
     for b in s.g_batches:
         x, y = data.load("mnist", b, seed=DATA_SEED, labels="random", split="test")
         x, y = x.to(s.device), y.to(s.device)

@@ -30,7 +30,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_labels import population_config, score  # noqa: E402
 from environment import environment  # noqa: E402
 from trained_grid import GRID  # noqa: E402
-from trained_states import trained_model  # noqa: E402
 
 import fastleak.data as D  # noqa: E402
 import fastleak.labels as L  # noqa: E402
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     population = population_config("mnist")
     report = {**environment(a.device), "args": vars(a), "rounds": {}}
     for r in [int(t) for t in a.rounds.split(",")]:
-        model, info = trained_model(a.model, r, width=GRID.convnet_width if a.model == "convnet" else None)
+        model, info = GRID.trained(a.model, r)
         model = model.to(a.device).train(GRID.bn == "train")
         found: dict[str, list[L.LabelCounts]] = {}
         truths = []

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from torch import nn  # noqa: E402
 from trained_states import FINAL_ROUND, rounds_of, trained_model  # noqa: E402
 
 
@@ -41,8 +42,15 @@ class Grid:
     image_batches: tuple[int, ...] = (1, 4, 8)
     image_presets: tuple[str, ...] = ("inverting", "gradinversion", "geng")
 
+    def round_numbers(self, model: str) -> list[int]:
+        return rounds_of(model, list(self.rounds))
+
     def states(self, model: str) -> list[str]:
-        return [f"round{r}" for r in rounds_of(model, list(self.rounds))]
+        return [f"round{r}" for r in self.round_numbers(model)]
+
+    def trained(self, model: str, round_number: int) -> tuple[nn.Module, dict]:
+        """The grid's ``model`` after ``round_number`` rounds (trained_states.trained_model), eval mode."""
+        return trained_model(model, round_number, width=self.convnet_width if model == "convnet" else None)
 
     def label_args(self) -> list[str]:
         """bench_labels.py options for the grid's label part (one model at a time: their rounds differ)."""
@@ -58,8 +66,8 @@ def build_states(grid: Grid = GRID) -> dict[str, dict]:
     """Train (or load from the cache) every state of the grid; their held-out accuracy and training cost."""
     infos = {}
     for model in grid.models:
-        for r in rounds_of(model, list(grid.rounds)):
-            _, info = trained_model(model, r, width=grid.convnet_width if model == "convnet" else None)
+        for r in grid.round_numbers(model):
+            _, info = grid.trained(model, r)
             infos[f"{model}/round{r}"] = info
             print(f"{model} round {r}{' (final)' if r == FINAL_ROUND[model] else ''}: held-out accuracy "
                   f"{info['test_accuracy']:.3f}", flush=True)
@@ -71,7 +79,7 @@ def label_summary(reports: list[dict]) -> str:
     single method (its name) / of the population oracle, from bench_labels JSON reports."""
     cells = [c for r in reports for c in r["cells"]]
     columns = sorted({(c["batch"], c["pattern"]) for c in cells})
-    accuracy = {s: r.get("trained", {}).get(s, {}).get("test_accuracy") for r in reports for s in r.get("trained", {})}
+    accuracy = {state: info["test_accuracy"] for r in reports for state, info in r.get("trained", {}).items()}
     lines = ["| model | round (held-out acc.) | protocol | " + " | ".join(f"B={b} {p}" for b, p in columns) + " |",
              "|---|---|---|" + "---|" * len(columns)]
     rows: dict[tuple, dict] = {}
@@ -91,8 +99,8 @@ def label_summary(reports: list[dict]) -> str:
             floor = f" / {res['population']['LnAcc']:.2f}" if "population" in res else ""
             entries.append(f"{res['auto']['LnAcc']:.2f} / {best:.2f} {best_name}{floor}")
         acc = accuracy.get(f"{model}/round{rnd}")
-        lines.append(f"| {model} | {rnd} ({acc:.1%}) | {protocol} | " + " | ".join(entries) + " |"
-                     if acc is not None else f"| {model} | {rnd} | {protocol} | " + " | ".join(entries) + " |")
+        state = f"{rnd} ({acc:.1%})" if acc is not None else str(rnd)
+        lines.append(f"| {model} | {state} | {protocol} | " + " | ".join(entries) + " |")
     return "\n".join(lines) + "\n"
 
 
