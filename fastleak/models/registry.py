@@ -1,6 +1,7 @@
 """The model registry and ``build``: deterministic construction of the registered networks."""
 from __future__ import annotations
 
+import importlib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -44,31 +45,53 @@ def spec_of(model: nn.Module) -> ModelSpec | None:
     return spec if isinstance(spec, ModelSpec) else None
 
 
-def build(name: str, num_classes: int, in_shape: tuple[int, ...] = (3, 32, 32), seed: int = 0,
-          **kw: Any) -> nn.Module:
-    """Build registered model ``name`` for inputs ``[n, *in_shape]`` and ``num_classes`` outputs.
+def user_class(path: str) -> type[nn.Module]:
+    """The ``nn.Module`` subclass named by ``"package.module:Class"``, imported from ``sys.path``."""
+    module_name, _, class_name = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import model class {path!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"{path!r} is not a torch.nn.Module subclass")
+    return cls
 
-    Initialisation is deterministic given ``seed`` and leaves the global torch RNG untouched.
-    The model is returned on the CPU in train mode, with ``model.fastleak_spec`` (a ``ModelSpec``)
-    set. Every registered model ends in an ``nn.Linear`` classifier; ``bias=False`` removes its
-    bias. Other keyword options depend on the model (see each factory's docstring).
-    """
-    factory = MODELS.get(name)
+
+def _check_size(num_classes: Any, in_shape: Any) -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     if (not isinstance(in_shape, (tuple, list)) or not in_shape
             or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in in_shape)):
         raise ValueError(f"in_shape must be a tuple of positive ints such as (3, 32, 32), got {in_shape!r}")
+
+
+def build(name: str, num_classes: int | None, in_shape: tuple[int, ...] | None = (3, 32, 32), seed: int = 0,
+          **kw: Any) -> nn.Module:
+    """Build model ``name`` for inputs ``[n, *in_shape]`` and ``num_classes`` outputs.
+
+    ``name`` is a registered model or ``"package.module:Class"``, a user's ``nn.Module`` class;
+    such a class receives ``num_classes`` and ``in_shape`` only if its constructor takes them.
+    Initialisation is deterministic given ``seed`` and leaves the global torch RNG untouched.
+    The model is returned on the CPU in train mode, with ``model.fastleak_spec`` (a ``ModelSpec``)
+    set. Every registered model ends in an ``nn.Linear`` classifier; ``bias=False`` removes its
+    bias. Other keyword options depend on the model (see each factory's docstring).
+    """
+    factory: Callable[..., nn.Module] = user_class(name) if ":" in name else MODELS.get(name)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
-    accepted = [p for p in inspect.signature(factory).parameters if p not in ("num_classes", "in_shape")]
+    params = inspect.signature(factory).parameters
+    sizes = {k: v for k, v in (("num_classes", num_classes), ("in_shape", in_shape)) if k in params}
+    if sizes:
+        _check_size(num_classes, in_shape)
+        sizes = {k: tuple(v) if k == "in_shape" else v for k, v in sizes.items()}
+    accepted = [p for p in params if p not in ("num_classes", "in_shape")]
     unknown = sorted(set(kw) - set(accepted))
-    if unknown:
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         raise TypeError(f"model {name!r} does not accept option(s) {', '.join(unknown)}; "
                         f"accepted options: {', '.join(accepted) or 'none'}")
-    in_shape = tuple(in_shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = factory(num_classes=num_classes, in_shape=in_shape, **kw)
-    model.fastleak_spec = ModelSpec(name, num_classes, in_shape, seed, tuple(sorted(kw.items())))
+        model = factory(**sizes, **kw)
+    model.fastleak_spec = ModelSpec(name, num_classes, tuple(in_shape) if in_shape else None, seed,
+                                    tuple(sorted(kw.items())))
     return model

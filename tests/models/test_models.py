@@ -139,3 +139,43 @@ def test_bad_arguments():
         M.build("convnet", 10, in_shape=(3, 4, 4), width=2)
     with pytest.raises(ValueError, match="unknown activation"):
         M.build("mlp", 10, act="gelu")
+
+
+class SizedNet(nn.Module):
+    """A user's class that takes the sizes build passes and one option of its own."""
+
+    def __init__(self, num_classes: int, in_shape: tuple[int, ...], hidden: int = 8) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(int(torch.tensor(in_shape).prod()), hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+class NotAModel:
+    pass
+
+
+def test_build_imports_a_users_class_by_module_and_name():
+    net = M.build(f"{__name__}:SizedNet", 7, in_shape=(1, 4, 4), seed=3, hidden=5)
+    assert isinstance(net, SizedNet) and net.head.out_features == 7 and net.head.in_features == 5
+    again = M.build(f"{__name__}:SizedNet", 7, in_shape=(1, 4, 4), seed=3, hidden=5)
+    assert torch.equal(net.head.weight, again.head.weight)
+    assert M.spec_of(net).name == f"{__name__}:SizedNet"
+    assert M.build("tests.cli.user_models:TinyNet", None, None).head.out_features == 10  # takes no sizes
+
+
+@pytest.mark.parametrize("name, error, message", [
+    ("nothere.mod:Net", ValueError, "cannot import model class 'nothere.mod:Net'"),
+    (f"{__name__}:Missing", ValueError, "has no attribute 'Missing'"),
+    (f"{__name__}:NotAModel", ValueError, "is not a torch.nn.Module subclass"),
+])
+def test_build_names_a_user_class_that_cannot_be_used(name, error, message):
+    with pytest.raises(error, match=message):
+        M.build(name, 10)
+
+
+def test_build_rejects_options_a_users_class_does_not_take():
+    with pytest.raises(TypeError, match="does not accept option\\(s\\) width; accepted options: hidden"):
+        M.build(f"{__name__}:SizedNet", 10, in_shape=(1, 4, 4), width=3)
