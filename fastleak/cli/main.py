@@ -2,17 +2,30 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 
-from fastleak.cli import commands
+from fastleak.cli import threads
 from fastleak.cli.errors import CliError
-from fastleak.data.errors import DatasetError
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and shows every option's default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or any(action.default is v for v in (None, False,
+                                                                                                 argparse.SUPPRESS)):
+            return text
+        return text + " (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fastleak.cli import commands
+
     parser = argparse.ArgumentParser(
-        prog="fastleak", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="fastleak", formatter_class=HelpFormatter,
         description="Fast gradient-inversion attacks on federated learning.",
         epilog="examples:\n  fastleak demo\n  fastleak attack --model lenet --preset dlg --batch 1\n"
                "  fastleak labels --batch 32 --labels repeat:4\n"
@@ -22,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in commands.COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.help, epilog=command.examples,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=HelpFormatter)
         command.configure(p)
+        p.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch CPU threads (default: one per core, idle threads sleeping so that other work "
+                            "on the machine does not stall the run)")
         p.set_defaults(handler=command.run)
     return parser
 
@@ -42,6 +58,9 @@ def _check_device(device: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    policy = threads.set_wait_policy()  # before anything imports torch
+    if os.getcwd() not in sys.path:  # as `python -m` does: MODULE:CLASS models resolve from here
+        sys.path.insert(0, os.getcwd())
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
@@ -52,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    from fastleak.data.errors import DatasetError
+
     try:
+        threads.set_threads(args.threads)
+        args.thread_policy = threads.describe(policy)
         _check_device(getattr(args, "device", None))
         return handler(args)
     except CliError as exc:
