@@ -14,8 +14,9 @@ setup: $(STAMP)
 $(STAMP): $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel ninja
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q "$(TORCH_SPEC)" numpy  # the build imports both
 	$(PY) -m pip install -q --no-build-isolation -e ".[test,ray,flower]"
+	$(PY) -c "import fastleak._ext as ext; print(ext.describe())"
 	touch $(STAMP)
 
 demo: $(STAMP)

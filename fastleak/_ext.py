@@ -35,3 +35,13 @@ def has_cuda_kernels() -> bool:
         return False
     names = [n for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastleak::")]
     return bool(names) and all(torch._C._dispatch_has_kernel_for_dispatch_key(n, "CUDA") for n in names)
+
+
+def describe() -> str:
+    """One line: the torch the library runs on and which compiled kernels it registered."""
+    if not LOADED:
+        return f"fastleak: torch {torch.__version__}; compiled ops NOT loaded ({LOAD_ERROR}), using the references"
+    ops = sorted({n.split("::")[1].split(".")[0] for n in torch._C._dispatch_get_all_op_names()
+                  if n.startswith("fastleak::")})
+    return (f"fastleak: torch {torch.__version__}; compiled ops {', '.join(ops)}; CPU kernels with OpenMP; "
+            f"CUDA kernels {'ON' if has_cuda_kernels() else 'OFF'}")
