@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib
+import inspect
 import json
 import os
 import shlex
@@ -59,42 +59,92 @@ def _pairs(items: list[str] | None, option: str) -> dict[str, Any]:
     return out
 
 
-def _scenario_options(p: argparse.ArgumentParser) -> None:
+def _shown_defaults(base: dict[str, Any]) -> dict[str, Any]:
+    """The values a run gets for options left out: ``base`` over ExperimentSpec's defaults."""
+    from fastleak.attacks.presets import PRESETS
+    from fastleak.experiments import ExperimentSpec
+
+    shown = {**ExperimentSpec().as_dict(), **base}
+    if shown["iterations"] is None:
+        shown["iterations"] = f"the preset's, {PRESETS.get(shown['preset']).iterations} for {shown['preset']}"
+    options = shown["model_options"] or {}
+    if "width" not in options and ":" not in shown["model"]:
+        from fastleak import models
+
+        width = inspect.signature(models.MODELS.get(shown["model"])).parameters.get("width")
+        options = {**options, **({"width": width.default} if width is not None else {})}
+    shown["model_options"] = " ".join(f"{k}={v}" for k, v in options.items()) or "none"
+    return shown
+
+
+def _model_options(p: argparse.ArgumentParser, shown: dict[str, Any], required: bool = False,
+                   simulated: bool = True) -> None:
+    from fastleak import models
+
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=None, required=required, metavar="NAME|MODULE:CLASS",
+                   help=f"{', '.join(models.names())}, or your own nn.Module class importable from the current "
+                        f"directory" + ("" if required else f" (default: {shown['model']})"))
+    g.add_argument("--model-option", action="append", metavar="KEY=VALUE",
+                   help=f"a keyword of the model's constructor, repeatable (default: {shown['model_options']})")
+    g.add_argument("--width", type=int, default=None, metavar="N",
+                   help="shorthand for --model-option width=N (default: as --model-option)")
+    g.add_argument("--state-dict", default=None, metavar="CKPT",
+                   help="a torch.save'd state dict to load into the model (default: the model as built)"
+                        + ("; a round_NNN.pt of 'fastleak train' also supplies --model, --model-option, --dataset "
+                           "and --data-root" if simulated else ""))
+    g.add_argument("--device", default=None, help=f"cpu or cuda (default: {shown['device']})")
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """--model-option pairs, with --width."""
+    options = _pairs(getattr(args, "model_option", None), "--model-option")
+    if getattr(args, "width", None) is not None:
+        options["width"] = args.width
+    return options
+
+
+def _scenario_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
     g = p.add_argument_group("simulated client")
     g.add_argument("--dataset", default=None,
                    help="cifar10, cifar100, mnist, fashion_mnist, imagenet (shipped samples, or from --data-root), "
-                        "folder, npz (from --data-root)")
+                        f"folder, npz (from --data-root) (default: {shown['dataset']})")
     g.add_argument("--data-root", default=None, metavar="DIR",
                    help="a dataset on disk in torchvision's layout (default: $FASTLEAK_DATA, else the shipped "
                         "samples); see the README's 'Datasets on disk'")
     g.add_argument("--split", default=None, choices=("test", "train"),
-                   help="the private batch's split: test (held out, default) or train")
-    g.add_argument("--model", default=None, help="lenet, convnet, resnet18, resnet20, mlp")
-    g.add_argument("--width", type=int, default=None, help="model width (convnet, resnet)")
-    g.add_argument("--state-dict", default=None, metavar="CKPT",
-                   help="a saved state dict to load into the model, e.g. runs/train/<run>/round_005.pt (its "
-                        "train.json supplies --model, --width, --dataset and --data-root)")
-    g.add_argument("--batch", type=int, default=None, help="private batch size")
-    g.add_argument("--labels", default=None, help="label pattern: unique, random, repeat:K")
-    g.add_argument("--mode", default=None, help="fedsgd, fedavg or multi-pair")
-    g.add_argument("--local-steps", type=int, default=None, help="FedAvg local SGD steps")
-    g.add_argument("--local-lr", type=float, default=None, help="FedAvg local learning rate")
-    g.add_argument("--local-batch-size", type=int, default=None, help="FedAvg mini-batch size")
-    g.add_argument("--pairs", type=int, default=None, help="multi-pair: number of model states")
-    g.add_argument("--defense", default=None, help="gaussian, laplace, clip, topk, prune, quantize")
-    g.add_argument("--defense-param", action="append", metavar="KEY=VALUE", help="e.g. sigma=0.01 (repeatable)")
-    g.add_argument("--seed", type=int, default=None)
+                   help=f"the private batch's split, test (held out) or train (default: {shown['split']})")
+    g.add_argument("--batch", type=int, default=None, help=f"private batch size (default: {shown['batch']})")
+    g.add_argument("--labels", default=None,
+                   help=f"label pattern: unique, random, repeat:K (default: {shown['labels']})")
+    g.add_argument("--mode", default=None, help=f"fedsgd, fedavg or multi-pair (default: {shown['mode']})")
+    g.add_argument("--local-steps", type=int, default=None,
+                   help=f"FedAvg local SGD steps (default: {shown['local_steps']})")
+    g.add_argument("--local-lr", type=float, default=None,
+                   help=f"FedAvg local learning rate (default: {shown['local_lr']})")
+    g.add_argument("--local-batch-size", type=int, default=None,
+                   help="FedAvg mini-batch size (default: the whole batch)")
+    g.add_argument("--pairs", type=int, default=None,
+                   help=f"multi-pair: number of model states (default: {shown['pairs']})")
+    g.add_argument("--defense", default=None, help="gaussian, laplace, clip, topk, prune, quantize (default: none)")
+    g.add_argument("--defense-param", action="append", metavar="KEY=VALUE",
+                   help="e.g. sigma=0.01, repeatable (default: the defense's)")
+    g.add_argument("--seed", type=int, default=None, help=f"data, model and attack seed (default: {shown['seed']})")
 
 
-def _attack_options(p: argparse.ArgumentParser) -> None:
+def _attack_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
     g = p.add_argument_group("attack")
-    g.add_argument("--preset", default=None, help="dlg, idlg, inverting, gradinversion, geng")
-    g.add_argument("--restarts", type=int, default=None, help="random initialisations, optimised together")
-    g.add_argument("--iterations", type=int, default=None, help="optimisation steps (default: the preset's)")
-    g.add_argument("--attack-labels", default=None, help="recover, optimize or true")
-    g.add_argument("--label-method", default=None, help="label recovery method (default auto)")
-    g.add_argument("--option", action="append", metavar="KEY=VALUE", help="override a preset field, e.g. tv=0.1")
-    g.add_argument("--device", default=None, help="cpu or cuda")
+    g.add_argument("--preset", default=None,
+                   help=f"dlg, idlg, inverting, gradinversion, geng (default: {shown['preset']})")
+    g.add_argument("--restarts", type=int, default=None,
+                   help=f"random initialisations, optimised together (default: {shown['restarts']})")
+    g.add_argument("--iterations", type=int, default=None, help=f"optimisation steps (default: {shown['iterations']})")
+    g.add_argument("--attack-labels", default=None,
+                   help=f"recover, optimize or true (default: {shown['attack_labels']})")
+    g.add_argument("--label-method", default=None,
+                   help=f"label recovery method, see 'fastleak labels' (default: {shown['label_method']})")
+    g.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="override a preset field, e.g. tv=0.1, repeatable (default: the preset's)")
 
 
 _SPEC_KEYS = ("dataset", "data_root", "split", "model", "state_dict", "batch", "labels", "mode", "local_steps",
@@ -109,11 +159,14 @@ def _spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
     state_dict = getattr(args, "state_dict", None) or values.get("state_dict")
     if state_dict:
         values.update(_trained_setting(state_dict))
+    if getattr(args, "model", None) not in (None, values.get("model")):
+        values["model_options"] = {}  # the base's options belong to the base's model
     for key in _SPEC_KEYS:
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
-    if getattr(args, "width", None) is not None:
-        values["model_options"] = {**values.get("model_options", {}), "width": args.width}
+    model_kwargs = _model_kwargs(args)
+    if model_kwargs:
+        values["model_options"] = {**values.get("model_options", {}), **model_kwargs}
     if getattr(args, "defense_param", None):
         values["defense_params"] = {**values.get("defense_params", {}), **_pairs(args.defense_param, "--defense-param")}
     if getattr(args, "option", None):
@@ -169,7 +222,7 @@ class _Progress:
             self.bar.close()
 
 
-def _execute(spec, run_dir: Path, created: bool = True) -> int:
+def _execute(spec, run_dir: Path, thread_policy: str, created: bool = True, command: str = "attack") -> int:
     from fastleak.attacks.presets import PRESETS
     from fastleak.experiments import run
     from fastleak.reports import write_outcome
@@ -183,31 +236,73 @@ def _execute(spec, run_dir: Path, created: bool = True) -> int:
             outcome = run(spec, callback=progress, checkpoint=run_dir / "checkpoint.pt")
     except KeyboardInterrupt:
         progress.close()
-        print(f"\ninterrupted; checkpoint saved in {run_dir}\n  resume with: fastleak attack --resume {run_dir}",
+        print(f"\ninterrupted; checkpoint saved in {run_dir}\n  resume with: fastleak {command} --resume {run_dir}",
               file=sys.stderr)
         return 130
     finally:
         progress.close()
     metrics = write_outcome(run_dir, spec.as_dict(), outcome)
-    _summary(spec, outcome, metrics, run_dir)
+    _summary(spec, outcome, metrics, run_dir, thread_policy)
     return 0
 
 
-def _summary(spec, outcome, metrics: dict[str, Any], run_dir: Path) -> None:
+def _summary(spec, outcome, metrics: dict[str, Any], run_dir: Path, thread_policy: str) -> None:
     ev, res = outcome.evaluation, outcome.result
+    n = spec.batch
+    print(_headline(outcome.scenario.observation.kind, ev.psnr_per_image, ev.labels.ln_acc) + "\n")
+    options = " ".join(f"{k}={v}" for k, v in spec.model_options.items())
     rows = [("attack", f"{spec.preset} ({spec.mode}), {spec.restarts} restarts, {res.iterations} iterations"),
-            ("model / data", f"{spec.model} / {spec.dataset}, batch {spec.batch} ({spec.labels})"),
+            ("model / data", f"{spec.model}{f' ({options})' if options else ''} / {spec.dataset}, batch {n} "
+                             f"({spec.labels})"),
             ("labels", f"true {sorted(outcome.scenario.labels.tolist())}  recovered {sorted(res.labels.tolist())}"
                        f"  [{res.label_method}]"),
             ("label accuracy", f"LnAcc {ev.labels.ln_acc:.2f}  LeAcc {ev.labels.le_acc:.2f}  "
                                f"exact {'yes' if ev.labels.exact else 'no'}"),
             ("PSNR", f"{ev.psnr:.2f} dB (per image: {', '.join(f'{p:.1f}' for p in ev.psnr_per_image)})"),
             ("SSIM", f"{ev.ssim:.3f}"),
-            ("speed", f"{res.iterations_per_second:.1f} it/s, {res.wall_time:.1f} s"),
+            ("speed", f"{res.iterations_per_second:.1f} it/s, {res.wall_time:.1f} s on {spec.device} "
+                      f"({thread_policy})"),
             ("outputs", str(run_dir))]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+
+
+RECOGNISABLE_PSNR = 18.0  # dB; below it a CIFAR-size reconstruction rarely shows its object
+
+
+def _headline(kind: str, psnr_per_image: list[float], ln_acc: float) -> str:
+    """One plain sentence: what the server got from this client."""
+    n = len(psnr_per_image)
+    good = sum(p >= RECOGNISABLE_PSNR for p in psnr_per_image)
+    mean = sum(psnr_per_image) / n
+    right = round(ln_acc * n)
+    start = f"From one {'gradient' if kind == 'gradient' else 'model update'}, the server recovered"
+    if good == n:
+        labels = ("its label" if n == 1 else "all their labels") if right == n else f"{right} of their {n} labels"
+        return (f"{start} {'this private image' if n == 1 else f'these {n} private images'} (PSNR {mean:.1f} dB) "
+                f"and {labels}.")
+    labels = (("the label" if n == 1 else f"all {n} labels") if right == n
+              else ("no label" if n == 1 else f"{right} of the {n} labels"))
+    if good:
+        return f"{start} {labels}, and {good} of the {n} images recognisably (PSNR >= {RECOGNISABLE_PSNR:.0f} dB)."
+    return (f"{start} {labels}, but {'not the image' if n == 1 else f'none of the {n} images'} recognisably "
+            f"(mean PSNR {mean:.1f} dB; recognisable starts near {RECOGNISABLE_PSNR:.0f} dB).")
+
+
+def _resumed_spec(args: argparse.Namespace, command: str):
+    """The spec stored in ``args.resume``'s config.json, with the options given now on top."""
+    run_dir = Path(args.resume)
+    config = run_dir / "config.json"
+    if not config.exists():
+        raise CliError(f"{run_dir} holds no config.json", f"pass a run directory written by 'fastleak {command}'")
+    return _spec_from_args(args, json.loads(config.read_text())["spec"])
+
+
+def _configure_run_folder(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs", help="directory for the run folders")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run from its checkpoint (default: start a new run)")
 
 
 # ----------------------------------------------------------------------------- demo
@@ -219,58 +314,59 @@ DEMO_FAST = {**DEMO, "model_options": {"width": 8}, "restarts": 1, "iterations":
 
 
 def _configure_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fast", action="store_true", help="a smaller, shorter run (about 30 s on 2 CPU cores)")
-    p.add_argument("--state-dict", default=None, metavar="CKPT",
-                   help="attack a trained model: a round_NNN.pt written by 'fastleak train' (its train.json "
-                        "supplies the model and the data; the batch comes from the held-out split)")
-    p.add_argument("--out", default="runs", help="directory for the run folders (default: runs)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--fast", action="store_true", help="a smaller, shorter run")
+    _configure_run_folder(p)
+    _model_options(p, _shown_defaults(DEMO))
+    p.add_argument("--seed", type=int, default=None, help=f"data, model and attack seed (default: {DEMO['seed']})")
 
 
 @command("demo", "Simulate a CIFAR-10 client (convnet, batch of 4, duplicate labels allowed), recover its "
          "labels and reconstruct its images with the inverting attack; writes runs/<timestamp>/.",
-         "  fastleak demo\n  fastleak demo --fast --out /tmp/runs", _configure_demo)
+         "  fastleak demo\n  fastleak demo --fast --out /tmp/runs\n"
+         "  fastleak demo --state-dict runs/train/lenet/round_005.pt", _configure_demo)
 def demo(args: argparse.Namespace) -> int:
     from fastleak.reports import new_run_dir
 
+    if args.resume:
+        return _execute(_resumed_spec(args, "demo"), Path(args.resume), args.thread_policy, created=False,
+                        command="demo")
     spec = _spec_from_args(args, DEMO_FAST if args.fast else DEMO)
-    return _execute(spec, new_run_dir(args.out))
+    return _execute(spec, new_run_dir(args.out), args.thread_policy, command="demo")
 
 
 # ----------------------------------------------------------------------------- attack
 
 def _configure_attack(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=None, help="a TOML file with the same options (command line wins)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
-    p.add_argument("--out", default="runs", help="directory for the run folders (default: runs)")
-    _scenario_options(p)
-    _attack_options(p)
+    p.add_argument("--config", default=None,
+                   help="a TOML file with the same options, the command line winning (default: none)")
+    _configure_run_folder(p)
+    shown = _shown_defaults({})
+    _model_options(p, shown)
+    _scenario_options(p, shown)
+    _attack_options(p, shown)
 
 
 @command("attack", "Simulate a client under any model, data, label pattern, FL mode and defense, and attack it.",
          "  fastleak attack --model lenet --batch 1 --preset dlg\n"
          "  fastleak attack --mode fedavg --local-steps 4 --preset geng --restarts 4\n"
-         "  fastleak attack --defense gaussian --defense-param sigma=0.01\n"
+         "  fastleak attack --defense gaussian --defense-param sigma=0.01 --width 16 --restarts 1 --iterations 300\n"
+         "  fastleak attack --model mypkg.nets:Net --model-option hidden=128 --dataset mnist\n"
          "  fastleak attack --config sweep.toml\n  fastleak attack --resume runs/20261125-101500",
          _configure_attack)
 def attack_command(args: argparse.Namespace) -> int:
     from fastleak.reports import new_run_dir
 
     if args.resume:
-        run_dir = Path(args.resume)
-        config = run_dir / "config.json"
-        if not config.exists():
-            raise CliError(f"{run_dir} holds no config.json", "pass a run directory written by 'fastleak attack'")
-        base = json.loads(config.read_text())["spec"]
-        return _execute(_spec_from_args(args, base), run_dir, created=False)
+        return _execute(_resumed_spec(args, "attack"), Path(args.resume), args.thread_policy, created=False)
     base = _read_toml(args.config) if args.config else {}
-    return _execute(_spec_from_args(args, base), new_run_dir(args.out))
+    return _execute(_spec_from_args(args, base), new_run_dir(args.out), args.thread_policy)
 
 
 # ----------------------------------------------------------------------------- train
 
 _TRAIN_FLAGS = {  # option -> (TrainConfig field, type, help)
-    "--model": ("model", str, "lenet, convnet, resnet18, resnet20, mlp"),
+    "--model": ("model", str, "lenet, convnet, resnet18, resnet20, mlp, or your own nn.Module class as "
+                              "MODULE:CLASS, importable from the current directory"),
     "--dataset": ("dataset", str, "cifar10, cifar100, mnist, fashion_mnist, imagenet, folder, npz; needs a train "
                                   "split: the shipped MNIST digits (4,000 train / 1,000 held out) or --data-root"),
     "--data-root": ("data_root", str, "a dataset on disk (default: $FASTLEAK_DATA, else the shipped samples)"),
@@ -298,11 +394,15 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
         default = getattr(defaults, field)
         shown = "" if default is None or field == "eval_samples" else f" (default {default})"
         p.add_argument(flag, type=kind, default=None, help=text + shown)
-    p.add_argument("--width", type=int, default=None, help="model width (convnet, resnet)")
+    p.add_argument("--model-option", action="append", metavar="KEY=VALUE",
+                   help="a keyword of the model's constructor, repeatable (default: the constructor's)")
+    p.add_argument("--width", type=int, default=None, metavar="N",
+                   help="shorthand for --model-option width=N (default: as --model-option)")
     p.add_argument("--save-rounds", default=None, metavar="R,R,...",
                    help="the rounds whose global model is written (default: every round; 0 = the initial model)")
     p.add_argument("--out", default=None, help="the run folder (default: runs/train/<timestamp>)")
-    p.add_argument("--resume", default=None, metavar="OUT", help="continue an interrupted run; --rounds may extend it")
+    p.add_argument("--resume", default=None, metavar="OUT",
+                   help="continue an interrupted run; --rounds may extend it (default: start a new run)")
 
 
 def _train_config(args: argparse.Namespace):
@@ -311,8 +411,8 @@ def _train_config(args: argparse.Namespace):
 
     given = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in _TRAIN_FLAGS.items()}
     given = {k: v for k, v in given.items() if v is not None}
-    if args.width is not None:
-        given["model_options"] = {"width": args.width}
+    if _model_kwargs(args):
+        given["model_options"] = _model_kwargs(args)
     if args.save_rounds is not None:
         try:
             given["save_rounds"] = tuple(int(r) for r in args.save_rounds.split(",") if r.strip())
@@ -400,59 +500,56 @@ def _ranges(rounds: list[int]) -> str:
 
 # ----------------------------------------------------------------------------- model loading (audit, labels)
 
-def load_user_model(model: str, state_dict: str | None, num_classes: int | None, in_shape: tuple[int, ...] | None):
-    """A registered model name, or ``module:Class`` plus a state dict file."""
+def _user_model(args: argparse.Namespace, num_classes: int | None, in_shape: tuple[int, ...] | None):
+    """``--model`` built with ``--model-option``s for an observation's sizes, with ``--state-dict`` loaded."""
     from fastleak import models
 
-    if ":" in model:
-        module_name, _, cls_name = model.partition(":")
-        if os.getcwd() not in sys.path:  # as `python -m` would: the user's package beside them
-            sys.path.insert(0, os.getcwd())
+    if ":" not in args.model and (num_classes is None or in_shape is None):
+        raise CliError("the observation does not record num_classes/input_shape, which a registered model needs",
+                       "pass --num-classes, or use --model MODULE:CLASS")
+    try:
+        net = models.build(args.model, num_classes, in_shape, **_model_kwargs(args))
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc), "give MODULE:CLASS importable from the current directory, or a registered model "
+                                 "with the options its constructor takes") from None
+    if args.state_dict:
         try:
-            cls = getattr(importlib.import_module(module_name), cls_name)
-        except (ImportError, AttributeError) as exc:
-            raise CliError(f"cannot import model class {model!r}: {exc}",
-                           "give MODULE:CLASS importable from the current directory or PYTHONPATH") from None
-        net = cls()
-    else:
-        if num_classes is None or in_shape is None:
-            raise CliError("the observation does not record num_classes/input_shape",
-                           "pass --num-classes, or use a module:Class model")
-        net = models.build(model, num_classes, in_shape=in_shape)
-    if state_dict:
-        try:
-            models.load_state(net, state_dict)
+            models.load_state(net, args.state_dict)
         except ValueError as exc:
             raise CliError(str(exc), "save it with torch.save(model.state_dict(), path) from the same model "
-                                     "class and options") from None
+                                     "class and --model-option values") from None
     return net.eval()
 
 
-def _load_observation(path: str, model_arg: str, state_dict: str | None, num_classes: int | None):
+def _load_observation(args: argparse.Namespace):
     from fastleak import federated
 
-    if not os.path.exists(path):
-        raise CliError(f"observation file {path!r} does not exist", "pass a file written by fastleak.federated.save")
-    obs = federated.load(path)
-    net = load_user_model(model_arg, state_dict, num_classes or obs.num_classes, obs.input_shape)
+    if not os.path.exists(args.observation):
+        raise CliError(f"observation file {args.observation!r} does not exist",
+                       "pass a file written by fastleak.federated.save")
+    obs = federated.load(args.observation)
+    net = _user_model(args, args.num_classes or obs.num_classes, obs.input_shape)
     federated.check_against_model(obs, net)
     return obs, net
 
 
 def _configure_audit(p: argparse.ArgumentParser) -> None:
+    from fastleak.attacks.presets import PRESETS
+
     p.add_argument("observation", help="observation file (fastleak.federated.save format)")
-    p.add_argument("--model", required=True, help="registered model name, or module:Class")
-    p.add_argument("--state-dict", default=None, help="torch.save'd state dict for a module:Class model")
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--preset", default="inverting")
-    p.add_argument("--restarts", type=int, default=4)
-    p.add_argument("--iterations", type=int, default=None)
-    p.add_argument("--attack-labels", default="recover", help="recover or optimize")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR",
-                   help="continue an interrupted audit from the checkpoint in its run directory")
+    _model_options(p, {"device": "cpu", "model_options": "the constructor's"}, required=True, simulated=False)
+    p.add_argument("--num-classes", type=int, default=None, help="classes (default: the observation's)")
+    g = p.add_argument_group("attack")
+    g.add_argument("--preset", default="inverting", help="dlg, idlg, inverting, gradinversion, geng")
+    g.add_argument("--restarts", type=int, default=4, help="random initialisations, optimised together")
+    g.add_argument("--iterations", type=int, default=None,
+                   help=f"optimisation steps (default: the preset's, {PRESETS.get('inverting').iterations} for "
+                        f"inverting)")
+    g.add_argument("--attack-labels", default="recover", help="recover or optimize")
+    g.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="override a preset field, e.g. tv=0.1, repeatable (default: the preset's)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the random initialisations")
+    _configure_run_folder(p)
 
 
 def _without_option(argv: list[str], name: str) -> list[str]:
@@ -470,7 +567,7 @@ def _without_option(argv: list[str], name: str) -> list[str]:
 
 
 @command("audit", "Attack an observation captured from a real FL system (saved with fastleak.federated.save).",
-         "  fastleak audit client7.obs --model convnet\n"
+         "  fastleak audit client7.obs --model convnet --model-option width=32\n"
          "  fastleak audit client7.obs --model mypkg.nets:Net --state-dict global.pt --iterations 500",
          _configure_audit)
 def audit(args: argparse.Namespace) -> int:
@@ -479,7 +576,7 @@ def audit(args: argparse.Namespace) -> int:
     from fastleak.reports import image_rows, loss_plot, new_run_dir
     from fastleak.reports.rundir import removed_if_it_fails_empty, write_json
 
-    obs, net = _load_observation(args.observation, args.model, args.state_dict, args.num_classes)
+    obs, net = _load_observation(args)
     options = _pairs(args.option, "--option")
     if args.resume:
         run_dir = Path(args.resume)
@@ -492,7 +589,7 @@ def audit(args: argparse.Namespace) -> int:
         with removed_if_it_fails_empty(run_dir, created=not args.resume):
             progress.total = args.iterations or PRESETS.get(args.preset).replace(**options).iterations
             res = attack(obs, net, args.preset, labels=args.attack_labels, restarts=args.restarts,
-                         iterations=args.iterations, seed=args.seed, callback=progress,
+                         iterations=args.iterations, seed=args.seed, device=args.device, callback=progress,
                          checkpoint=run_dir / "checkpoint.pt", **options)
     except KeyboardInterrupt:
         progress.close()
@@ -502,7 +599,7 @@ def audit(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     write_json(run_dir / "config.json", {"observation": os.path.abspath(args.observation), "model": args.model,
-                                         "state_dict": args.state_dict, "attack_config": res.config.as_dict(),
+                                         "model_options": _model_kwargs(args), "state_dict": args.state_dict, "attack_config": res.config.as_dict(),
                                          "restarts": args.restarts, "seed": args.seed})
     write_json(run_dir / "labels.json", {"method": res.label_method, "recovered": sorted(res.labels.tolist())})
     write_json(run_dir / "metrics.json", {"restart_losses": res.restart_losses.tolist(), "wall_time_s": res.wall_time,
@@ -511,34 +608,51 @@ def audit(args: argparse.Namespace) -> int:
     image_rows([res.images.cpu()], [[f"label {c}" for c in res.labels.tolist()]], run_dir / "grid.png")
     loss_plot(res.history_steps, res.history, run_dir / "loss.png", title="audit: objective per restart")
     print(f"recovered labels {sorted(res.labels.tolist())} [{res.label_method}]; best restart loss "
-          f"{float(res.restart_losses.min()):.4g}\noutputs: {run_dir}")
+          f"{float(res.restart_losses.min()):.4g}\nspeed: {res.iterations / max(res.wall_time, 1e-9):.1f} it/s, "
+          f"{res.wall_time:.1f} s ({args.thread_policy})\noutputs: {run_dir}")
     return 0
 
 
 # ----------------------------------------------------------------------------- labels
 
+LABELS_BASE = {"batch": 8, "labels": "repeat:2"}
+
+
 def _configure_labels(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--observation", default=None, help="a saved observation instead of a simulated one")
-    p.add_argument("--model-class", default=None, help="with --observation: registered name or module:Class")
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--method", default="auto", help="label recovery method")
-    _scenario_options(p)
+    p.add_argument("--observation", default=None,
+                   help="a saved observation instead of a simulated client (default: simulate one)")
+    p.add_argument("--num-classes", type=int, default=None, help="with --observation: classes (default: the "
+                   "observation's)")
+    p.add_argument("--method", default="auto", help="label recovery method: auto, " + ", ".join(_label_methods()))
+    shown = _shown_defaults(LABELS_BASE)
+    _model_options(p, shown)
+    p.add_argument("--model-class", dest="model", help=argparse.SUPPRESS)  # the former name of --model
+    _scenario_options(p, shown)
+
+
+def _label_methods() -> list[str]:
+    from fastleak.labels import METHODS
+
+    return [name for name in METHODS if name != "auto"]
 
 
 @command("labels", "Recover the label counts of a simulated or saved observation and print the count table.",
          "  fastleak labels --batch 32 --labels repeat:4 --model convnet\n"
-         "  fastleak labels --observation client7.obs --model-class convnet --method ilrg", _configure_labels)
+         "  fastleak labels --observation client7.obs --model convnet --method ilrg", _configure_labels)
 def labels_command(args: argparse.Namespace) -> int:
     from fastleak import labels
     from fastleak.metrics import label_scores
 
     if args.observation:
-        obs, net = _load_observation(args.observation, args.model_class or "", args.state_dict, args.num_classes)
+        if not args.model:
+            raise CliError("--observation needs the model it was computed with",
+                           "add --model NAME|MODULE:CLASS (and --state-dict, --model-option as needed)")
+        obs, net = _load_observation(args)
         truth = None
     else:
         from fastleak.experiments import simulate
 
-        scenario = simulate(_spec_from_args(args, {"batch": 8, "labels": "repeat:2"}))
+        scenario = simulate(_spec_from_args(args, LABELS_BASE))
         obs, net, truth = scenario.observation, scenario.model, scenario.labels
     found = labels.counts(obs, net, args.method)
     rec = found.counts.cpu()
@@ -577,7 +691,8 @@ def bench(args: argparse.Namespace) -> int:
     out = Path(args.json or Path("runs") / "bench" / f"{args.suite}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     rest = [a for a in args.rest if a != "--"]
-    code = subprocess.call([sys.executable, str(script), "--json", str(out), *rest])
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
+    code = subprocess.call([sys.executable, str(script), "--json", str(out), *rest], env=env)
     if code == 0:
         print(f"results: {out}")
     return code
@@ -596,7 +711,8 @@ def _configure_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus-per-job", type=int, default=None, help="CPUs and torch threads per job (Ray default 1)")
     p.add_argument("--retry-failed", action="store_true", help="run jobs recorded as failed again")
     p.add_argument("--dry-run", action="store_true", help="list the jobs still to run and exit")
-    p.add_argument("--report", default=None, metavar="RESULTS", help="summarise a results file instead")
+    p.add_argument("--report", default=None, metavar="RESULTS",
+                   help="summarise a results file instead (default: run the sweep file)")
     p.add_argument("--report-dir", default=None, help="where --report writes (default: <results>_report/)")
 
 
