@@ -43,6 +43,8 @@ class AttackResult:
     images [B, C, H, W] in [0, 1] and labels [B] are those of the best restart (lowest final
     objective). restart_images [R, B, C, H, W], restart_losses [R] (inf for a restart that
     failed), history [T, R] (the objective every ``record_every`` steps, at ``history_steps``).
+    wall_time and iterations_per_second cover the steps this call ran: after a resume, only those
+    after the checkpoint.
     """
 
     images: Tensor
@@ -250,7 +252,7 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
     problem = _Problem(model, [_to_device(o, device) for o in observations], config, restarts, fixed, seed, device)
     start = time.perf_counter()
     run = _AdamRun(problem) if config.optimizer == "adam" else _LBFGSRun(problem)
-    step = run.resume(checkpoint) if checkpoint is not None and os.path.exists(checkpoint) else 0
+    step = first = run.resume(checkpoint) if checkpoint is not None and os.path.exists(checkpoint) else 0
     try:
         while step < config.iterations:
             run.step(step)
@@ -267,7 +269,7 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
             log.warning("attack interrupted at step %d; checkpoint saved to %s", step, checkpoint)
         raise
     wall = time.perf_counter() - start
-    return run.results(wall, method)
+    return run.results(wall, step - first, method)
 
 
 def _to_device(obs: Observation, device: torch.device) -> Observation:
@@ -366,7 +368,8 @@ class _Run:
             losses = self.problem.objective(x, soft).detach()
         return torch.where(torch.isfinite(losses), losses, torch.full_like(losses, math.inf))
 
-    def results(self, wall: float, method: str | None) -> list[AttackResult]:
+    def results(self, wall: float, steps_run: int, method: str | None) -> list[AttackResult]:
+        """``wall``: seconds spent on the ``steps_run`` steps this call ran (a resumed run ran fewer)."""
         p = self.problem
         x, soft = self.variables()
         losses = self.final_losses(x, soft)
@@ -382,7 +385,7 @@ class _Run:
                 images=images[sl][best], labels=labels[sl][best].cpu(), restart_images=images[sl],
                 restart_losses=restart_losses, best_restart=best, history=history[:, sl],
                 history_steps=tuple(self.history_steps), wall_time=wall, iterations=self.config.iterations,
-                iterations_per_second=self.config.iterations / wall if wall > 0 else math.inf,
+                iterations_per_second=steps_run / wall if wall > 0 else math.inf,
                 config=self.config, label_method=method if soft is None else "optimize",
                 resets=int(self.resets)))
         return out

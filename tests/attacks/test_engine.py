@@ -143,6 +143,7 @@ def test_interrupted_attack_resumes_to_the_uninterrupted_result(convnet_case, tm
     resumed = attack(obs, model, preset, checkpoint=path, **opts)
     assert torch.equal(resumed.restart_images, straight.restart_images)
     assert torch.equal(resumed.history, straight.history)
+    assert resumed.iterations_per_second * resumed.wall_time == pytest.approx(8 - 5)  # the rate of the resumed part
 
 
 def test_checkpoint_of_another_configuration_is_refused(convnet_case, tmp_path):
