@@ -260,8 +260,8 @@ def _summary(spec, outcome, metrics: dict[str, Any], run_dir: Path, thread_polic
                                f"exact {'yes' if ev.labels.exact else 'no'}"),
             ("PSNR", f"{ev.psnr:.2f} dB (per image: {', '.join(f'{p:.1f}' for p in ev.psnr_per_image)})"),
             ("SSIM", f"{ev.ssim:.3f}"),
-            ("speed", f"{res.iterations_per_second:.1f} it/s, {res.wall_time:.1f} s on {spec.device} "
-                      f"({thread_policy})"),
+            ("speed", f"{res.iterations_per_second:.1f} it/s, {res.wall_time:.1f} s on {spec.device}, "
+                      f"{thread_policy}"),
             ("outputs", str(run_dir))]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -609,7 +609,7 @@ def audit(args: argparse.Namespace) -> int:
     loss_plot(res.history_steps, res.history, run_dir / "loss.png", title="audit: objective per restart")
     print(f"recovered labels {sorted(res.labels.tolist())} [{res.label_method}]; best restart loss "
           f"{float(res.restart_losses.min()):.4g}\nspeed: {res.iterations / max(res.wall_time, 1e-9):.1f} it/s, "
-          f"{res.wall_time:.1f} s ({args.thread_policy})\noutputs: {run_dir}")
+          f"{res.wall_time:.1f} s, {args.thread_policy}\noutputs: {run_dir}")
     return 0
 
 

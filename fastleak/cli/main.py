@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=HelpFormatter)
         command.configure(p)
         p.add_argument("--threads", type=int, default=None, metavar="N",
-                       help="torch CPU threads (default: one per core, idle threads sleeping so that other work "
-                            "on the machine does not stall the run)")
+                       help="torch CPU threads (default: one per core that is free when the command starts; "
+                            "idle threads sleep, so other work on the machine does not stall the run)")
         p.set_defaults(handler=command.run)
     return parser
 
@@ -58,7 +58,7 @@ def _check_device(device: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    policy = threads.set_wait_policy()  # before anything imports torch
+    wait = threads.set_wait_policy()  # before anything imports torch
     if os.getcwd() not in sys.path:  # as `python -m` does: MODULE:CLASS models resolve from here
         sys.path.insert(0, os.getcwd())
     parser = build_parser()
@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from fastleak.data.errors import DatasetError
 
     try:
-        threads.set_threads(args.threads)
-        args.thread_policy = threads.describe(policy)
+        args.thread_policy = str(threads.apply(args.threads, wait))
         _check_device(getattr(args, "device", None))
         return handler(args)
     except CliError as exc:
