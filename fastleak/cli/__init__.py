@@ -1,4 +1,4 @@
-"""The ``fastleak`` command line: demo, attack, labels, audit, bench and sweep.
+"""The ``fastleak`` command line: demo, attack, train, labels, audit, bench and sweep.
 
 Errors are reported as one line plus the fix, with a non-zero exit code; only this package prints.
 """
