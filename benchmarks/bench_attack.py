@@ -18,7 +18,7 @@ Cases:
   4. limit ratio: one fastleak attack iteration (convnet width 32, B=4, R=1) over one plain
      training step (forward + backward) on the same batch.
   5. scaling: fastleak's time per iteration against B (R=1) and R (B=4), convnet width 32,
-     plotted to ``benchmarks/scaling.png`` (``--plot``).
+     plotted to ``runs/bench/scaling.png`` (``--plot``; the recorded plots live in benchmarks/).
 
 Timing: 1 warm-up and 3 timed iterations per case (case 4: 3 and 10), the median time of the
 timed iterations; case 2 times the whole runs, after one untimed two-iteration attack on each
@@ -391,6 +391,7 @@ def plot_scaling(rows: list[dict], path: str) -> None:
         ax.legend()
     fig.suptitle("fastleak attack iteration time, convnet, inverting preset")
     fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=120)
 
 
@@ -402,8 +403,9 @@ def engine_options(args) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", default=None, help="write results to this JSON file")
-    ap.add_argument("--plot", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "scaling.png"),
-                    help="where the scaling plot goes (default: benchmarks/scaling.png)")
+    ap.add_argument("--plot", default=os.path.join("runs", "bench", "scaling.png"),
+                    help="where the scaling plot goes (default: runs/bench/scaling.png; the recorded plots are "
+                         "benchmarks/scaling.png and scaling_cuda.png, written with --plot)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the harness")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
