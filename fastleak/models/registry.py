@@ -57,9 +57,12 @@ def user_class(path: str) -> type[nn.Module]:
     return cls
 
 
-def _check_size(num_classes: Any, in_shape: Any) -> None:
+def _check_sizes(sizes: dict[str, Any]) -> None:
+    """The sizes a constructor takes: ``num_classes`` a positive int, ``in_shape`` positive ints."""
+    num_classes = sizes.get("num_classes", 1)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    in_shape = sizes.get("in_shape", (1,))
     if (not isinstance(in_shape, (tuple, list)) or not in_shape
             or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in in_shape)):
         raise ValueError(f"in_shape must be a tuple of positive ints such as (3, 32, 32), got {in_shape!r}")
@@ -81,9 +84,8 @@ def build(name: str, num_classes: int | None, in_shape: tuple[int, ...] | None =
         raise TypeError(f"seed must be an int, got {seed!r}")
     params = inspect.signature(factory).parameters
     sizes = {k: v for k, v in (("num_classes", num_classes), ("in_shape", in_shape)) if k in params}
-    if sizes:
-        _check_size(num_classes, in_shape)
-        sizes = {k: tuple(v) if k == "in_shape" else v for k, v in sizes.items()}
+    _check_sizes(sizes)
+    sizes = {k: tuple(v) if k == "in_shape" else v for k, v in sizes.items()}
     accepted = [p for p in params if p not in ("num_classes", "in_shape")]
     unknown = sorted(set(kw) - set(accepted))
     if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

@@ -153,6 +153,12 @@ class SizedNet(nn.Module):
         return self.head(self.body(x))
 
 
+class ClassesOnlyNet(nn.Module):
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(3, num_classes)
+
+
 class NotAModel:
     pass
 
@@ -164,6 +170,9 @@ def test_build_imports_a_users_class_by_module_and_name():
     assert torch.equal(net.head.weight, again.head.weight)
     assert M.spec_of(net).name == f"{__name__}:SizedNet"
     assert M.build("tests.cli.user_models:TinyNet", None, None).head.out_features == 10  # takes no sizes
+    assert M.build(f"{__name__}:ClassesOnlyNet", 4, None).head.out_features == 4
+    with pytest.raises(ValueError, match="num_classes must be a positive int, got None"):
+        M.build(f"{__name__}:ClassesOnlyNet", None, None)
 
 
 @pytest.mark.parametrize("name, error, message", [
