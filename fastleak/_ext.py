@@ -29,11 +29,16 @@ def compiled_ops_available() -> bool:
     return LOADED
 
 
+def _op_names() -> list[str]:
+    """The dispatcher names of every registered fastleak op (overloads included)."""
+    return [n for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastleak::")]
+
+
 def has_cuda_kernels() -> bool:
     """True when the compiled library registered CUDA kernels for every fastleak op."""
     if not LOADED:
         return False
-    names = [n for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastleak::")]
+    names = _op_names()
     return bool(names) and all(torch._C._dispatch_has_kernel_for_dispatch_key(n, "CUDA") for n in names)
 
 
@@ -41,7 +46,6 @@ def describe() -> str:
     """One line: the torch the library runs on and which compiled kernels it registered."""
     if not LOADED:
         return f"fastleak: torch {torch.__version__}; compiled ops NOT loaded ({LOAD_ERROR}), using the references"
-    ops = sorted({n.split("::")[1].split(".")[0] for n in torch._C._dispatch_get_all_op_names()
-                  if n.startswith("fastleak::")})
+    ops = sorted({n.split("::")[1].split(".")[0] for n in _op_names()})
     return (f"fastleak: torch {torch.__version__}; compiled ops {', '.join(ops)}; CPU kernels with OpenMP; "
             f"CUDA kernels {'ON' if has_cuda_kernels() else 'OFF'}")
