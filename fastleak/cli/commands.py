@@ -691,7 +691,7 @@ def bench(args: argparse.Namespace) -> int:
     out = Path(args.json or Path("runs") / "bench" / f"{args.suite}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     rest = [a for a in args.rest if a != "--"]
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the thread policy's choice
     code = subprocess.call([sys.executable, str(script), "--json", str(out), *rest], env=env)
     if code == 0:
         print(f"results: {out}")
