@@ -6,10 +6,12 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fastleak.errors import InvalidValueError
+
 
 def positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise InvalidValueError(f"{name} must be a positive int, got {value!r}")
     return value
 
 
@@ -24,7 +26,7 @@ def known_fields(values: Iterable[str], config: type, what: str) -> None:
     valid = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(values) - valid)
     if unknown:
-        raise ValueError(f"unknown {what} option(s) {unknown}; valid options: {', '.join(sorted(valid))}")
+        raise InvalidValueError(f"unknown {what} option(s) {unknown}; valid options: {', '.join(sorted(valid))}")
 
 
 def _fits(value: Any, expected: Any) -> bool:
@@ -45,4 +47,4 @@ def typed_fields(values: Mapping[str, Any], config: type, what: str) -> None:
         allowed = typing.get_args(hints[name]) or (hints[name],)
         if not any(_fits(value, expected) for expected in allowed):
             names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-            raise ValueError(f"{what} option {name} must be {names}, got {value!r}")
+            raise InvalidValueError(f"{what} option {name} must be {names}, got {value!r}")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
+from fastleak.errors import InvalidValueError
+
 T = TypeVar("T")
 
 
@@ -18,11 +20,11 @@ class Registry(Generic[T]):
 
     def register(self, name: str) -> Callable[[T], T]:
         if not isinstance(name, str) or not name:
-            raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
+            raise InvalidValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
 
         def decorator(obj: T) -> T:
             if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
+                raise InvalidValueError(f"{self.kind} {name!r} is already registered")
             self._entries[name] = obj
             return obj
 
@@ -32,7 +34,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            raise ValueError(f"unknown {self.kind} {name!r}; valid names: {', '.join(self.names())}") from None
+            raise InvalidValueError(f"unknown {self.kind} {name!r}; valid names: {', '.join(self.names())}") from None
 
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._entries))

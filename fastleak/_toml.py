@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from fastleak.errors import InvalidValueError
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python < 3.11
@@ -18,4 +20,4 @@ def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} {os.fspath(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{what} {os.fspath(path)!r} is not valid TOML: {exc}") from None
+        raise InvalidValueError(f"{what} {os.fspath(path)!r} is not valid TOML: {exc}") from None

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from fastleak._registry import Registry
 from fastleak.data.registry import Split, open_split
+from fastleak.errors import InvalidValueError
 
 log = logging.getLogger("fastleak.data")
 
@@ -79,7 +80,7 @@ def _side(source: Split, size: int | None) -> int:
     if size is None:
         return source.traits.size
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int (square side in pixels) or None, got {size!r}")
+        raise InvalidValueError(f"size must be a positive int (square side in pixels) or None, got {size!r}")
     return size
 
 
@@ -106,8 +107,9 @@ PATTERNS: Registry[PatternFn] = Registry("label pattern")
 
 def _need_classes(count: int, pattern: str, meta: DatasetInfo) -> None:
     if count > len(meta.available_classes):
-        raise ValueError(f"labels={pattern!r} needs {count} different classes but {meta.name} has images of only "
-                         f"{len(meta.available_classes)} classes: {list(meta.available_classes)}")
+        raise InvalidValueError(f"labels={pattern!r} needs {count} different classes but {meta.name} has images of "
+                                "only "
+                                f"{len(meta.available_classes)} classes: {list(meta.available_classes)}")
 
 
 @PATTERNS.register("natural")
@@ -131,7 +133,7 @@ def _random(n, arg, pool_labels, meta, rng):
 def _repeat(n, arg, pool_labels, meta, rng):
     k = int(arg) if arg is not None and arg.isdigit() else 0
     if k < 1:
-        raise ValueError(f"labels='repeat:k' needs a positive integer k, got 'repeat:{arg or ''}'")
+        raise InvalidValueError(f"labels='repeat:k' needs a positive integer k, got 'repeat:{arg or ''}'")
     groups = math.ceil(n / k)
     _need_classes(groups, f"repeat:{k}", meta)
     return [int(c) for c in np.repeat(rng.choice(meta.available_classes, groups, replace=False), k)[:n]]
@@ -140,13 +142,13 @@ def _repeat(n, arg, pool_labels, meta, rng):
 def _explicit(spec, n: int, meta: DatasetInfo) -> list[int]:
     values = spec.tolist() if isinstance(spec, (torch.Tensor, np.ndarray)) else list(spec)
     if len(values) != n:
-        raise ValueError(f"labels lists {len(values)} class ids but n={n}")
+        raise InvalidValueError(f"labels lists {len(values)} class ids but n={n}")
     for c in values:
         if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < meta.num_classes:
-            raise ValueError(f"labels must hold class ids in [0, {meta.num_classes}) for {meta.name}, got {c!r}")
+            raise InvalidValueError(f"labels must hold class ids in [0, {meta.num_classes}) for {meta.name}, got {c!r}")
         if meta.class_counts[c] == 0:
-            raise ValueError(f"{meta.name} has no image of class {c}; available classes: "
-                             f"{list(meta.available_classes)}")
+            raise InvalidValueError(f"{meta.name} has no image of class {c}; available classes: "
+                                    f"{list(meta.available_classes)}")
     return [int(c) for c in values]
 
 
@@ -157,8 +159,8 @@ def _draw_labels(spec: LabelSpec, n: int, pool_labels: np.ndarray, meta: Dataset
     if isinstance(spec, str):
         name, _, arg = spec.partition(":")
         if name not in PATTERNS or bool(arg) != (name == "repeat"):
-            raise ValueError(f"labels must be one of 'natural', 'unique', 'random', 'repeat:k' or a sequence of "
-                             f"class ids, got {spec!r}")
+            raise InvalidValueError(f"labels must be one of 'natural', 'unique', 'random', 'repeat:k' or a sequence of "
+                                    f"class ids, got {spec!r}")
         return PATTERNS.get(name)(n, arg or None, pool_labels, meta, rng)
     return _explicit(spec, n, meta)
 
@@ -186,9 +188,9 @@ def load(name: str, n: int, *, seed: int = 0, labels: LabelSpec = None, size: in
     """A batch of ``n`` real images of dataset ``name`` with the label pattern ``labels`` (see module doc)."""
     source = open_split(name, root=root, split=split)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+        raise InvalidValueError(f"n must be a positive int, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise InvalidValueError(f"seed must be a non-negative int, got {seed!r}")
     side = _side(source, size)
     meta = _info(source)
     rng = np.random.default_rng(seed)

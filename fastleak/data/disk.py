@@ -36,6 +36,7 @@ from fastleak._checks import first_line
 from fastleak.data.errors import DatasetError
 from fastleak.data.registry import TRAITS, Split, Traits, on_disk
 from fastleak.data.safe_pickle import load_cifar_batch
+from fastleak.errors import InvalidValueError
 
 MAX_FOLDER_SIDE = 224
 
@@ -244,13 +245,13 @@ def _npz_arrays(path: Path, split: str) -> tuple[str, np.ndarray, np.ndarray, li
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single array, not named arrays")
+            raise InvalidValueError("it holds a single array, not named arrays")
         with archive:
             keys = set(archive.files)
             xk = f"x_{split}" if f"x_{split}" in keys or split == "train" else "x"
             yk = "y" + xk[1:]
             if xk not in keys or yk not in keys:
-                raise ValueError(f"it has no {xk}/{yk} arrays, only {', '.join(sorted(keys)) or 'none'}")
+                raise InvalidValueError(f"it has no {xk}/{yk} arrays, only {', '.join(sorted(keys)) or 'none'}")
             every = [archive[k] for k in sorted(keys) if k == "y" or k.startswith("y_")]
             declared = int(archive["num_classes"]) if "num_classes" in keys else None
             return xk, archive[xk], archive[yk], every, declared

@@ -17,6 +17,7 @@ from PIL import Image
 
 from fastleak._registry import Registry
 from fastleak.data.errors import DatasetError
+from fastleak.errors import InvalidValueError
 
 SPLITS = ("train", "test")
 ROOT_VARIABLE = "FASTLEAK_DATA"
@@ -71,7 +72,7 @@ class Split:
         side = self.traits.size if size is None else size
         indices = np.asarray(indices, dtype=np.int64)
         if indices.ndim != 1 or not len(indices):
-            raise ValueError(f"indices must be a non-empty sequence of image indices, got shape {indices.shape}")
+            raise InvalidValueError(f"indices must be a non-empty sequence of image indices, got shape {indices.shape}")
         images = self.read(indices)
         if isinstance(images, np.ndarray) and images.shape[1:3] == (side, side):
             stacked = images
@@ -145,9 +146,9 @@ def open_split(name: str, *, root: str | os.PathLike | None = None, split: str =
     """The ``split`` ("train" or "test") of dataset ``name``: from ``root`` (default ``$FASTLEAK_DATA``)
     in the layout the dataset documents, or, with neither, from the shipped samples."""
     if name not in SHIPPED and name not in LAYOUTS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(names())}")
+        raise InvalidValueError(f"unknown dataset {name!r}; valid names: {', '.join(names())}")
     if split not in SPLITS:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise InvalidValueError(f"split must be 'train' or 'test', got {split!r}")
     return _open(name, resolve_root(root), split)
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from fastleak.defenses.checks import nonnegative, positive
 from fastleak.defenses.registry import defense_meta
+from fastleak.errors import InvalidTypeError
 from fastleak.federated.client import (_check_loss, make_observation, per_example_gradients, snapshot,
                                        trainable_names, validate_batch)
 from fastleak.federated.observation import Observation
@@ -26,7 +27,7 @@ def dp_sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, clip: float, s
     clip = positive(clip, "clip")
     sigma = nonnegative(sigma, "sigma")
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+        raise InvalidTypeError(f"seed must be an int, got {seed!r}")
     _check_loss(loss, reduction)
     num_classes = validate_batch(model, x, y)
     state = snapshot(model)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from fastleak._registry import Registry
+from fastleak.errors import InvalidTypeError
 from fastleak.federated.observation import Observation, Pair
 
 Tensors = tuple[torch.Tensor, ...]
@@ -54,22 +55,22 @@ def defense_meta(obs_meta: Any, record: dict[str, Any]) -> dict[str, Any]:
 def apply(obs: Observation, name: str, **params: Any) -> Observation:
     """Apply registered defense ``name`` with ``params`` to every pair of ``obs``; see the module doc."""
     if not isinstance(obs, Observation):
-        raise TypeError(f"obs must be an Observation, got {type(obs).__name__}")
+        raise InvalidTypeError(f"obs must be an Observation, got {type(obs).__name__}")
     defense = DEFENSES.get(name)
     signature = inspect.signature(defense.fn)
     accepted = [p for p in list(signature.parameters)[2 if defense.stochastic else 1:]]
     seed = params.pop("seed", 0) if defense.stochastic else None
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise TypeError(f"defense {name!r} does not accept {', '.join(unknown)}; accepted: "
-                        f"{', '.join(accepted + (['seed'] if defense.stochastic else []))}")
+        raise InvalidTypeError(f"defense {name!r} does not accept {', '.join(unknown)}; accepted: "
+                               f"{', '.join(accepted + (['seed'] if defense.stochastic else []))}")
     try:
         signature.bind(*([None, None] if defense.stochastic else [None]), **params)
     except TypeError as exc:
-        raise TypeError(f"defense {name!r}: {exc}") from None
+        raise InvalidTypeError(f"defense {name!r}: {exc}") from None
     if defense.stochastic:
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {seed!r}")
+            raise InvalidTypeError(f"seed must be an int, got {seed!r}")
         generator = torch.Generator().manual_seed(seed)
         pairs = tuple(Pair(p.state, defense.fn(p.shared, generator, **params)) for p in obs.pairs)
         record = {"name": name, **params, "seed": seed}

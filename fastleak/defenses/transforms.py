@@ -7,6 +7,7 @@ import torch
 
 from fastleak.defenses.checks import fraction, nonnegative, positive
 from fastleak.defenses.registry import Tensors, register
+from fastleak.errors import InvalidValueError
 
 
 def _normal(generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
@@ -83,7 +84,7 @@ def quantize(tensors: Tensors, bits: int) -> Tensors:
     """Uniform quantisation per tensor: round every entry to the nearest of 2**bits evenly spaced
     levels from the tensor's minimum to its maximum (both are levels). Constant tensors are unchanged."""
     if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
-        raise ValueError(f"bits must be an int in [1, 16], got {bits!r}")
+        raise InvalidValueError(f"bits must be an int in [1, 16], got {bits!r}")
     out = []
     for t in tensors:
         if t.numel() == 0:

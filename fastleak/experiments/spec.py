@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastleak._checks import known_fields
+from fastleak.errors import InvalidValueError
 
 MODES = ("fedsgd", "fedavg", "multi-pair")
 
@@ -54,19 +55,19 @@ class ExperimentSpec:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise InvalidValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
+            raise InvalidValueError(f"split must be 'train' or 'test', got {self.split!r}")
         if self.attack_labels not in ("recover", "optimize", "true"):
-            raise ValueError(f"attack_labels must be recover, optimize or true, got {self.attack_labels!r}")
+            raise InvalidValueError(f"attack_labels must be recover, optimize or true, got {self.attack_labels!r}")
         for name in ("batch", "restarts", "pairs", "local_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InvalidValueError(f"{name} must be a positive integer, got {value!r}")
         if self.iterations is not None and (not isinstance(self.iterations, int) or self.iterations < 1):
-            raise ValueError(f"iterations must be a positive integer, got {self.iterations!r}")
+            raise InvalidValueError(f"iterations must be a positive integer, got {self.iterations!r}")
         if not self.local_lr > 0:
-            raise ValueError(f"local_lr must be positive, got {self.local_lr!r}")
+            raise InvalidValueError(f"local_lr must be positive, got {self.local_lr!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

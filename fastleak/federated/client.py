@@ -31,6 +31,7 @@ from torch.func import functional_call, grad, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fastleak._checks import positive_int
+from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated.losses import LOSSES, check_reduction, client_loss
 from fastleak.federated.observation import Observation, Pair
 from fastleak.models.registry import spec_of
@@ -42,7 +43,7 @@ def trainable_names(model: nn.Module) -> tuple[str, ...]:
     """Names of the parameters a client shares: ``model.named_parameters()`` with ``requires_grad``."""
     names = tuple(n for n, p in model.named_parameters() if p.requires_grad)
     if not names:
-        raise ValueError("model has no trainable parameters (requires_grad=True)")
+        raise InvalidValueError("model has no trainable parameters (requires_grad=True)")
     return names
 
 
@@ -62,40 +63,43 @@ def validate_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     model accepts, or y is not one class id in [0, num_classes) per sample.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise InvalidTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor [n, C, H, W], got {type(x).__name__}"
-                        + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else ""))
+        raise InvalidTypeError(f"x must be a floating-point tensor [n, C, H, W], got {type(x).__name__}"
+                               + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else ""))
     if x.dim() < 2 or x.shape[0] == 0:
-        raise ValueError(f"x must hold at least one sample, shape [n, ...] with n > 0; got {tuple(x.shape)}")
+        raise InvalidValueError(f"x must hold at least one sample, shape [n, ...] with n > 0; got {tuple(x.shape)}")
     if not isinstance(y, torch.Tensor) or y.dtype != torch.long or y.dim() != 1:
-        raise TypeError("y must be a 1-D int64 tensor of class ids, got "
-                        + (f"dtype {y.dtype}, shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__))
+        raise InvalidTypeError("y must be a 1-D int64 tensor of class ids, got "
+                               + (f"dtype {y.dtype}, shape {tuple(y.shape)}" if isinstance(y, torch.Tensor)
+                                  else type(y).__name__))
     if y.shape[0] != x.shape[0]:
-        raise ValueError(f"y has {y.shape[0]} labels but x has {x.shape[0]} samples")
+        raise InvalidValueError(f"y has {y.shape[0]} labels but x has {x.shape[0]} samples")
     if y.device != x.device:
-        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
+        raise InvalidValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
     spec = spec_of(model)
     if spec is not None and tuple(x.shape[1:]) != spec.in_shape:
-        raise ValueError(f"x has per-sample shape {tuple(x.shape[1:])} but model {spec.name!r} was built for "
-                         f"in_shape {spec.in_shape}")
+        raise InvalidValueError(f"x has per-sample shape {tuple(x.shape[1:])} but model {spec.name!r} was built for "
+                                f"in_shape {spec.in_shape}")
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             out = model(x[:1])
     except RuntimeError as exc:
-        raise ValueError(f"x (per-sample shape {tuple(x.shape[1:])}, {x.dtype}, {x.device}) does not fit the "
-                         f"model: {exc}") from None
+        raise InvalidValueError(f"x (per-sample shape {tuple(x.shape[1:])}, {x.dtype}, {x.device}) does not fit the "
+                                f"model: {exc}") from None
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise ValueError("the model must return logits of shape [n, num_classes], got "
-                         + (f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__))
+        raise InvalidValueError("the model must return logits of shape [n, num_classes], got "
+                                + (f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
+                                   else type(out).__name__))
     num_classes = out.shape[1]
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= num_classes:
-        raise ValueError(f"y must hold class ids in [0, {num_classes}) for this model, got values in [{lo}, {hi}]")
+        raise InvalidValueError(f"y must hold class ids in [0, {num_classes}) for this model, got values in [{lo}, "
+                                f"{hi}]")
     return num_classes
 
 
@@ -131,7 +135,7 @@ def local_schedule(num_samples: int, local_steps: int, batch_size: int | None = 
     epochs = positive_int(epochs, "epochs")
     b = n if batch_size is None else positive_int(batch_size, "batch_size")
     if b > n:
-        raise ValueError(f"batch_size must be at most the number of samples {n}, got {b}")
+        raise InvalidValueError(f"batch_size must be at most the number of samples {n}, got {b}")
     num_batches = math.ceil(n / b)
     per_epoch = tuple(((s % num_batches) * b, min((s % num_batches + 1) * b, n)) for s in range(steps))
     return per_epoch * epochs
@@ -162,8 +166,8 @@ def per_example_gradients(model: nn.Module, params: Tensors, x: torch.Tensor, y:
     Needs a model without BatchNorm in train mode (batch statistics mix the samples).
     """
     if bn_in_train_mode(model):
-        raise ValueError("per-example gradients need BatchNorm in eval mode (batch statistics mix samples); "
-                         "call model.eval() or use a model without BatchNorm")
+        raise InvalidValueError("per-example gradients need BatchNorm in eval mode (batch statistics mix samples); "
+                                "call model.eval() or use a model without BatchNorm")
     state = _buffers(model, buffers)
     names = tuple(params)
 
@@ -214,7 +218,7 @@ def fedavg(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, local_steps: i
     docstring) on a copy of the model and shares ``W_after - W_before`` (kind "update")."""
     _check_loss(loss, reduction)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+        raise InvalidValueError(f"lr must be a positive finite number, got {lr!r}")
     num_classes = validate_batch(model, x, y)
     schedule = local_schedule(x.shape[0], local_steps, batch_size, epochs)
     state = snapshot(model)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from fastleak._files import write_atomically
+from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated.observation import Observation, Pair
 
 FORMAT = "fastleak.observation"
@@ -51,11 +52,11 @@ def _check_plain(value: Any, where: str) -> None:
     if isinstance(value, Mapping):
         for k, v in value.items():
             if not isinstance(k, str):
-                raise TypeError(f"cannot save observation: {where} has a non-string key {k!r}")
+                raise InvalidTypeError(f"cannot save observation: {where} has a non-string key {k!r}")
             _check_plain(v, f"{where}[{k!r}]")
         return
-    raise TypeError(f"cannot save observation: {where} is a {type(value).__name__}; meta may hold only "
-                    "str, int, float, bool, None, lists, tuples and dicts with str keys")
+    raise InvalidTypeError(f"cannot save observation: {where} is a {type(value).__name__}; meta may hold only "
+                           "str, int, float, bool, None, lists, tuples and dicts with str keys")
 
 
 def _tensor_digest(h: "hashlib._Hash", tensor: torch.Tensor) -> None:
@@ -80,7 +81,7 @@ def _digest(payload: Mapping[str, Any]) -> str:
 def save(obs: Observation, path: str | os.PathLike) -> None:
     """Write ``obs`` to ``path`` in the format above (tensors moved to the CPU; atomic replace)."""
     if not isinstance(obs, Observation):
-        raise TypeError(f"obs must be an Observation, got {type(obs).__name__}")
+        raise InvalidTypeError(f"obs must be an Observation, got {type(obs).__name__}")
     fields = {f: getattr(obs, f) for f in _FIELDS}
     fields["param_names"] = list(obs.param_names)
     fields["input_shape"] = None if obs.input_shape is None else list(obs.input_shape)
@@ -97,7 +98,7 @@ def save(obs: Observation, path: str | os.PathLike) -> None:
 
 def _require(cond: bool, path: str, what: str) -> None:
     if not cond:
-        raise ValueError(f"{path}: not a valid {FORMAT} file: {what}")
+        raise InvalidValueError(f"{path}: not a valid {FORMAT} file: {what}")
 
 
 def check_against_model(obs: Observation, model: nn.Module, where: str = "observation") -> None:
@@ -106,21 +107,21 @@ def check_against_model(obs: Observation, model: nn.Module, where: str = "observ
     if tuple(params) != obs.param_names:
         missing = [n for n in params if n not in obs.param_names]
         extra = [n for n in obs.param_names if n not in params]
-        raise ValueError(f"{where} does not match the model's trainable parameters: missing {missing[:5]}, "
-                         f"unexpected {extra[:5]}" + ("" if missing or extra else " (different order)"))
+        raise InvalidValueError(f"{where} does not match the model's trainable parameters: missing {missing[:5]}, "
+                                f"unexpected {extra[:5]}" + ("" if missing or extra else " (different order)"))
     model_state = model.state_dict()
     for i, pair in enumerate(obs.pairs):
         for name, t in zip(obs.param_names, pair.shared):
             if t.shape != params[name].shape:
-                raise ValueError(f"{where} pair {i}: shared tensor {name!r} has shape {tuple(t.shape)}, "
-                                 f"the model's has {tuple(params[name].shape)}")
+                raise InvalidValueError(f"{where} pair {i}: shared tensor {name!r} has shape {tuple(t.shape)}, "
+                                        f"the model's has {tuple(params[name].shape)}")
         if set(pair.state) != set(model_state):
             diff = sorted(set(pair.state) ^ set(model_state))
-            raise ValueError(f"{where} pair {i}: state names differ from the model's state_dict: {diff[:5]}")
+            raise InvalidValueError(f"{where} pair {i}: state names differ from the model's state_dict: {diff[:5]}")
         for name, t in pair.state.items():
             if t.shape != model_state[name].shape:
-                raise ValueError(f"{where} pair {i}: state {name!r} has shape {tuple(t.shape)}, "
-                                 f"the model's has {tuple(model_state[name].shape)}")
+                raise InvalidValueError(f"{where} pair {i}: state {name!r} has shape {tuple(t.shape)}, "
+                                        f"the model's has {tuple(model_state[name].shape)}")
 
 
 def load(path: str | os.PathLike, model: nn.Module | None = None, map_location: str | torch.device = "cpu") -> Observation:
@@ -131,13 +132,14 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, map_location: 
     except FileNotFoundError:
         raise
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable {FORMAT} file (truncated or corrupt: torch.load raised "
-                         f"{type(exc).__name__})") from None
+        raise InvalidValueError(f"{path}: not a readable {FORMAT} file (truncated or corrupt: torch.load raised "
+                                f"{type(exc).__name__})") from None
     _require(isinstance(payload, dict) and payload.get("format") == FORMAT, path,
              f"the 'format' field is not {FORMAT!r}")
     version = payload.get("version")
     if version != VERSION:
-        raise ValueError(f"{path}: {FORMAT} version {version!r} is not supported (this fastleak reads version {VERSION})")
+        raise InvalidValueError(f"{path}: {FORMAT} version {version!r} is not supported (this fastleak reads version "
+                                f"{VERSION})")
     for key, kind in (("fields", dict), ("meta", dict), ("pairs", list), ("sha256", str)):
         _require(isinstance(payload.get(key), kind), path, f"{key!r} missing or not a {kind.__name__}")
     _require(set(payload["fields"]) == set(_FIELDS), path, "the 'fields' entry has the wrong keys")
@@ -146,12 +148,12 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, map_location: 
                  and all(isinstance(t, torch.Tensor) for t in [*pair["state"].values(), *pair["shared"]]),
                  path, f"pair {i} is malformed")
     if _digest(payload) != payload["sha256"]:
-        raise ValueError(f"{path}: checksum mismatch: the file is corrupt")
+        raise InvalidValueError(f"{path}: checksum mismatch: the file is corrupt")
     try:
         obs = Observation(pairs=tuple(Pair(state=p["state"], shared=tuple(p["shared"])) for p in payload["pairs"]),
                           meta=payload["meta"], **payload["fields"])
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: not a valid {FORMAT} file: {exc}") from None
+        raise InvalidValueError(f"{path}: not a valid {FORMAT} file: {exc}") from None
     if model is not None:
         check_against_model(obs, model, where=path)
     return obs

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from fastleak._registry import Registry
+from fastleak.errors import InvalidValueError
 
 # A loss maps (logits [n, C], target) to per-sample losses [n]. The target is either class ids
 # (int64 [n]) or a probability vector per sample (float [n, C], e.g. an attack's soft labels).
@@ -37,7 +38,7 @@ def squared_error(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def check_reduction(reduction: str) -> str:
     if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        raise InvalidValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return reduction
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from fastleak._checks import positive_int
 from fastleak._registry import Registry
+from fastleak.errors import InvalidValueError
 from fastleak.federated.client import fedavg, fedsgd
 from fastleak.federated.observation import Observation
 from fastleak.models.registry import build, spec_of
@@ -73,8 +74,8 @@ def _reinitialised_state(model: nn.Module, seed: int) -> dict[str, torch.Tensor]
             if next(module.parameters(recurse=False), None) is None:
                 continue
             if not hasattr(module, "reset_parameters"):
-                raise ValueError(f"between='reinit' cannot re-initialise submodule {name!r} "
-                                 f"({type(module).__name__}): it has no reset_parameters()")
+                raise InvalidValueError(f"between='reinit' cannot re-initialise submodule {name!r} "
+                                        f"({type(module).__name__}): it has no reset_parameters()")
             module.reset_parameters()
     return fresh.state_dict()
 
@@ -101,7 +102,7 @@ def multi_pair(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, pairs: int
         seed = spec.seed if spec is not None else 0
     lr = DEFAULT_SERVER_LR[kind] if server_lr is None else float(server_lr)
     if lr <= 0:
-        raise ValueError(f"server_lr must be positive, got {server_lr!r}")
+        raise InvalidValueError(f"server_lr must be positive, got {server_lr!r}")
 
     def observe(m: nn.Module, xs: torch.Tensor, ys: torch.Tensor) -> Observation:
         return observer(m, xs, ys, **client_kw)

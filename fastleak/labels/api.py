@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated.observation import Observation
 from fastleak.labels import registry
 from fastleak.labels.evidence import Evidence, gather
@@ -59,16 +60,16 @@ def choose(num_samples: int, num_classes: int, mass: float | None) -> tuple[str,
 
 def _check_applicable(method: registry.Method, ev: Evidence, rows: list[int], sizes: list[int]) -> None:
     if method.needs_bias and not ev.has_bias:
-        raise ValueError(f"method {method.name!r} needs the final nn.Linear's bias (model layer "
-                         f"{ev.weight_name.rsplit('.', 1)[0]!r}), but the model has none or the observation "
-                         "does not share its gradient; use method='geng' or 'llg'")
+        raise InvalidValueError(f"method {method.name!r} needs the final nn.Linear's bias (model layer "
+                                f"{ev.weight_name.rsplit('.', 1)[0]!r}), but the model has none or the observation "
+                                "does not share its gradient; use method='geng' or 'llg'")
     for i in rows:
         if method.single_sample and sizes[i] != 1:
-            raise ValueError(f"method {method.name!r} handles batch size 1 only, but num_samples is "
-                             f"{sizes[i]}; use 'auto', 'ilrg' or 'geng' for batches")
+            raise InvalidValueError(f"method {method.name!r} handles batch size 1 only, but num_samples is "
+                                    f"{sizes[i]}; use 'auto', 'ilrg' or 'geng' for batches")
         if method.unique_labels and sizes[i] > ev.num_classes:
-            raise ValueError(f"method {method.name!r} assumes unique labels, impossible with num_samples="
-                             f"{sizes[i]} > {ev.num_classes} classes")
+            raise InvalidValueError(f"method {method.name!r} assumes unique labels, impossible with num_samples="
+                                    f"{sizes[i]} > {ev.num_classes} classes")
 
 
 def combine_pairs(estimates: torch.Tensor, obs_index: torch.Tensor, num_obs: int, how: str = "median") -> torch.Tensor:
@@ -107,12 +108,12 @@ def counts_many(observations: Sequence[Observation], model: nn.Module, method: s
     (largest remainder) to exactly its batch size.
     """
     if isinstance(observations, Observation):
-        raise TypeError("observations must be a sequence of Observation; use counts() for one")
+        raise InvalidTypeError("observations must be a sequence of Observation; use counts() for one")
     observations = tuple(observations)
     if not observations:
         return ()
     if not isinstance(method, str):
-        raise TypeError(f"method must be a string, got {type(method).__name__}")
+        raise InvalidTypeError(f"method must be a string, got {type(method).__name__}")
     if method != "auto":
         registry.get(method)
     config = config if config is not None else LabelConfig()
@@ -157,7 +158,7 @@ def counts(observation: Observation, model: nn.Module, method: str = "auto", *,
            num_samples: int | None = None, config: LabelConfig | None = None) -> LabelCounts:
     """Label counts (duplicates included) of one observation; see ``counts_many``."""
     if not isinstance(observation, Observation):
-        raise TypeError(f"observation must be a fastleak Observation, got {type(observation).__name__}")
+        raise InvalidTypeError(f"observation must be a fastleak Observation, got {type(observation).__name__}")
     return counts_many((observation,), model, method, num_samples=[num_samples], config=config)[0]
 
 

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated import Observation, local_schedule
 from fastleak.models import final_linear, final_linear_param_names
 
@@ -75,11 +76,11 @@ class Evidence:
 def final_layer(model: nn.Module) -> tuple[nn.Linear, str, str | None]:
     """The model's final nn.Linear and the parameter names of its weight and bias."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise InvalidTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     try:
         weight, bias = final_linear_param_names(model)
     except ValueError as exc:
-        raise ValueError(f"model: {exc}") from None
+        raise InvalidValueError(f"model: {exc}") from None
     return final_linear(model), weight, bias
 
 
@@ -96,13 +97,13 @@ def mean_gradient_scale(obs: Observation, num_samples: int) -> float:
     g ≈ −update / (lr · steps) or −update / (lr · Σ_steps mini-batch size).
     """
     if obs.reduction not in ("mean", "sum"):
-        raise ValueError(f"observation.reduction must be 'mean' or 'sum', got {obs.reduction!r}")
+        raise InvalidValueError(f"observation.reduction must be 'mean' or 'sum', got {obs.reduction!r}")
     if obs.kind == "gradient":
         return 1.0 if obs.reduction == "mean" else 1.0 / num_samples
     if obs.kind != "update":
-        raise ValueError(f"observation.kind must be 'gradient' or 'update', got {obs.kind!r}")
+        raise InvalidValueError(f"observation.kind must be 'gradient' or 'update', got {obs.kind!r}")
     if obs.local_lr is None or not obs.local_lr > 0:
-        raise ValueError(f"an update observation needs local_lr > 0, got {obs.local_lr!r}")
+        raise InvalidValueError(f"an update observation needs local_lr > 0, got {obs.local_lr!r}")
     schedule = local_schedule(num_samples, obs.local_steps, obs.local_batch_size, obs.local_epochs)
     if obs.reduction == "mean":
         return -1.0 / (obs.local_lr * len(schedule))
@@ -111,7 +112,7 @@ def mean_gradient_scale(obs: Observation, num_samples: int) -> float:
 
 def _check_finite(t: torch.Tensor, what: str) -> None:
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{what} contains NaN or inf")
+        raise InvalidValueError(f"{what} contains NaN or inf")
 
 
 class _StateTable:
@@ -145,10 +146,10 @@ def resolve_num_samples(obs: Observation, num_samples: int | None, where: str = 
     b = obs.num_samples
     if num_samples is not None:
         if b is not None and int(num_samples) != int(b):
-            raise ValueError(f"num_samples={num_samples} disagrees with {where}.num_samples={b}")
+            raise InvalidValueError(f"num_samples={num_samples} disagrees with {where}.num_samples={b}")
         b = num_samples
     if b is None or int(b) < 1:
-        raise ValueError(f"num_samples must be a positive batch size; {where}.num_samples is {b!r}")
+        raise InvalidValueError(f"num_samples must be a positive batch size; {where}.num_samples is {b!r}")
     return int(b)
 
 
@@ -159,21 +160,21 @@ def gather(observations: Sequence[Observation], model: nn.Module,
     if num_samples is None:
         num_samples = [None] * len(observations)
     if len(num_samples) != len(observations):
-        raise ValueError(f"num_samples must have one entry per observation ({len(observations)}), "
-                         f"got {len(num_samples)}")
+        raise InvalidValueError(f"num_samples must have one entry per observation ({len(observations)}), "
+                                f"got {len(num_samples)}")
     table = _StateTable(wkey)
     gw, gb, dw, db, rows_b, rows_obs, rows_state, rows_upd, pair_ids = [], [], [], [], [], [], [], [], []
     use_bias = bkey is not None
     for i, obs in enumerate(observations):
         where = f"observations[{i}]" if len(observations) > 1 else "observation"
         if not isinstance(obs, Observation):
-            raise TypeError(f"{where} must be a fastleak Observation, got {type(obs).__name__}")
+            raise InvalidTypeError(f"{where} must be a fastleak Observation, got {type(obs).__name__}")
         if not obs.pairs:
-            raise ValueError(f"{where} has no pairs")
+            raise InvalidValueError(f"{where} has no pairs")
         names = tuple(obs.param_names)
         if wkey not in names:
-            raise ValueError(f"{where}.param_names lacks the final layer weight {wkey!r}; "
-                             "was the observation made with this model?")
+            raise InvalidValueError(f"{where}.param_names lacks the final layer weight {wkey!r}; "
+                                    "was the observation made with this model?")
         wi = names.index(wkey)
         bi = names.index(bkey) if use_bias and bkey in names else None
         use_bias = use_bias and bi is not None
@@ -182,13 +183,13 @@ def gather(observations: Sequence[Observation], model: nn.Module,
         for j, pair in enumerate(obs.pairs):
             pw = f"{where}.pairs[{j}]"
             if len(pair.shared) != len(names):
-                raise ValueError(f"{pw}.shared has {len(pair.shared)} tensors but param_names has {len(names)}")
+                raise InvalidValueError(f"{pw}.shared has {len(pair.shared)} tensors but param_names has {len(names)}")
             if wkey not in pair.state:
-                raise ValueError(f"{pw}.state lacks {wkey!r}")
+                raise InvalidValueError(f"{pw}.state lacks {wkey!r}")
             w_sh = pair.shared[wi]
             if w_sh.shape != fc.weight.shape:
-                raise ValueError(f"{pw}.shared[{wkey!r}] has shape {tuple(w_sh.shape)}, "
-                                 f"expected {tuple(fc.weight.shape)} from model")
+                raise InvalidValueError(f"{pw}.shared[{wkey!r}] has shape {tuple(w_sh.shape)}, "
+                                        f"expected {tuple(fc.weight.shape)} from model")
             _check_finite(w_sh, f"{pw}.shared[{wkey!r}]")
             _check_finite(pair.state[wkey], f"{pw}.state[{wkey!r}]")
             gw.append(w_sh * scale)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from fastleak._registry import Registry
+from fastleak.errors import InvalidValueError
 
 if TYPE_CHECKING:
     from fastleak.labels.evidence import Evidence
@@ -38,7 +39,7 @@ def register(name: str, *, needs_bias: bool = False, single_sample: bool = False
     ``unique_labels``: assumes no duplicate labels (batch size at most the class count).
     """
     if name == "auto":
-        raise ValueError("'auto' is reserved for the method chooser")
+        raise InvalidValueError("'auto' is reserved for the method chooser")
 
     def decorator(fn: Estimator) -> Estimator:
         LABEL_METHODS.register(name)(Method(name, fn, needs_bias, single_sample, unique_labels))
@@ -50,7 +51,7 @@ def register(name: str, *, needs_bias: bool = False, single_sample: bool = False
 def get(name: str) -> Method:
     if name not in LABEL_METHODS:
         valid = ", ".join(LABEL_METHODS.names() + ("auto",))
-        raise ValueError(f"method must be one of {valid}; got {name!r}")
+        raise InvalidValueError(f"method must be one of {valid}; got {name!r}")
     return LABEL_METHODS.get(name)
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from fastleak.errors import InvalidValueError
+
 
 def largest_remainder(estimates: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
     """Round rows of ``estimates`` [N, C] to non-negative integers summing to ``totals`` [N].
@@ -14,12 +16,12 @@ def largest_remainder(estimates: torch.Tensor, totals: torch.Tensor) -> torch.Te
     class is handed out or taken when the gap exceeds the number of classes.
     """
     if estimates.dim() != 2:
-        raise ValueError(f"estimates must be [N, C], got shape {tuple(estimates.shape)}")
+        raise InvalidValueError(f"estimates must be [N, C], got shape {tuple(estimates.shape)}")
     totals = torch.as_tensor(totals, device=estimates.device).long().reshape(-1)
     if totals.numel() != estimates.shape[0]:
-        raise ValueError(f"totals must have {estimates.shape[0]} entries, got {totals.numel()}")
+        raise InvalidValueError(f"totals must have {estimates.shape[0]} entries, got {totals.numel()}")
     if bool((totals < 0).any()):
-        raise ValueError("totals must be non-negative")
+        raise InvalidValueError("totals must be non-negative")
     x = torch.nan_to_num(estimates.double(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
     x = torch.minimum(x, totals[:, None].double())
     base = x.floor()

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from fastleak._registry import Registry
+from fastleak.errors import InvalidValueError
 from fastleak.labels import trajectory
 from fastleak.labels.evidence import Evidence
 from fastleak.labels.types import LabelConfig
@@ -50,7 +51,8 @@ def _pink(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
     """
     k, rest = shape[0], tuple(shape[1:])
     if not rest:
-        raise ValueError(f"dummy_distribution 'pink' needs an input_shape with at least one dimension, got {rest}")
+        raise InvalidValueError("dummy_distribution 'pink' needs an input_shape with at least one dimension, got "
+                                f"{rest}")
     spatial = rest[-2:] if len(rest) >= 2 else rest
     channels = math.prod(rest[:-len(spatial)])
     grids = [torch.fft.fftfreq(n) for n in spatial[:-1]] + [torch.fft.rfftfreq(spatial[-1])]
@@ -74,8 +76,8 @@ def dummy_inputs(ev: Evidence, config: LabelConfig, obs_index: int) -> torch.Ten
     if config.dummies is not None:
         return config.dummies.to(device=device, dtype=dtype)
     if obs.input_shape is None:
-        raise ValueError("observation.input_shape is None: the dummy statistics need it, "
-                         "or pass LabelConfig(dummies=...)")
+        raise InvalidValueError("observation.input_shape is None: the dummy statistics need it, "
+                                "or pass LabelConfig(dummies=...)")
     gen = torch.Generator(device="cpu").manual_seed(config.dummy_seed)
     x = DUMMIES.get(config.dummy_distribution)((config.num_dummies, *obs.input_shape), gen)
     return x.to(device=device, dtype=dtype)

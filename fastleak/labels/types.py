@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
+from fastleak.errors import InvalidValueError
+
 
 @dataclass(frozen=True)
 class LabelConfig:
@@ -34,13 +36,13 @@ class LabelConfig:
 
     def __post_init__(self) -> None:
         if self.combine not in ("median", "mean"):
-            raise ValueError(f"LabelConfig.combine must be 'median' or 'mean', got {self.combine!r}")
+            raise InvalidValueError(f"LabelConfig.combine must be 'median' or 'mean', got {self.combine!r}")
         if self.num_dummies < 1:
-            raise ValueError(f"LabelConfig.num_dummies must be >= 1, got {self.num_dummies}")
+            raise InvalidValueError(f"LabelConfig.num_dummies must be >= 1, got {self.num_dummies}")
         if self.trajectory_points is not None and self.trajectory_points < 1:
-            raise ValueError(f"LabelConfig.trajectory_points must be >= 1 or None, got {self.trajectory_points}")
+            raise InvalidValueError(f"LabelConfig.trajectory_points must be >= 1 or None, got {self.trajectory_points}")
         if self.dummies is not None and (not isinstance(self.dummies, torch.Tensor) or self.dummies.dim() < 2):
-            raise ValueError("LabelConfig.dummies must be a tensor [K, *input_shape] or None")
+            raise InvalidValueError("LabelConfig.dummies must be a tensor [K, *input_shape] or None")
 
 
 @dataclass(frozen=True)

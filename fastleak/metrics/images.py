@@ -8,6 +8,7 @@ import torch
 from pytorch_msssim import ssim as _ssim
 from scipy.optimize import linear_sum_assignment
 
+from fastleak.errors import InvalidValueError
 from fastleak.metrics.labels import LabelScores, label_scores
 
 log = logging.getLogger(__name__)
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def _check_images(name: str, x: torch.Tensor) -> None:
     if x.dim() != 4:
-        raise ValueError(f"{name} must have shape [B,C,H,W], got {tuple(x.shape)}")
+        raise InvalidValueError(f"{name} must have shape [B,C,H,W], got {tuple(x.shape)}")
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -69,8 +70,8 @@ def evaluate(rec_images: torch.Tensor, true_images: torch.Tensor, rec_labels: to
     _check_images("rec_images", rec_images)
     _check_images("true_images", true_images)
     if rec_images.shape != true_images.shape:
-        raise ValueError(f"rec_images {tuple(rec_images.shape)} and true_images {tuple(true_images.shape)} "
-                         "must have the same shape")
+        raise InvalidValueError(f"rec_images {tuple(rec_images.shape)} and true_images {tuple(true_images.shape)} "
+                                "must have the same shape")
     rec = rec_images.detach().float().clamp(0, 1).cpu()
     true = true_images.detach().float().clamp(0, 1).cpu()
     order = match(rec, true)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fastleak.errors import InvalidTypeError, InvalidValueError
+
 _REQUIREMENT = ("model must end in an nn.Linear classifier whose output is the model's output "
                 "(no activation, softmax or reshape after it)")
 
@@ -27,13 +29,13 @@ def final_linear(model: nn.Module, x: torch.Tensor | None = None) -> nn.Linear:
     order. Raises ``ValueError`` when that module is not an ``nn.Linear``.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise InvalidTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if x is None:
         leaves = _leaves(model)
         name, last = leaves[-1]
         if not isinstance(last, nn.Linear):
-            raise ValueError(f"{_REQUIREMENT}; its last module {name or type(model).__name__!r} is "
-                             f"{type(last).__name__}")
+            raise InvalidValueError(f"{_REQUIREMENT}; its last module {name or type(model).__name__!r} is "
+                                    f"{type(last).__name__}")
         return last
     produced: list[tuple[str, nn.Module, torch.Tensor]] = []
     handles = [m.register_forward_hook(lambda mod, inp, out, _n=name: produced.append((_n, mod, out)))
@@ -47,10 +49,10 @@ def final_linear(model: nn.Module, x: torch.Tensor | None = None) -> nn.Linear:
     for name, module, result in reversed(produced):
         if result is out:
             if not isinstance(module, nn.Linear):
-                raise ValueError(f"{_REQUIREMENT}; the output comes from {name!r}, a {type(module).__name__}")
+                raise InvalidValueError(f"{_REQUIREMENT}; the output comes from {name!r}, a {type(module).__name__}")
             return module
-    raise ValueError(f"{_REQUIREMENT}; the output is not returned by any submodule "
-                     "(a function is applied after the last layer)")
+    raise InvalidValueError(f"{_REQUIREMENT}; the output is not returned by any submodule "
+                            "(a function is applied after the last layer)")
 
 
 def final_linear_param_names(model: nn.Module, x: torch.Tensor | None = None) -> tuple[str, str | None]:
@@ -59,7 +61,7 @@ def final_linear_param_names(model: nn.Module, x: torch.Tensor | None = None) ->
     names = {id(p): n for n, p in model.named_parameters()}
     weight = names.get(id(layer.weight))
     if weight is None:
-        raise ValueError("the classifier weight is not a parameter of the model")
+        raise InvalidValueError("the classifier weight is not a parameter of the model")
     bias = None if layer.bias is None else names.get(id(layer.bias))
     return weight, bias
 
@@ -82,5 +84,5 @@ def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor
     finally:
         handle.remove()
     if "out" not in seen or seen["out"] is not logits:
-        raise ValueError(f"{_REQUIREMENT}; the last registered Linear did not produce the output")
+        raise InvalidValueError(f"{_REQUIREMENT}; the last registered Linear did not produce the output")
     return seen["features"], logits

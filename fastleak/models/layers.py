@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from fastleak._registry import Registry
+from fastleak.errors import InvalidValueError
 
 ACTIVATIONS: Registry[type[nn.Module]] = Registry("activation")
 ACTIVATIONS.register("relu")(nn.ReLU)
@@ -14,7 +15,7 @@ ACTIVATIONS.register("tanh")(nn.Tanh)
 
 def image_shape(in_shape: tuple[int, ...], model: str) -> tuple[int, int, int]:
     if len(in_shape) != 3:
-        raise ValueError(f"model {model!r} needs in_shape (channels, height, width), got {in_shape!r}")
+        raise InvalidValueError(f"model {model!r} needs in_shape (channels, height, width), got {in_shape!r}")
     return in_shape  # type: ignore[return-value]
 
 
@@ -26,7 +27,7 @@ def flat_features(body: nn.Module, in_shape: tuple[int, ...], model: str) -> int
         with torch.no_grad():
             out = body(torch.zeros(1, *in_shape))
     except RuntimeError as exc:
-        raise ValueError(f"in_shape {in_shape} does not fit model {model!r} (too small?): {exc}") from None
+        raise InvalidValueError(f"in_shape {in_shape} does not fit model {model!r} (too small?): {exc}") from None
     finally:
         body.train(was_training)
     return out[0].numel()

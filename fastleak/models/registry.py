@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from fastleak._registry import Registry
+from fastleak.errors import InvalidTypeError, InvalidValueError
 
 ModelFactory = Callable[..., nn.Module]
 MODELS: Registry[ModelFactory] = Registry("model")
@@ -51,9 +52,9 @@ def user_class(path: str) -> type[nn.Module]:
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import model class {path!r}: {exc}") from None
+        raise InvalidValueError(f"cannot import model class {path!r}: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ValueError(f"{path!r} is not a torch.nn.Module subclass")
+        raise InvalidValueError(f"{path!r} is not a torch.nn.Module subclass")
     return cls
 
 
@@ -61,11 +62,11 @@ def _check_sizes(sizes: dict[str, Any]) -> None:
     """The sizes a constructor takes: ``num_classes`` a positive int, ``in_shape`` positive ints."""
     num_classes = sizes.get("num_classes", 1)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        raise InvalidValueError(f"num_classes must be a positive int, got {num_classes!r}")
     in_shape = sizes.get("in_shape", (1,))
     if (not isinstance(in_shape, (tuple, list)) or not in_shape
             or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in in_shape)):
-        raise ValueError(f"in_shape must be a tuple of positive ints such as (3, 32, 32), got {in_shape!r}")
+        raise InvalidValueError(f"in_shape must be a tuple of positive ints such as (3, 32, 32), got {in_shape!r}")
 
 
 def build(name: str, num_classes: int | None, in_shape: tuple[int, ...] | None = (3, 32, 32), seed: int = 0,
@@ -81,7 +82,7 @@ def build(name: str, num_classes: int | None, in_shape: tuple[int, ...] | None =
     """
     factory: Callable[..., nn.Module] = user_class(name) if ":" in name else MODELS.get(name)
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+        raise InvalidTypeError(f"seed must be an int, got {seed!r}")
     params = inspect.signature(factory).parameters
     sizes = {k: v for k, v in (("num_classes", num_classes), ("in_shape", in_shape)) if k in params}
     _check_sizes(sizes)
@@ -89,8 +90,8 @@ def build(name: str, num_classes: int | None, in_shape: tuple[int, ...] | None =
     accepted = [p for p in params if p not in ("num_classes", "in_shape")]
     unknown = sorted(set(kw) - set(accepted))
     if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        raise TypeError(f"model {name!r} does not accept option(s) {', '.join(unknown)}; "
-                        f"accepted options: {', '.join(accepted) or 'none'}")
+        raise InvalidTypeError(f"model {name!r} does not accept option(s) {', '.join(unknown)}; "
+                               f"accepted options: {', '.join(accepted) or 'none'}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = factory(**sizes, **kw)

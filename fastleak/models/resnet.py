@@ -6,6 +6,7 @@ from typing import Sequence
 from torch import nn
 
 from fastleak._registry import Registry
+from fastleak.errors import InvalidValueError
 from fastleak.models.layers import image_shape
 from fastleak.models.registry import register
 
@@ -47,7 +48,7 @@ class ResNet(nn.Module):
                  stem: str, bias: bool, name: str) -> None:
         super().__init__()
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive int, got {width!r}")
+            raise InvalidValueError(f"width must be a positive int, got {width!r}")
         channels = image_shape(in_shape, name)[0]
         self.stem = STEMS.get(stem)(channels, width)
         stages = []

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from fastleak._checks import first_line
+from fastleak.errors import InvalidValueError
 
 
 def _first(names: list[str], shown: int = 3) -> str:
@@ -19,14 +20,14 @@ def load_state(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     unreadable file and for missing, unexpected or differently shaped entries."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise ValueError(f"state dict file {path!r} does not exist")
+        raise InvalidValueError(f"state dict file {path!r} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"state dict file {path!r} cannot be read ({first_line(exc)})") from None
+        raise InvalidValueError(f"state dict file {path!r} cannot be read ({first_line(exc)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path!r} holds no state dict (a mapping of names to tensors); save one with "
-                         "torch.save(model.state_dict(), path)")
+        raise InvalidValueError(f"{path!r} holds no state dict (a mapping of names to tensors); save one with "
+                                "torch.save(model.state_dict(), path)")
     own = model.state_dict()
     problems = []
     missing = [k for k in own if k not in state]
@@ -40,6 +41,6 @@ def load_state(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     if shapes:
         problems.append(f"shapes in file vs model: {_first(shapes)}")
     if problems:
-        raise ValueError(f"state dict {path!r} does not fit this {type(model).__name__}: {'; '.join(problems)}")
+        raise InvalidValueError(f"state dict {path!r} does not fit this {type(model).__name__}: {'; '.join(problems)}")
     model.load_state_dict(state)
     return model

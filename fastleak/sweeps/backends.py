@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from fastleak._registry import Registry
+from fastleak.errors import InvalidValueError
 from fastleak.sweeps.execute import execute_job, failed_result
 from fastleak.sweeps.grid import Job
 from fastleak.sweeps.results import JobResult
@@ -35,7 +36,7 @@ class BackendOptions:
         for name in ("attempts", "workers", "cpus_per_job"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InvalidValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 Backend = Callable[[Sequence[Job], BackendOptions], Iterator[JobResult]]
@@ -92,7 +93,8 @@ def ray_backend(jobs: Sequence[Job], options: BackendOptions) -> Iterator[JobRes
     try:
         import ray
     except ImportError:
-        raise ValueError("the ray backend needs Ray: pip install fastleak[ray], or use --backend serial") from None
+        raise InvalidValueError("the ray backend needs Ray: pip install fastleak[ray], or use --backend "
+                                "serial") from None
     started = _connect(ray, options)
     cpus = options.cpus_per_job or 1
     # max_retries re-runs a job whose worker process died; exceptions are retried inside execute_job.

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastleak._toml import read_toml
+from fastleak.errors import InvalidValueError
 from fastleak.experiments import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def _normalise(name: str) -> str:
 def _leaves(table: dict[str, Any], where: str) -> dict[SettingPath, Any]:
     """Setting paths of a [fixed] table or a case: dict fields contribute one path per key."""
     if not isinstance(table, dict):
-        raise ValueError(f"{where} must be a table of experiment settings, got {table!r}")
+        raise InvalidValueError(f"{where} must be a table of experiment settings, got {table!r}")
     out: dict[SettingPath, Any] = {}
     for name, value in table.items():
         name = _normalise(name)
@@ -88,14 +89,14 @@ def _leaves(table: dict[str, Any], where: str) -> dict[SettingPath, Any]:
 
 def _axes(grid: dict[str, Any], where: str) -> dict[SettingPath, tuple[Any, ...]]:
     if not isinstance(grid, dict):
-        raise ValueError(f"{where} must be a table of lists, got {grid!r}")
+        raise InvalidValueError(f"{where} must be a table of lists, got {grid!r}")
     axes: dict[SettingPath, tuple[Any, ...]] = {}
     for name, values in grid.items():
         name = _normalise(name)
         if isinstance(values, dict):
             if name not in DICT_FIELDS:
-                raise ValueError(f"{where}.{name} must be a list of values; only {', '.join(DICT_FIELDS)} "
-                                 f"take a table of lists (e.g. {where}.defense_params.sigma = [0.01, 0.1])")
+                raise InvalidValueError(f"{where}.{name} must be a list of values; only {', '.join(DICT_FIELDS)} "
+                                        f"take a table of lists (e.g. {where}.defense_params.sigma = [0.01, 0.1])")
             for key, sub in values.items():
                 axes[(name, _normalise(key))] = _values(sub, f"{where}.{name}.{key}")
         else:
@@ -105,8 +106,8 @@ def _axes(grid: dict[str, Any], where: str) -> dict[SettingPath, tuple[Any, ...]
 
 def _values(values: Any, where: str) -> tuple[Any, ...]:
     if not isinstance(values, list) or not values:
-        raise ValueError(f"{where} must be a non-empty list of values, got {values!r}; "
-                         "put settings that do not vary in [fixed]")
+        raise InvalidValueError(f"{where} must be a non-empty list of values, got {values!r}; "
+                                "put settings that do not vary in [fixed]")
     return tuple(values)
 
 
@@ -119,8 +120,8 @@ def _check_disjoint(source: str, first: set[SettingPath], first_name: str, secon
                     second_name: str) -> None:
     clashes = sorted({".".join(max(a, b, key=len)) for a in first for b in second if _overlap(a, b)})
     if clashes:
-        raise ValueError(f"{source}: {', '.join(clashes)} set in both {first_name} and {second_name}; "
-                         "give each setting in one place only")
+        raise InvalidValueError(f"{source}: {', '.join(clashes)} set in both {first_name} and {second_name}; "
+                                "give each setting in one place only")
 
 
 def _settings(assignments: dict[SettingPath, Any]) -> dict[str, Any]:
@@ -146,11 +147,11 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise ValueError(f"{self.source}: retries must be a non-negative integer, got {self.retries!r}")
+            raise InvalidValueError(f"{self.source}: retries must be a non-negative integer, got {self.retries!r}")
         if self.output is not None and (not isinstance(self.output, str) or not self.output):
-            raise ValueError(f"{self.source}: output must be a non-empty path string, got {self.output!r}")
+            raise InvalidValueError(f"{self.source}: output must be a non-empty path string, got {self.output!r}")
         if not isinstance(self.cases, tuple) or not self.cases:
-            raise ValueError(f"{self.source}: cases must be a non-empty sequence of tables")
+            raise InvalidValueError(f"{self.source}: cases must be a non-empty sequence of tables")
         fixed = set(_leaves(self.fixed, f"{self.source} [fixed]"))
         axes = set(_axes(self.grid, f"{self.source} [grid]"))
         _check_disjoint(self.source, fixed, "[fixed]", axes, "[grid]")
@@ -166,14 +167,14 @@ class SweepSpec:
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "sweep") -> "SweepSpec":
         if not isinstance(values, dict):
-            raise ValueError(f"{source}: a sweep must be a table, got {type(values).__name__}")
+            raise InvalidValueError(f"{source}: a sweep must be a table, got {type(values).__name__}")
         unknown = sorted(set(values) - set(TOP_LEVEL))
         if unknown:
-            raise ValueError(f"{source}: unknown top-level key(s) {unknown}; valid: {', '.join(TOP_LEVEL)} "
-                             "(experiment settings go in [fixed] or [grid])")
+            raise InvalidValueError(f"{source}: unknown top-level key(s) {unknown}; valid: {', '.join(TOP_LEVEL)} "
+                                    "(experiment settings go in [fixed] or [grid])")
         cases = values.get("cases", [{}])
         if not isinstance(cases, list) or not cases:
-            raise ValueError(f"{source}: cases must be a non-empty array of tables ([[cases]]), got {cases!r}")
+            raise InvalidValueError(f"{source}: cases must be a non-empty array of tables ([[cases]]), got {cases!r}")
         return cls(fixed=values.get("fixed", {}), grid=values.get("grid", {}), cases=tuple(cases),
                    output=values.get("output"), retries=values.get("retries", 1), source=source)
 
@@ -191,7 +192,7 @@ class SweepSpec:
                     spec = ExperimentSpec.from_dict(_settings({**fixed, **chosen, **case_leaves}))
                 except (ValueError, TypeError) as exc:
                     where = ", ".join(f"{k}={v!r}" for k, v in varied.items()) or "the fixed settings"
-                    raise ValueError(f"{self.source}: job {where}: {exc}") from None
+                    raise InvalidValueError(f"{self.source}: job {where}: {exc}") from None
                 key = job_key(spec)
                 if key in jobs:
                     log.warning("%s: job %s repeats an earlier job; it runs once", self.source, varied)

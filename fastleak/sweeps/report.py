@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastleak._files import write_atomically
+from fastleak.errors import InvalidValueError
 from fastleak.sweeps.grid import DICT_FIELDS
 from fastleak.sweeps.results import JobResult, latest, read_results
 
@@ -222,10 +223,10 @@ def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike | N
     """Write ``summary.md``, ``psnr_by_setting.png`` and ``psnr_vs_<setting>.png`` for every
     numeric varied setting into ``out_dir`` (default ``<results stem>_report`` beside it)."""
     if not Path(results_path).exists():
-        raise ValueError(f"results file {os.fspath(results_path)!r} does not exist")
+        raise InvalidValueError(f"results file {os.fspath(results_path)!r} does not exist")
     results = read_results(results_path)
     if not results:
-        raise ValueError(f"results file {os.fspath(results_path)!r} holds no job records")
+        raise InvalidValueError(f"results file {os.fspath(results_path)!r} holds no job records")
     out = Path(out_dir) if out_dir is not None else default_report_dir(results_path)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(results)

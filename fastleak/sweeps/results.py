@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastleak.errors import InvalidValueError
+
 log = logging.getLogger(__name__)
 
 RESULTS_VERSION = 1
@@ -46,7 +48,7 @@ class JobResult:
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+            raise InvalidValueError(f"status must be one of {STATUSES}, got {self.status!r}")
 
     @property
     def ok(self) -> bool:
@@ -61,7 +63,7 @@ class JobResult:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "JobResult":
         if values.get("version") != RESULTS_VERSION:
-            raise ValueError(f"results record version {values.get('version')!r} is not {RESULTS_VERSION}")
+            raise InvalidValueError(f"results record version {values.get('version')!r} is not {RESULTS_VERSION}")
         fields = {k: v for k, v in values.items() if k != "version"}
         return cls(**fields)
 
@@ -90,7 +92,7 @@ def read_results(path: str | os.PathLike) -> tuple[JobResult, ...]:
         try:
             out.append(JobResult.from_dict(json.loads(line)))
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"{path}, line {number}: not a sweep results record ({exc})") from None
+            raise InvalidValueError(f"{path}, line {number}: not a sweep results record ({exc})") from None
     return tuple(out)
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from fastleak._checks import known_fields, positive_int
+from fastleak.errors import InvalidValueError
 
 # Fields that may change when a run is resumed: it can be extended, and save other rounds.
 RESUMABLE_CHANGES = ("rounds", "save_rounds")
@@ -13,7 +14,7 @@ RESUMABLE_CHANGES = ("rounds", "save_rounds")
 
 def _number(value: Any, name: str, valid: Callable[[float], bool], expected: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
+        raise InvalidValueError(f"{name} must be {expected}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,11 @@ class TrainConfig:
         for name in ("rounds", "clients", "local_steps", "local_batch_size"):
             positive_int(getattr(self, name), name)
         if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
-            raise ValueError(f"shift must be a non-negative int (pixels), got {self.shift!r}")
+            raise InvalidValueError(f"shift must be a non-negative int (pixels), got {self.shift!r}")
         if self.eval_samples is not None:
             positive_int(self.eval_samples, "eval_samples")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+            raise InvalidValueError(f"seed must be a non-negative int, got {self.seed!r}")
         _number(self.lr, "lr", lambda v: v > 0, "a positive number")
         _number(self.lr_decay, "lr_decay (the learning rate's factor per round)", lambda v: 0 < v <= 1,
                 "in (0, 1]")
@@ -73,11 +74,11 @@ class TrainConfig:
         if self.save_rounds is not None:
             rounds = tuple(self.save_rounds)
             if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rounds):
-                raise ValueError(f"save_rounds must hold non-negative round numbers, got {self.save_rounds!r}")
+                raise InvalidValueError(f"save_rounds must hold non-negative round numbers, got {self.save_rounds!r}")
             object.__setattr__(self, "save_rounds", tuple(sorted(set(rounds))))
         if not isinstance(self.model_options, dict):
-            raise ValueError(f"model_options must be a dict of fastleak.models.build options, "
-                             f"got {self.model_options!r}")
+            raise InvalidValueError(f"model_options must be a dict of fastleak.models.build options, "
+                                    f"got {self.model_options!r}")
 
     def lr_of(self, round_number: int) -> float:
         return self.lr * self.lr_decay ** (round_number - 1)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fastleak.errors import InvalidValueError
 import fastleak
 from fastleak._checks import first_line
 from fastleak._files import write_atomically
@@ -88,12 +89,12 @@ def read_checkpoint(out: Path) -> Checkpoint | None:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if blob.get("format") != FORMAT or blob.get("version") != VERSION:
-            raise ValueError(f"format {blob.get('format')!r} version {blob.get('version')!r}")
+            raise InvalidValueError(f"format {blob.get('format')!r} version {blob.get('version')!r}")
         history = [RoundRecord(**r) for r in blob["history"]]
         return Checkpoint(TrainConfig.from_dict(blob["config"]), blob["state"], history)
     except Exception as exc:
-        raise ValueError(f"{path} is not a fastleak training checkpoint ({first_line(exc)}); "
-                         "pass another --out, or delete it to start over") from None
+        raise InvalidValueError(f"{path} is not a fastleak training checkpoint ({first_line(exc)}); "
+                                "pass another --out, or delete it to start over") from None
 
 
 def read_summary(out: str | os.PathLike) -> dict[str, Any]:
@@ -102,11 +103,11 @@ def read_summary(out: str | os.PathLike) -> dict[str, Any]:
     try:
         summary = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path} does not exist: {out} holds no training run") from None
+        raise InvalidValueError(f"{path} does not exist: {out} holds no training run") from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not readable JSON ({exc})") from None
+        raise InvalidValueError(f"{path} is not readable JSON ({exc})") from None
     if summary.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a fastleak training summary")
+        raise InvalidValueError(f"{path} is not a fastleak training summary")
     return summary
 
 

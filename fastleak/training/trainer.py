@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastleak import data, models
+from fastleak.errors import InvalidValueError
 from fastleak.training.config import TrainConfig
 from fastleak.training.partition import partition
 from fastleak.training.rundir import (RoundRecord, read_checkpoint, save_round, write_checkpoint,
@@ -129,8 +130,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *,
     test_split = data.open_split(config.dataset, root=config.data_root, split="test")
     traits = train_split.traits
     if test_split.traits.num_classes != traits.num_classes:
-        raise ValueError(f"the train and test splits of {config.dataset} disagree on the number of classes "
-                         f"({traits.num_classes} vs {test_split.traits.num_classes})")
+        raise InvalidValueError(f"the train and test splits of {config.dataset} disagree on the number of classes "
+                                f"({traits.num_classes} vs {test_split.traits.num_classes})")
     in_shape = (traits.channels, traits.size, traits.size)
     model_args = {"name": config.model, "num_classes": traits.num_classes, "in_shape": list(in_shape),
                   "seed": config.seed, **config.model_options}
@@ -146,8 +147,8 @@ def train(config: TrainConfig, out: str | os.PathLike, *,
     if checkpoint is not None:
         changed = config.differences(checkpoint.config)
         if changed:
-            raise ValueError(f"{out} holds a training run with other settings ({', '.join(changed)} differ); "
-                             "pass another --out, or the same settings to resume it")
+            raise InvalidValueError(f"{out} holds a training run with other settings ({', '.join(changed)} differ); "
+                                    "pass another --out, or the same settings to resume it")
         model.load_state_dict(checkpoint.state)
         history = list(checkpoint.history)
         log.info("resuming %s after round %d of %d", out, history[-1].round, config.rounds)

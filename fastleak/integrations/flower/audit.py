@@ -31,6 +31,7 @@ from torch import nn
 from fastleak._checks import positive_int
 from fastleak._files import write_atomically
 from fastleak.attacks import PRESETS, AttackConfig, attack
+from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated import Observation
 from fastleak.labels import METHODS, counts
 from fastleak.reports import image_rows
@@ -62,18 +63,20 @@ class AuditConfig:
 
     def __post_init__(self) -> None:
         if self.labels is not None and self.labels not in METHODS:
-            raise ValueError(f"AuditConfig.labels must be None or one of {', '.join(METHODS)}, got {self.labels!r}")
+            raise InvalidValueError(f"AuditConfig.labels must be None or one of {', '.join(METHODS)}, got "
+                                    f"{self.labels!r}")
         positive_int(self.iterations, "AuditConfig.iterations")
         positive_int(self.restarts, "AuditConfig.restarts")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError(f"AuditConfig.seed must be an int, got {self.seed!r}")
+            raise InvalidTypeError(f"AuditConfig.seed must be an int, got {self.seed!r}")
         if not isinstance(self.attack_options, Mapping):
-            raise TypeError(f"AuditConfig.attack_options must be a mapping, got {type(self.attack_options).__name__}")
+            raise InvalidTypeError("AuditConfig.attack_options must be a mapping, got "
+                                   f"{type(self.attack_options).__name__}")
         object.__setattr__(self, "attack_options", dict(self.attack_options))
         if self.attack is not None:
             self.attack_config()
         elif self.attack_options:
-            raise ValueError("AuditConfig.attack_options are given but no attack preset is set (attack=None)")
+            raise InvalidValueError("AuditConfig.attack_options are given but no attack preset is set (attack=None)")
 
     def attack_config(self) -> AttackConfig | None:
         """The attack's full configuration (None without an attack)."""

@@ -17,6 +17,7 @@ from flwr.client import ClientApp, NumPyClient
 from flwr.common import Context
 from torch import nn
 
+from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated import client_loss, validate_batch
 from fastleak.integrations.flower.recipe import TrainingRecipe, train_locally
 from fastleak.integrations.flower.weights import get_weights, set_weights
@@ -29,7 +30,7 @@ class RecipeClient(NumPyClient):
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: TrainingRecipe,
                  metrics: Mapping[str, Any] | None = None) -> None:
         if not isinstance(recipe, TrainingRecipe):
-            raise TypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
+            raise InvalidTypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
         validate_batch(model, x, y)
         recipe.schedule(x.shape[0])
         self.model, self.x, self.y, self.recipe = model, x, y, recipe
@@ -57,8 +58,8 @@ def _client_fn(model: nn.Module, batches: tuple[tuple[torch.Tensor, torch.Tensor
                torch_threads: int | None, context: Context):
     partition = int(context.node_config["partition-id"])
     if partition >= len(batches):
-        raise ValueError(f"SuperNode partition-id {partition} has no batch: client_app was given "
-                         f"{len(batches)} batch(es); run the simulation with num_supernodes={len(batches)}")
+        raise InvalidValueError(f"SuperNode partition-id {partition} has no batch: client_app was given "
+                                f"{len(batches)} batch(es); run the simulation with num_supernodes={len(batches)}")
     if torch_threads is not None:
         torch.set_num_threads(torch_threads)
     x, y = batches[partition]
@@ -71,12 +72,12 @@ def client_app(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Ten
     ``{"partition_id": k}`` as its fit metrics. Each client process uses ``torch_threads``
     intra-op threads (None leaves torch's default)."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise InvalidTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     batches = tuple((x, y) for x, y in batches)
     if not batches:
-        raise ValueError("batches must hold one (x, y) batch per client, got none")
+        raise InvalidValueError("batches must hold one (x, y) batch per client, got none")
     if not isinstance(recipe, TrainingRecipe):
-        raise TypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
+        raise InvalidTypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
     for k, (x, y) in enumerate(batches):
         try:
             validate_batch(model, x, y)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated import LOSSES, client_loss, local_schedule, validate_batch
 from fastleak._checks import positive_int
 from fastleak.federated.losses import check_reduction
@@ -41,12 +42,12 @@ class TrainingRecipe:
             positive_int(self.batch_size, "TrainingRecipe.batch_size")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) \
                 or self.lr <= 0:
-            raise ValueError(f"TrainingRecipe.lr must be a positive finite number, got {self.lr!r}")
+            raise InvalidValueError(f"TrainingRecipe.lr must be a positive finite number, got {self.lr!r}")
         object.__setattr__(self, "lr", float(self.lr))
         LOSSES.get(self.loss)
         check_reduction(self.reduction)
         if not isinstance(self.bn_train, bool):
-            raise TypeError(f"TrainingRecipe.bn_train must be a bool, got {self.bn_train!r}")
+            raise InvalidTypeError(f"TrainingRecipe.bn_train must be a bool, got {self.bn_train!r}")
 
     def schedule(self, num_samples: int) -> tuple[tuple[int, int], ...]:
         """The (start, stop) sample range of every local step for a client with ``num_samples`` samples."""
@@ -66,7 +67,7 @@ def train_locally(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Tr
     """Train ``model`` in place on the private batch ``(x, y)`` exactly as ``recipe`` prescribes,
     with ``torch.optim.SGD`` (BatchNorm running statistics are updated as in any training loop)."""
     if not isinstance(recipe, TrainingRecipe):
-        raise TypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
+        raise InvalidTypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
     validate_batch(model, x, y)
     schedule = recipe.schedule(x.shape[0])
     model.train(recipe.bn_train)

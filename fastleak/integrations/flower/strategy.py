@@ -48,6 +48,7 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg, Strategy
 from torch import nn
 
+from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated import Observation, Pair, save, trainable_names
 from fastleak.integrations.flower.audit import AuditConfig, Recorded, audit_round
 from fastleak.integrations.flower.recipe import TrainingRecipe
@@ -94,24 +95,26 @@ class AuditStrategy(Strategy):
                  out_dir: str | os.PathLike, audit: AuditConfig | None = None,
                  input_shape: Sequence[int] | None = None, executor: Executor | None = None) -> None:
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+            raise InvalidTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(recipe, TrainingRecipe):
-            raise TypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
+            raise InvalidTypeError(f"recipe must be a TrainingRecipe, got {type(recipe).__name__}")
         if audit is not None and not isinstance(audit, AuditConfig):
-            raise TypeError(f"audit must be an AuditConfig or None, got {type(audit).__name__}")
+            raise InvalidTypeError(f"audit must be an AuditConfig or None, got {type(audit).__name__}")
         if strategy is not None and not isinstance(strategy, Strategy):
-            raise TypeError(f"strategy must be a flwr.server.strategy.Strategy, got {type(strategy).__name__}")
+            raise InvalidTypeError(f"strategy must be a flwr.server.strategy.Strategy, got {type(strategy).__name__}")
         if executor is not None and not isinstance(executor, Executor):
-            raise TypeError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+            raise InvalidTypeError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
         self.model = copy.deepcopy(model).cpu()
         self.param_names = trainable_names(self.model)
         missing = [n for n in self.param_names if n not in self.model.state_dict()]
         if missing:
-            raise ValueError(f"model parameters {missing[:4]} are not in its state_dict (shared or tied weights?); "
-                             "the weights convention needs every trainable parameter in the state_dict")
+            raise InvalidValueError(f"model parameters {missing[:4]} are not in its state_dict (shared or tied "
+                                    "weights?); "
+                                    "the weights convention needs every trainable parameter in the state_dict")
         spec = spec_of(self.model)
         if input_shape is None and spec is None:
-            raise ValueError("input_shape is needed (e.g. (3, 32, 32)) for a model not built by fastleak.models.build")
+            raise InvalidValueError("input_shape is needed (e.g. (3, 32, 32)) for a model not built by "
+                                    "fastleak.models.build")
         self.input_shape = tuple(input_shape) if input_shape is not None else tuple(spec.in_shape)
         self.recipe = recipe
         self.audit = audit if audit is not None else AuditConfig()
@@ -203,7 +206,7 @@ class AuditStrategy(Strategy):
             where = f"client {cid} (round {server_round})"
             sent = self._sent.get(cid)
             if sent is None:
-                raise ValueError(f"{where} returned a fit result, but configure_fit sent it no parameters")
+                raise InvalidValueError(f"{where} returned a fit result, but configure_fit sent it no parameters")
             if id(sent) not in starts:
                 starts[id(sent)] = state_from_arrays(self.model, parameters_to_ndarrays(sent),
                                                      source=f"the parameters sent to {where}")

@@ -13,10 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from fastleak.errors import InvalidTypeError, InvalidValueError
+
 
 def _check_model(model: nn.Module) -> None:
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise InvalidTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
 def get_weights(model: nn.Module) -> list[np.ndarray]:
@@ -38,16 +40,17 @@ def state_from_arrays(model: nn.Module, arrays: Sequence[np.ndarray], *,
     arrays = list(arrays)
     if len(arrays) != len(reference):
         names = list(reference)
-        raise ValueError(f"{source}: {len(arrays)} arrays, but the model's state_dict has {len(reference)} entries "
-                         f"(parameters and buffers in state_dict order: {', '.join(names[:4])}"
-                         f"{', ...' if len(names) > 4 else ''}); clients must send get_weights(model) of the same "
-                         "model")
+        raise InvalidValueError(f"{source}: {len(arrays)} arrays, but the model's state_dict has {len(reference)} "
+                                "entries (parameters and buffers in state_dict order: "
+                                f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}); clients must send "
+                                "get_weights(model) of the same model")
     state = {}
     for i, ((name, ref), array) in enumerate(zip(reference.items(), arrays)):
         tensor = torch.as_tensor(np.asarray(array))
         if tuple(tensor.shape) != tuple(ref.shape):
-            raise ValueError(f"{source}: array {i} ({name!r}) has shape {tuple(tensor.shape)}, the model's entry "
-                             f"has shape {tuple(ref.shape)}")
+            raise InvalidValueError(f"{source}: array {i} ({name!r}) has shape {tuple(tensor.shape)}, the model's "
+                                    "entry "
+                                    f"has shape {tuple(ref.shape)}")
         state[name] = tensor.to(dtype=ref.dtype).clone()
     return state
 
