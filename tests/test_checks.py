@@ -4,7 +4,7 @@ import pytest
 
 from fastleak._checks import typed_fields
 from fastleak.attacks import PRESETS
-from fastleak.cli.commands import _value
+from fastleak.cli.commands.options import parse_value
 
 
 @dataclass(frozen=True)
@@ -45,4 +45,4 @@ def test_attack_options_are_type_checked():
 @pytest.mark.parametrize("text, value", [("false", False), ("True", True), ("TRUE", True), ("0.5", 0.5),
                                          ("None", None), ("cosine", "cosine")])
 def test_command_line_values(text, value):
-    assert _value(text) == value and type(_value(text)) is type(value)
+    assert parse_value(text) == value and type(parse_value(text)) is type(value)

@@ -1,0 +1,97 @@
+"""fastleak audit: attack an observation captured from a real FL system."""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from fastleak.cli.commands.loading import load_observation
+from fastleak.cli.commands.options import constructor_options, key_value_pairs, model_options, run_folder_options
+from fastleak.cli.commands.registry import command
+from fastleak.cli.commands.running import Progress
+from fastleak.cli.errors import CliError
+
+
+def _configure_audit(p: argparse.ArgumentParser) -> None:
+    from fastleak.attacks.presets import PRESETS
+
+    p.add_argument("observation", help="observation file (fastleak.federated.save format)")
+    model_options(p, {"device": "cpu", "model_options": "the constructor's"}, required=True, simulated=False)
+    p.add_argument("--num-classes", type=int, default=None, help="classes (default: the observation's)")
+    g = p.add_argument_group("attack")
+    g.add_argument("--preset", default="inverting", help="dlg, idlg, inverting, gradinversion, geng")
+    g.add_argument("--restarts", type=int, default=4, help="random initialisations, optimised together")
+    g.add_argument("--iterations", type=int, default=None,
+                   help=f"optimisation steps (default: the preset's, {PRESETS.get('inverting').iterations} for "
+                        f"inverting)")
+    g.add_argument("--attack-labels", default="recover", help="recover or optimize")
+    g.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="override a preset field, e.g. tv=0.1, repeatable (default: the preset's)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the random initialisations")
+    run_folder_options(p)
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` less ``name VALUE`` and ``name=VALUE``."""
+    out, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith(name + "="):
+            skip = False
+            continue
+        if arg == name:
+            skip = True
+            continue
+        out.append(arg)
+    return out
+
+
+@command("audit", "Attack an observation captured from a real FL system (saved with fastleak.federated.save).",
+         "  fastleak audit client7.obs --model convnet --model-option width=32\n"
+         "  fastleak audit client7.obs --model mypkg.nets:Net --state-dict global.pt --iterations 500",
+         _configure_audit)
+def audit(args: argparse.Namespace) -> int:
+    from fastleak.attacks import attack
+    from fastleak.attacks.presets import PRESETS
+    from fastleak.reports import image_rows, loss_plot, new_run_dir
+    from fastleak.reports.rundir import removed_if_it_fails_empty, write_json
+
+    obs, net = load_observation(args)
+    options = key_value_pairs(args.option, "--option")
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "checkpoint.pt").exists():
+            raise CliError(f"{run_dir} holds no checkpoint.pt", "pass the run directory an interrupted audit printed")
+    else:
+        run_dir = new_run_dir(args.out)
+    progress = Progress(0, f"audit {Path(args.observation).name}")
+    try:
+        with removed_if_it_fails_empty(run_dir, created=not args.resume):
+            progress.total = args.iterations or PRESETS.get(args.preset).replace(**options).iterations
+            res = attack(obs, net, args.preset, labels=args.attack_labels, restarts=args.restarts,
+                         iterations=args.iterations, seed=args.seed, device=args.device, callback=progress,
+                         checkpoint=run_dir / "checkpoint.pt", **options)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"\ninterrupted; checkpoint saved in {run_dir}\n  resume with: fastleak "
+              f"{shlex.join(_without_option(args.argv, '--resume'))} --resume {run_dir}", file=sys.stderr)
+        return 130
+    finally:
+        progress.close()
+    write_json(run_dir / "config.json", {"observation": os.path.abspath(args.observation), "model": args.model,
+                                         "model_options": constructor_options(args), "state_dict": args.state_dict,
+                                         "attack_config": res.config.as_dict(), "restarts": args.restarts,
+                                         "seed": args.seed})
+    write_json(run_dir / "labels.json", {"method": res.label_method, "recovered": sorted(res.labels.tolist())})
+    write_json(run_dir / "metrics.json", {"restart_losses": res.restart_losses.tolist(), "wall_time_s": res.wall_time,
+                                          "iterations": res.iterations, "best_restart": res.best_restart})
+    torch.save(res.images, run_dir / "reconstruction.pt")
+    image_rows([res.images.cpu()], [[f"label {c}" for c in res.labels.tolist()]], run_dir / "grid.png")
+    loss_plot(res.history_steps, res.history, run_dir / "loss.png", title="audit: objective per restart")
+    print(f"recovered labels {sorted(res.labels.tolist())} [{res.label_method}]; best restart loss "
+          f"{float(res.restart_losses.min()):.4g}\nspeed: {res.iterations / max(res.wall_time, 1e-9):.1f} it/s, "
+          f"{res.wall_time:.1f} s, {args.thread_policy}\noutputs: {run_dir}")
+    return 0

@@ -1,0 +1,188 @@
+"""Options shared by several commands, and the experiment spec they describe."""
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+from fastleak._toml import read_toml
+from fastleak.cli.errors import CliError
+
+
+def parse_value(text: str) -> Any:
+    """A Python literal, true/false in any case, or else the text itself."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def key_value_pairs(items: list[str] | None, option: str) -> dict[str, Any]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"{option} expects KEY=VALUE, got {item!r}", f"write e.g. {option} sigma=0.01")
+        out[key.replace("-", "_")] = parse_value(value)
+    return out
+
+
+def shown_defaults(base: dict[str, Any]) -> dict[str, Any]:
+    """The values a run gets for options left out: ``base`` over ExperimentSpec's defaults."""
+    from fastleak.attacks.presets import PRESETS
+    from fastleak.experiments import ExperimentSpec
+
+    shown = {**ExperimentSpec().as_dict(), **base}
+    if shown["iterations"] is None:
+        shown["iterations"] = f"the preset's, {PRESETS.get(shown['preset']).iterations} for {shown['preset']}"
+    options = shown["model_options"] or {}
+    if "width" not in options and ":" not in shown["model"]:
+        from fastleak import models
+
+        width = inspect.signature(models.MODELS.get(shown["model"])).parameters.get("width")
+        options = {**options, **({"width": width.default} if width is not None else {})}
+    shown["model_options"] = " ".join(f"{k}={v}" for k, v in options.items()) or "none"
+    return shown
+
+
+def model_options(p: argparse.ArgumentParser, shown: dict[str, Any], required: bool = False,
+                   simulated: bool = True) -> None:
+    from fastleak import models
+
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=None, required=required, metavar="NAME|MODULE:CLASS",
+                   help=f"{', '.join(models.names())}, or your own nn.Module class importable from the current "
+                        f"directory" + ("" if required else f" (default: {shown['model']})"))
+    g.add_argument("--model-option", action="append", metavar="KEY=VALUE",
+                   help=f"a keyword of the model's constructor, repeatable (default: {shown['model_options']})")
+    g.add_argument("--width", type=int, default=None, metavar="N",
+                   help="shorthand for --model-option width=N (default: as --model-option)")
+    g.add_argument("--state-dict", default=None, metavar="CKPT",
+                   help="a torch.save'd state dict to load into the model (default: the model as built)"
+                        + ("; a round_NNN.pt of 'fastleak train' also supplies --model, --model-option, --dataset "
+                           "and --data-root" if simulated else ""))
+    g.add_argument("--device", default=None, help=f"cpu or cuda (default: {shown['device']})")
+
+
+def constructor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--model-option pairs, with --width."""
+    options = key_value_pairs(getattr(args, "model_option", None), "--model-option")
+    if getattr(args, "width", None) is not None:
+        options["width"] = args.width
+    return options
+
+
+def scenario_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
+    g = p.add_argument_group("simulated client")
+    g.add_argument("--dataset", default=None,
+                   help="cifar10, cifar100, mnist, fashion_mnist, imagenet (shipped samples, or from --data-root), "
+                        f"folder, npz (from --data-root) (default: {shown['dataset']})")
+    g.add_argument("--data-root", default=None, metavar="DIR",
+                   help="a dataset on disk in torchvision's layout (default: $FASTLEAK_DATA, else the shipped "
+                        "samples); see the README's 'Datasets on disk'")
+    g.add_argument("--split", default=None, choices=("test", "train"),
+                   help=f"the private batch's split, test (held out) or train (default: {shown['split']})")
+    g.add_argument("--batch", type=int, default=None, help=f"private batch size (default: {shown['batch']})")
+    g.add_argument("--labels", default=None,
+                   help=f"label pattern: unique, random, repeat:K (default: {shown['labels']})")
+    g.add_argument("--mode", default=None, help=f"fedsgd, fedavg or multi-pair (default: {shown['mode']})")
+    g.add_argument("--local-steps", type=int, default=None,
+                   help=f"FedAvg local SGD steps (default: {shown['local_steps']})")
+    g.add_argument("--local-lr", type=float, default=None,
+                   help=f"FedAvg local learning rate (default: {shown['local_lr']})")
+    g.add_argument("--local-batch-size", type=int, default=None,
+                   help="FedAvg mini-batch size (default: the whole batch)")
+    g.add_argument("--pairs", type=int, default=None,
+                   help=f"multi-pair: number of model states (default: {shown['pairs']})")
+    g.add_argument("--defense", default=None, help="gaussian, laplace, clip, topk, prune, quantize (default: none)")
+    g.add_argument("--defense-param", action="append", metavar="KEY=VALUE",
+                   help="e.g. sigma=0.01, repeatable (default: the defense's)")
+    g.add_argument("--seed", type=int, default=None, help=f"data, model and attack seed (default: {shown['seed']})")
+
+
+def attack_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
+    g = p.add_argument_group("attack")
+    g.add_argument("--preset", default=None,
+                   help=f"dlg, idlg, inverting, gradinversion, geng (default: {shown['preset']})")
+    g.add_argument("--restarts", type=int, default=None,
+                   help=f"random initialisations, optimised together (default: {shown['restarts']})")
+    g.add_argument("--iterations", type=int, default=None, help=f"optimisation steps (default: {shown['iterations']})")
+    g.add_argument("--attack-labels", default=None,
+                   help=f"recover, optimize or true (default: {shown['attack_labels']})")
+    g.add_argument("--label-method", default=None,
+                   help=f"label recovery method, see 'fastleak labels' (default: {shown['label_method']})")
+    g.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="override a preset field, e.g. tv=0.1, repeatable (default: the preset's)")
+
+
+_SPEC_KEYS = ("dataset", "data_root", "split", "model", "state_dict", "batch", "labels", "mode", "local_steps",
+              "local_lr", "local_batch_size", "pairs", "defense", "seed", "preset", "restarts", "iterations",
+              "attack_labels", "label_method", "device")
+
+
+def spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
+    from fastleak.experiments import ExperimentSpec
+
+    values = dict(base)
+    state_dict = getattr(args, "state_dict", None) or values.get("state_dict")
+    if state_dict:
+        values.update(trained_setting(state_dict))
+    if getattr(args, "model", None) not in (None, values.get("model")):
+        values["model_options"] = {}  # the base's options belong to the base's model
+    for key in _SPEC_KEYS:
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    model_kwargs = constructor_options(args)
+    if model_kwargs:
+        values["model_options"] = {**values.get("model_options", {}), **model_kwargs}
+    if getattr(args, "defense_param", None):
+        values["defense_params"] = {**values.get("defense_params", {}),
+                                    **key_value_pairs(args.defense_param, "--defense-param")}
+    if getattr(args, "option", None):
+        values["attack_options"] = {**values.get("attack_options", {}), **key_value_pairs(args.option, "--option")}
+    return ExperimentSpec.from_dict(values)
+
+
+def trained_setting(state_dict: str) -> dict[str, Any]:
+    """The model and data of the ``fastleak train`` run that wrote ``state_dict``, when it did."""
+    from fastleak.training import run_of_state_dict
+
+    try:
+        run = run_of_state_dict(state_dict)
+    except ValueError as exc:
+        raise CliError(str(exc), "pass a round_NNN.pt from a complete 'fastleak train' output folder") from None
+    if run is None:
+        return {}
+    config = run["config"]
+    return {"dataset": config["dataset"], "data_root": config["data_root"], "model": config["model"],
+            "model_options": config["model_options"]}
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    try:
+        values = read_toml(path, "config file")
+    except FileNotFoundError as exc:
+        raise CliError(str(exc), "pass the path of an existing .toml file") from None
+    except ValueError as exc:
+        raise CliError(str(exc), "fix the file's syntax") from None
+    return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+def resumed_spec(args: argparse.Namespace, command: str):
+    """The spec stored in ``args.resume``'s config.json, with the options given now on top."""
+    run_dir = Path(args.resume)
+    config = run_dir / "config.json"
+    if not config.exists():
+        raise CliError(f"{run_dir} holds no config.json", f"pass a run directory written by 'fastleak {command}'")
+    return spec_from_args(args, json.loads(config.read_text())["spec"])
+
+
+def run_folder_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs", help="directory for the run folders")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run from its checkpoint (default: start a new run)")

@@ -1,0 +1,98 @@
+"""Running an experiment from the command line: progress, run folder, summary."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+
+class Progress:
+    """A tqdm bar over attack steps, opened at the first report (so set-up errors print cleanly)."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.bar, self.last = total, desc, None, 0
+
+    def __call__(self, step: int, losses: torch.Tensor) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:  # starting at the first report, the rate counts only steps timed by the bar
+            self.bar = tqdm(total=self.total or None, desc=self.desc, unit="it", dynamic_ncols=True, initial=step)
+        else:
+            self.bar.update(step - self.last)
+        self.last = step
+        self.bar.set_postfix(loss=f"{float(losses.min()):.4g}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def execute(spec, run_dir: Path, thread_policy: str, created: bool = True, command: str = "attack") -> int:
+    from fastleak.attacks.presets import PRESETS
+    from fastleak.experiments import run
+    from fastleak.reports import write_outcome
+    from fastleak.reports.rundir import removed_if_it_fails_empty, write_config
+
+    write_config(run_dir, spec.as_dict())
+    progress = Progress(0, f"{spec.preset} on {spec.model}/{spec.dataset}")
+    try:
+        with removed_if_it_fails_empty(run_dir, created):
+            progress.total = spec.iterations or PRESETS.get(spec.preset).replace(**spec.attack_options).iterations
+            outcome = run(spec, callback=progress, checkpoint=run_dir / "checkpoint.pt")
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"\ninterrupted; checkpoint saved in {run_dir}\n  resume with: fastleak {command} --resume {run_dir}",
+              file=sys.stderr)
+        return 130
+    finally:
+        progress.close()
+    metrics = write_outcome(run_dir, spec.as_dict(), outcome)
+    print_summary(spec, outcome, metrics, run_dir, thread_policy)
+    return 0
+
+
+def print_summary(spec, outcome, metrics: dict[str, Any], run_dir: Path, thread_policy: str) -> None:
+    ev, res = outcome.evaluation, outcome.result
+    n = spec.batch
+    print(headline(outcome.scenario.observation.kind, ev.psnr_per_image, ev.labels.ln_acc) + "\n")
+    options = " ".join(f"{k}={v}" for k, v in spec.model_options.items())
+    rows = [("attack", f"{spec.preset} ({spec.mode}), {spec.restarts} restarts, {res.iterations} iterations"),
+            ("model / data", f"{spec.model}{f' ({options})' if options else ''} / {spec.dataset}, batch {n} "
+                             f"({spec.labels})"),
+            ("labels", f"true {sorted(outcome.scenario.labels.tolist())}  recovered {sorted(res.labels.tolist())}"
+                       f"  [{res.label_method}]"),
+            ("label accuracy", f"LnAcc {ev.labels.ln_acc:.2f}  LeAcc {ev.labels.le_acc:.2f}  "
+                               f"exact {'yes' if ev.labels.exact else 'no'}"),
+            ("PSNR", f"{ev.psnr:.2f} dB (per image: {', '.join(f'{p:.1f}' for p in ev.psnr_per_image)})"),
+            ("SSIM", f"{ev.ssim:.3f}"),
+            ("speed", f"{res.iterations_per_second:.1f} it/s, {res.wall_time:.1f} s on {spec.device}, "
+                      f"{thread_policy}"),
+            ("outputs", str(run_dir))]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+RECOGNISABLE_PSNR = 18.0  # dB; below it a CIFAR-size reconstruction rarely shows its object
+
+
+def headline(kind: str, psnr_per_image: list[float], ln_acc: float) -> str:
+    """One plain sentence: what the server got from this client."""
+    n = len(psnr_per_image)
+    good = sum(p >= RECOGNISABLE_PSNR for p in psnr_per_image)
+    mean = sum(psnr_per_image) / n
+    right = round(ln_acc * n)
+    start = f"From one {'gradient' if kind == 'gradient' else 'model update'}, the server recovered"
+    if good == n:
+        labels = ("its label" if n == 1 else "all their labels") if right == n else f"{right} of their {n} labels"
+        return (f"{start} {'this private image' if n == 1 else f'these {n} private images'} (PSNR {mean:.1f} dB) "
+                f"and {labels}.")
+    labels = (("the label" if n == 1 else f"all {n} labels") if right == n
+              else ("no label" if n == 1 else f"{right} of the {n} labels"))
+    if good:
+        return f"{start} {labels}, and {good} of the {n} images recognisably (PSNR >= {RECOGNISABLE_PSNR:.0f} dB)."
+    return (f"{start} {labels}, but {'not the image' if n == 1 else f'none of the {n} images'} recognisably "
+            f"(mean PSNR {mean:.1f} dB; recognisable starts near {RECOGNISABLE_PSNR:.0f} dB).")
