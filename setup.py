@@ -54,6 +54,13 @@ def sources(pattern: str) -> list[str]:
     return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern), recursive=True))
 
 
+def record_build(cuda: bool) -> None:
+    """fastleak/_build.py names the torch the extension is compiled against (fastleak.info() reports it)."""
+    with open(os.path.join(HERE, "fastleak", "_build.py"), "w") as f:
+        f.write('"""Written by setup.py when it builds fastleak._C."""\n'
+                f"TORCH_VERSION = {torch.__version__!r}\nCUDA_KERNELS = {cuda!r}\n")
+
+
 def extension():
     cuda = want_cuda()
     cpp = sources("csrc/**/*.cpp")
@@ -72,6 +79,7 @@ def extension():
     else:
         ext = CppExtension("fastleak._C", cpp, define_macros=define_macros,
                            extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags)
+    record_build(cuda)
     print(f"fastleak build: torch {torch.__version__}, CUDA kernels {'ON' if cuda else 'OFF'}"
           + (f" (CUDA_HOME={CUDA_HOME}, TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST')})" if cuda else "")
           + f", OpenMP on, {len(ext.sources)} sources", flush=True)

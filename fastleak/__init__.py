@@ -5,9 +5,10 @@ import logging
 logging.getLogger("fastleak").addHandler(logging.NullHandler())
 
 # Loaded on first use, so that ``fastleak.cli`` can set OpenMP's wait policy before torch loads.
-_LAZY = {"attack": "fastleak.attacks", "attack_many": "fastleak.attacks", "has_cuda_kernels": "fastleak._ext"}
+_LAZY = {"attack": "fastleak.attacks", "attack_many": "fastleak.attacks", "has_cuda_kernels": "fastleak._ext",
+         "info": "fastleak._about"}
 
-__all__ = ["attack", "attack_many", "has_cuda_kernels"]
+__all__ = ["attack", "attack_many", "has_cuda_kernels", "info"]
 __version__ = "0.1.0"
 
 

@@ -21,6 +21,22 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text + " (default: %(default)s)"
 
 
+DEBUG_HELP = "show the full traceback of any error (default: one line for a mistake in the input)"
+
+
+class _Version(argparse.Action):
+    """Like argparse's version action, but the report (which loads torch) is made only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from fastleak import info
+
+        print(info())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fastleak.cli import commands
 
@@ -32,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  fastleak audit captured.obs --model mypkg.nets:Net --state-dict net.pt\n"
                "run 'fastleak COMMAND --help' for a command's options and examples")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    parser.add_argument("--version", action=_Version, help="show the version, the torch the extension was built "
+                        "against, its kernels and the threading policy, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in commands.COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.help, epilog=command.examples,
@@ -40,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=int, default=None, metavar="N",
                        help="torch CPU threads (default: one per core that is free when the command starts; "
                             "idle threads sleep, so other work on the machine does not stall the run)")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
         p.set_defaults(handler=command.run)
     return parser
 
@@ -57,6 +77,21 @@ def _check_device(device: str | None) -> None:
                        "fastleak (README, 'GPU build')")
 
 
+def _fix_for_input_error(exc: Exception, command: str) -> str | None:
+    """How to fix ``exc`` when it is a mistake in the input; None when it is an internal error."""
+    from fastleak.data.errors import DatasetError
+    from fastleak.errors import InvalidInputError
+
+    if isinstance(exc, CliError):
+        return exc.fix
+    if isinstance(exc, DatasetError):
+        return ("put the files in the layout named above (README, 'Datasets on disk'), or leave out "
+                "--data-root and FASTLEAK_DATA to use the shipped samples")
+    if isinstance(exc, (InvalidInputError, FileNotFoundError)):
+        return f"check the option values; see 'fastleak {command} --help'"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     wait = threads.set_wait_policy()  # before anything imports torch
     if os.getcwd() not in sys.path:  # as `python -m` does: MODULE:CLASS models resolve from here
@@ -71,22 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    from fastleak.data.errors import DatasetError
-
     try:
         args.thread_policy = str(threads.apply(args.threads, wait))
         _check_device(getattr(args, "device", None))
         return handler(args)
-    except CliError as exc:
-        print(f"fastleak: error: {exc.message}\n  fix: {exc.fix}", file=sys.stderr)
-        return 2
-    except DatasetError as exc:
-        print(f"fastleak: error: {exc}\n  fix: put the files in the layout named above (README, 'Datasets on disk'), "
-              f"or leave out --data-root and FASTLEAK_DATA to use the shipped samples", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"fastleak: error: {exc}\n  fix: check the option values; see 'fastleak {args.command} --help'",
-              file=sys.stderr)
+    except Exception as exc:
+        if args.debug:
+            raise
+        fix = _fix_for_input_error(exc, args.command)
+        if fix is None:
+            print(f"fastleak: unexpected error: {type(exc).__name__}: {exc}\n  rerun with --debug for the "
+                  "traceback; unless it points into your own code (a --model class), please report it as a "
+                  "fastleak bug", file=sys.stderr)
+            return 1
+        print(f"fastleak: error: {exc}\n  fix: {fix}", file=sys.stderr)
         return 2
 
 
