@@ -1,4 +1,4 @@
-# Quickstart: `make demo` runs the main job, `make test` runs the test suite.
+# Quickstart: `make demo` runs the main job, `make test` runs the test suite (`make test-fast`: its fast tier).
 # Both bootstrap what is missing: a local venv, CPU torch and the compiled extension.
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fastleak-installed
 SOURCES := setup.py pyproject.toml $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-fast: $(STAMP)  # every package, without the tests marked slow
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 bench: $(STAMP)
 	$(PY) -m fastleak bench --suite ops

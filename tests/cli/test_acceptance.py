@@ -96,6 +96,7 @@ def test_the_console_script_imports_a_users_model_class_from_the_current_directo
     assert "method: ilrg" in proc.stdout
 
 
+@pytest.mark.slow
 def test_audit_attacks_a_saved_observation_with_a_user_model(saved_observation):
     tmp_path, y = saved_observation
     proc = fastleak("audit", "client.obs", "--model", "tests.cli.user_models:TinyNet", "--state-dict", "net.pt",
@@ -113,6 +114,7 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_interrupted_attack_resumes_from_its_checkpoint(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-m", "fastleak", "attack", "--model", "lenet", "--batch", "1", "--preset", "inverting",
@@ -133,6 +135,7 @@ def test_interrupted_attack_resumes_from_its_checkpoint(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["iterations"] == 150
 
 
+@pytest.mark.slow
 def test_interrupted_audit_prints_its_resume_command_and_resumes(saved_observation):
     tmp_path, y = saved_observation
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -196,6 +199,7 @@ def test_a_corrupt_observation_is_one_line(tmp_path):
                                "corrupt: torch.load raised ")
 
 
+@pytest.mark.slow
 def test_threads_are_an_option_of_every_command_and_the_summary_names_the_policy(tmp_path):
     proc = fastleak("attack", "--model", "lenet", "--batch", "1", "--preset", "dlg", "--restarts", "1",
                     "--iterations", "3", "--threads", "1", "--out", "runs", cwd=tmp_path)
@@ -205,6 +209,7 @@ def test_threads_are_an_option_of_every_command_and_the_summary_names_the_policy
     assert bad.returncode == 2 and bad.stderr.startswith("fastleak: error: --threads must be a positive number")
 
 
+@pytest.mark.slow
 def test_a_policy_the_user_set_is_kept(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "ACTIVE"}
     proc = subprocess.run([sys.executable, "-m", "fastleak", "demo", "--fast", "--out", "runs"], cwd=tmp_path,
@@ -248,6 +253,7 @@ def test_attack_help_states_the_sizes_a_bare_attack_runs_at(tmp_path):
         assert shown in text, shown
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason="the fastleak console script is not installed")
 def test_attack_simulates_a_client_of_a_users_model_class_from_the_current_directory(tmp_path):
     (tmp_path / "mypkg").mkdir()
@@ -272,6 +278,7 @@ def wide_convnet_observation(tmp_path):
     return tmp_path, y
 
 
+@pytest.mark.slow
 def test_audit_and_labels_take_the_models_options(wide_convnet_observation):
     tmp_path, y = wide_convnet_observation
     audit = fastleak("audit", "client.obs", "--model", "convnet", "--model-option", "width=8", "--state-dict", "w8.pt",
@@ -303,6 +310,7 @@ def test_labels_of_an_observation_without_a_model_says_which_option_is_missing(w
     assert proc.stderr.startswith("fastleak: error: --observation needs the model") and "--model" in proc.stderr
 
 
+@pytest.mark.slow
 def test_an_interrupted_demo_resumes_like_an_attack(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-m", "fastleak", "demo", "--fast", "--out", "runs"]
@@ -322,6 +330,7 @@ def test_an_interrupted_demo_resumes_like_an_attack(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["iterations"] == 20
 
 
+@pytest.mark.slow
 def test_bench_writes_under_runs_and_prints_where(tmp_path):
     proc = fastleak("bench", "--", "--only", "total_variation", "--repeat", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -61,6 +61,7 @@ def _stop_after(results, lines, sig, cwd):
     return proc.returncode, stderr
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_without_recomputing(tmp_path):
     (tmp_path / "s.toml").write_text(SWEEP.format(iterations=10, seeds=list(range(6))))
     results = tmp_path / "out" / "results.jsonl"
@@ -84,6 +85,7 @@ def test_a_killed_sweep_resumes_without_recomputing(tmp_path):
     assert sorted(r["settings"]["seed"] for r in _records(results)) == list(range(6))
 
 
+@pytest.mark.slow
 def test_sweep_on_a_local_ray_then_report(tmp_path):
     pytest.importorskip("ray")
     (tmp_path / "s.toml").write_text(SWEEP.format(iterations=3, seeds=[0, 1]) + 'model_options = [{}]\n'
@@ -102,6 +104,7 @@ def test_sweep_on_a_local_ray_then_report(tmp_path):
     Image.open(out / "psnr_by_setting.png").verify()
 
 
+@pytest.mark.slow
 def test_failed_jobs_exit_1_and_are_kept(tmp_path):
     (tmp_path / "s.toml").write_text(SWEEP.format(iterations=3, seeds=[0]).replace('model = "lenet"\n', "")
                                      + 'model = ["lenet", "resnet999"]\n')

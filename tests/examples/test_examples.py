@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+@pytest.mark.slow
 def test_the_defense_sweep_runs_its_ten_jobs_and_reports(tmp_path):
     sweep = sweeps.load(ROOT / "examples" / "sweep_defenses.toml")
     assert len(sweep.jobs()) == 10  # as its header says
@@ -27,6 +28,7 @@ def test_the_defense_sweep_runs_its_ten_jobs_and_reports(tmp_path):
     assert (tmp_path / "runs" / "sweep_defenses_report" / "summary.md").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("flwr") is None, reason="the flower extra is not installed")
 def test_the_flower_audit_example_scores_every_client(tmp_path):
     out = tmp_path / "audit"

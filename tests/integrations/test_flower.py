@@ -85,6 +85,7 @@ def recorded_observations(sim):
     return sorted(out, key=lambda item: item[0])
 
 
+@pytest.mark.slow
 def test_simulation_records_every_client_as_a_loadable_observation(simulation):
     assert sorted(simulation.partition.values()) == [0, 1]
     assert simulation.index["failures"] == []

@@ -24,6 +24,7 @@ def test_idlg_is_exact_for_single_images(model_name, options):
         assert torch.equal(torch.cat([c.labels for c in found]), y), f"{model_name} on {data}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["random", "repeat:4"])
 def test_geng_and_ilrg_recover_duplicates_exactly_on_an_untrained_convnet(pattern):
     # BatchNorm uses its running statistics (eval mode), as in the published evaluations; with

@@ -40,6 +40,7 @@ def finished(local_ray, tmp_path_factory):
     return path, summary, events
 
 
+@pytest.mark.slow
 def test_a_small_sweep_completes_on_ray(finished):
     path, summary, events = finished
     assert (summary.backend, summary.total, summary.skipped, summary.ok, summary.failed) == ("ray", 3, 0, 3, 0)
