@@ -8,7 +8,7 @@ distance as a Python loop over the parameter tensors, total variation from tenso
 clamped to [0, 1]) or ``torch.optim.LBFGS(max_iter=lbfgs_inner)``, and every restart of every
 attack run to completion one after another.
 
-It computes the same objective as ``fastleak.attacks.engine._Problem.objective`` for a given
+It computes the same objective as ``fastleak.attacks.problem.Problem.objective`` for a given
 ``AttackConfig`` and starts from the same images: all P*R initial batches are drawn at once
 with ``torch.rand`` (or ``randn``) from a CPU generator seeded with ``seed``, in the engine's
 [P*R, B, C, H, W] layout, then soft labels (when optimised) from the same generator.

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from fastleak.errors import InvalidValueError
+
 # closure(x [Q, n]) -> (losses [Q], grads [Q, n]) evaluated at x
 Closure = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -45,9 +47,9 @@ class BatchedLBFGS:
 
     def __init__(self, x: Tensor, config: LBFGSConfig = LBFGSConfig()) -> None:
         if x.dim() != 2:
-            raise ValueError(f"BatchedLBFGS: x must have shape [Q, n], got {tuple(x.shape)}")
+            raise InvalidValueError(f"BatchedLBFGS: x must have shape [Q, n], got {tuple(x.shape)}")
         if config.line_search not in (None, "backtracking"):
-            raise ValueError(f"line_search must be None or 'backtracking', got {config.line_search!r}")
+            raise InvalidValueError(f"line_search must be None or 'backtracking', got {config.line_search!r}")
         self.config = config
         q, n = x.shape
         h = config.history_size

@@ -2,11 +2,26 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from fastleak._checks import known_fields, typed_fields
 from fastleak._registry import Registry
+from fastleak.attacks.priors import PRIORS
+from fastleak.errors import InvalidValueError
+
+CHOICES: dict[str, tuple[str | None, ...]] = {
+    "labels": ("recover", "optimize"),
+    "distance": ("l2", "l2_relative", "cosine"),
+    "layer_weights": ("equal", "linear", "exp"),
+    "optimizer": ("adam", "lbfgs"),
+    "init": ("uniform", "gaussian"),
+    "registration": ("affine", "translation"),
+    "fedavg_mode": ("unroll", "pseudo"),
+    "line_search": (None, "backtracking"),
+}
+COUNTS = ("iterations", "lbfgs_inner", "record_every", "checkpoint_every", "group_every", "history_size")
 
 
 @dataclass(frozen=True)
@@ -21,9 +36,10 @@ class AttackConfig:
     weights mean the same on every model) or "cosine"; layer_weights: "equal", "linear", "exp".
     optimizer: "adam" (optionally on signed gradients, with step decay at 3/8, 5/8, 7/8 of the
     run) or "lbfgs" (batched, per-problem; ``line_search`` None or "backtracking").
-    Priors (0 disables): tv (anisotropic total variation, p=1), l2 (mean squared pixel),
-    bn (BatchNorm-statistics matching), group (group consistency across restarts, with the
-    consensus re-registered every ``group_every`` steps after ``group_start`` of the run).
+    Prior weights (0 disables; see ``fastleak.attacks.priors``): tv (anisotropic total variation,
+    p=1), l2 (mean squared pixel), bn (BatchNorm-statistics matching), group (group consistency
+    across restarts, with the consensus re-registered every ``group_every`` steps after
+    ``group_start`` of the run).
     fedavg_mode: for update observations, "unroll" (differentiable replay of the local
     steps) or "pseudo" (match the pseudo-gradient (W0 - Wt) / (lr * steps)).
     boxed: clamp images to [0, 1] after every step.
@@ -32,6 +48,9 @@ class AttackConfig:
     lean_conv: simulate the model's ``nn.Conv2d`` layers with ``fastleak.attacks.lean_conv``,
     whose double backward skips a weight term the attack never uses (same values), where the
     simulation replicates the parameters (BatchNorm models, several model states).
+
+    Every field is checked on construction (and so by ``replace``); ``label_method`` only for its type,
+    since label methods can be registered after a configuration is made.
     """
 
     name: str = "custom"
@@ -62,9 +81,30 @@ class AttackConfig:
     cuda_graph: bool = True
     lean_conv: bool = True
 
+    def __post_init__(self) -> None:
+        typed_fields(self.as_dict(), AttackConfig, "attack")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise InvalidValueError(f"attack option {name} must be one of {', '.join(map(repr, allowed))}, "
+                                        f"got {getattr(self, name)!r}")
+        for name in COUNTS:
+            if getattr(self, name) < 1:
+                raise InvalidValueError(f"attack option {name} must be a positive int, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InvalidValueError(f"attack option lr must be a positive finite number, got {self.lr!r}")
+        for name in PRIORS:
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise InvalidValueError(f"attack option {name} must be a finite weight >= 0 (0 disables the prior), "
+                                        f"got {getattr(self, name)!r}")
+        if not 0 <= self.group_start <= 1:
+            raise InvalidValueError(f"attack option group_start must be a fraction of the run in [0, 1], "
+                                    f"got {self.group_start!r}")
+        for name in ("name", "label_method"):
+            if not getattr(self, name):
+                raise InvalidValueError(f"attack option {name} must be a non-empty string")
+
     def replace(self, **overrides: Any) -> "AttackConfig":
         known_fields(overrides, AttackConfig, "attack")
-        typed_fields(overrides, AttackConfig, "attack")
         return dataclasses.replace(self, **overrides)
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,3 +168,11 @@ def geng() -> AttackConfig:
 
 def get(name: str, **overrides: Any) -> AttackConfig:
     return PRESETS.get(name).replace(**overrides)
+
+
+def resolve(preset: str | AttackConfig, iterations: int | None = None, **overrides: Any) -> AttackConfig:
+    """The preset (a name or a configuration) with ``overrides``; ``iterations`` None keeps the preset's."""
+    config = preset if isinstance(preset, AttackConfig) else PRESETS.get(preset)
+    if iterations is not None:
+        overrides = {**overrides, "iterations": iterations}
+    return config.replace(**overrides)

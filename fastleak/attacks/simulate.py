@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from fastleak.attacks.lean_conv import lean_convolutions
+from fastleak.errors import InvalidValueError
 from fastleak.federated.client import local_schedule
 from fastleak.federated.losses import client_loss
 from fastleak.federated.observation import Observation
@@ -55,7 +56,7 @@ class ClientSimulator:
                  fedavg_mode: str = "unroll", track_bn: bool = False, lean_conv: bool = False) -> None:
         obs = observations[0]
         if obs.kind == "update" and fedavg_mode not in ("unroll", "pseudo"):
-            raise ValueError(f"fedavg_mode must be 'unroll' or 'pseudo', got {fedavg_mode!r}")
+            raise InvalidValueError(f"fedavg_mode must be 'unroll' or 'pseudo', got {fedavg_mode!r}")
         self.obs = obs
         self.restarts = restarts
         self.names = tuple(obs.param_names)
@@ -97,7 +98,7 @@ class ClientSimulator:
 
     def _lr(self) -> float:
         if self.obs.local_lr is None or self.obs.local_lr <= 0:
-            raise ValueError("an update observation needs its local_lr (> 0) to be attacked")
+            raise InvalidValueError("an update observation needs its local_lr (> 0) to be attacked")
         return float(self.obs.local_lr)
 
     def _bn_hook(self, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
@@ -178,31 +179,6 @@ class ClientSimulator:
         return [(params[n] - start[n]) * scale for n in self.names]
 
 
-def check_observation(obs: Observation, model: nn.Module) -> None:
-    """Refuse, with a clear message, an observation that does not fit ``model`` or holds NaN/inf."""
-    if not isinstance(obs, Observation):
-        raise TypeError(f"obs must be a fastleak Observation, got {type(obs).__name__}")
-    params = dict(model.named_parameters())
-    for name in obs.param_names:
-        if name not in params:
-            raise ValueError(f"observation does not match the model: parameter {name!r} is not in the model "
-                             f"(model parameters: {', '.join(list(params)[:6])}, ...)")
-    for k, pair in enumerate(obs.pairs):
-        if len(pair.shared) != len(obs.param_names):
-            raise ValueError(f"observation pair {k} shares {len(pair.shared)} tensors but names "
-                             f"{len(obs.param_names)} parameters")
-        for name, t in zip(obs.param_names, pair.shared):
-            if tuple(t.shape) != tuple(params[name].shape):
-                raise ValueError(f"observation does not match the model: pair {k} tensor {name!r} has shape "
-                                 f"{tuple(t.shape)}, the model's parameter has {tuple(params[name].shape)}")
-            if not torch.isfinite(t).all():
-                raise ValueError(f"observation pair {k} tensor {name!r} contains NaN or inf; "
-                                 "it cannot be attacked")
-        missing = [n for n in obs.param_names if n not in pair.state]
-        if missing:
-            raise ValueError(f"observation pair {k} state lacks parameters {missing[:4]}")
-
-
 def layer_weights(scheme: str | Sequence[float], n: int) -> Tensor | None:
     """Per-tensor weights of the gradient distance: 'equal', 'linear' (decreasing with depth),
     'exp' (exponentially decreasing), or an explicit sequence of n weights."""
@@ -210,12 +186,12 @@ def layer_weights(scheme: str | Sequence[float], n: int) -> Tensor | None:
         try:
             make = _LAYER_WEIGHTS[scheme]
         except KeyError:
-            raise ValueError(f"layer_weights must be one of {sorted(_LAYER_WEIGHTS)} or {n} numbers, "
+            raise InvalidValueError(f"layer_weights must be one of {sorted(_LAYER_WEIGHTS)} or {n} numbers, "
                              f"got {scheme!r}") from None
         return make(n)
     w = torch.as_tensor(list(scheme), dtype=torch.float32)
     if w.shape != (n,):
-        raise ValueError(f"layer_weights must have {n} values (one per shared tensor), got {w.numel()}")
+        raise InvalidValueError(f"layer_weights must have {n} values (one per shared tensor), got {w.numel()}")
     return w
 
 

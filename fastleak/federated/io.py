@@ -102,26 +102,8 @@ def _require(cond: bool, path: str, what: str) -> None:
 
 
 def check_against_model(obs: Observation, model: nn.Module, where: str = "observation") -> None:
-    """Raise ValueError when ``obs`` does not match ``model``'s trainable parameters and state."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if tuple(params) != obs.param_names:
-        missing = [n for n in params if n not in obs.param_names]
-        extra = [n for n in obs.param_names if n not in params]
-        raise InvalidValueError(f"{where} does not match the model's trainable parameters: missing {missing[:5]}, "
-                                f"unexpected {extra[:5]}" + ("" if missing or extra else " (different order)"))
-    model_state = model.state_dict()
-    for i, pair in enumerate(obs.pairs):
-        for name, t in zip(obs.param_names, pair.shared):
-            if t.shape != params[name].shape:
-                raise InvalidValueError(f"{where} pair {i}: shared tensor {name!r} has shape {tuple(t.shape)}, "
-                                        f"the model's has {tuple(params[name].shape)}")
-        if set(pair.state) != set(model_state):
-            diff = sorted(set(pair.state) ^ set(model_state))
-            raise InvalidValueError(f"{where} pair {i}: state names differ from the model's state_dict: {diff[:5]}")
-        for name, t in pair.state.items():
-            if t.shape != model_state[name].shape:
-                raise InvalidValueError(f"{where} pair {i}: state {name!r} has shape {tuple(t.shape)}, "
-                                        f"the model's has {tuple(model_state[name].shape)}")
+    """Raise ValueError when ``obs`` does not fit ``model`` (``Observation.check_against``)."""
+    obs.check_against(model, where)
 
 
 def load(path: str | os.PathLike, model: nn.Module | None = None, map_location: str | torch.device = "cpu") -> Observation:
@@ -155,5 +137,5 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, map_location: 
     except (TypeError, ValueError) as exc:
         raise InvalidValueError(f"{path}: not a valid {FORMAT} file: {exc}") from None
     if model is not None:
-        check_against_model(obs, model, where=path)
+        obs.check_against(model, where=f"{path}: observation")
     return obs

@@ -1,10 +1,15 @@
 """What an honest-but-curious server observes from one client for one private batch."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 import torch
+from torch import nn
+
+from fastleak.errors import InvalidTypeError, InvalidValueError
+from fastleak.models import final_linear, spec_of
 
 Kind = Literal["gradient", "update"]
 Reduction = Literal["mean", "sum"]
@@ -24,10 +29,10 @@ class Pair:
 
     def __post_init__(self) -> None:
         if not isinstance(self.state, Mapping):
-            raise TypeError(f"Pair.state must be a mapping name -> tensor, got {type(self.state).__name__}")
+            raise InvalidTypeError(f"Pair.state must be a mapping name -> tensor, got {type(self.state).__name__}")
         object.__setattr__(self, "shared", tuple(self.shared))
         if not all(isinstance(t, torch.Tensor) for t in self.shared):
-            raise TypeError("Pair.shared must hold tensors only")
+            raise InvalidTypeError("Pair.shared must hold tensors only")
 
 
 @dataclass(frozen=True)
@@ -56,21 +61,21 @@ class Observation:
 
     def __post_init__(self) -> None:
         if self.kind not in ("gradient", "update"):
-            raise ValueError(f"Observation.kind must be 'gradient' or 'update', got {self.kind!r}")
+            raise InvalidValueError(f"Observation.kind must be 'gradient' or 'update', got {self.kind!r}")
         if self.reduction not in ("mean", "sum"):
-            raise ValueError(f"Observation.reduction must be 'mean' or 'sum', got {self.reduction!r}")
+            raise InvalidValueError(f"Observation.reduction must be 'mean' or 'sum', got {self.reduction!r}")
         object.__setattr__(self, "pairs", tuple(self.pairs))
         object.__setattr__(self, "param_names", tuple(self.param_names))
         if self.input_shape is not None:
             object.__setattr__(self, "input_shape", tuple(self.input_shape))
         if not self.pairs or not all(isinstance(p, Pair) for p in self.pairs):
-            raise ValueError("Observation.pairs must be a non-empty sequence of Pair")
+            raise InvalidValueError("Observation.pairs must be a non-empty sequence of Pair")
         for i, pair in enumerate(self.pairs):
             if len(pair.shared) != len(self.param_names):
-                raise ValueError(f"Observation pair {i} shares {len(pair.shared)} tensors but param_names "
-                                 f"lists {len(self.param_names)}")
+                raise InvalidValueError(f"Observation pair {i} shares {len(pair.shared)} tensors but param_names "
+                                        f"lists {len(self.param_names)}")
         if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
-            raise ValueError(f"Observation.num_samples must be a positive int, got {self.num_samples!r}")
+            raise InvalidValueError(f"Observation.num_samples must be a positive int, got {self.num_samples!r}")
 
     @property
     def num_pairs(self) -> int:
@@ -79,3 +84,62 @@ class Observation:
     def shared_dict(self, pair: int = 0) -> dict[str, torch.Tensor]:
         """The shared tensors of one pair, keyed by parameter name."""
         return dict(zip(self.param_names, self.pairs[pair].shared))
+
+    def check_against(self, model: nn.Module, where: str = "observation") -> None:
+        """Refuse an observation that does not fit ``model``, naming ``where`` and what was expected.
+
+        ``param_names`` must be the model's trainable parameters in their order; every shared tensor
+        must have its parameter's shape and finite values; every pair's state must hold the model's
+        ``state_dict`` entries, with their shapes, and finite values.
+        """
+        if not isinstance(model, nn.Module):
+            raise InvalidTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        if tuple(params) != self.param_names:
+            missing = [n for n in params if n not in self.param_names]
+            extra = [n for n in self.param_names if n not in params]
+            raise InvalidValueError(
+                f"{where}.param_names does not match the model's trainable parameters: expected their "
+                f"{len(params)} names in model order; missing {missing[:5]}, unexpected {extra[:5]}"
+                + ("" if missing or extra else " (different order)"))
+        model_state = model.state_dict()
+        for i, pair in enumerate(self.pairs):
+            for name, t in zip(self.param_names, pair.shared):
+                _check_tensor(t, params[name], f"{where}.pairs[{i}].shared[{name!r}]")
+            if set(pair.state) != set(model_state):
+                missing = sorted(set(model_state) - set(pair.state))
+                extra = sorted(set(pair.state) - set(model_state))
+                raise InvalidValueError(f"{where}.pairs[{i}].state does not match the model's state_dict: "
+                                        f"missing {missing[:5]}, unexpected {extra[:5]}")
+            for name, t in pair.state.items():
+                _check_tensor(t, model_state[name], f"{where}.pairs[{i}].state[{name!r}]")
+
+    def input_shape_for(self, model: nn.Module) -> tuple[int, ...]:
+        """The per-sample input shape: the recorded ``input_shape``, else the fastleak model's."""
+        if self.input_shape is not None:
+            return self.input_shape
+        spec = spec_of(model)
+        if spec is None:
+            raise InvalidValueError("observation.input_shape is None and the model is not a fastleak model, "
+                                    "so the input shape is unknown; set Observation.input_shape")
+        return tuple(spec.in_shape)
+
+    def num_classes_for(self, model: nn.Module) -> int:
+        """The number of classes: the recorded ``num_classes``, else the outputs of the model's final nn.Linear."""
+        if self.num_classes is not None:
+            return int(self.num_classes)
+        return final_linear(model).out_features
+
+    def to(self, device: torch.device | str) -> "Observation":
+        """The observation with every state and shared tensor on ``device``."""
+        pairs = tuple(Pair(state={k: v.to(device) for k, v in p.state.items()},
+                           shared=tuple(t.to(device) for t in p.shared)) for p in self.pairs)
+        return dataclasses.replace(self, pairs=pairs)
+
+
+def _check_tensor(tensor: torch.Tensor, reference: torch.Tensor, where: str) -> None:
+    if tensor.shape != reference.shape:
+        raise InvalidValueError(f"{where} has shape {tuple(tensor.shape)}, expected the model's "
+                                f"{tuple(reference.shape)}")
+    if not bool(torch.isfinite(tensor).all()):
+        raise InvalidValueError(f"{where} contains NaN or inf; expected finite values")

@@ -6,7 +6,8 @@ import torch
 import fastleak.data as data
 import fastleak.models as models
 from fastleak.attacks import PRESETS, attack, attack_many
-from fastleak.attacks.engine import _Problem
+from fastleak.attacks.priors import group_consistency
+from fastleak.attacks.problem import Problem
 from fastleak.attacks.simulate import ClientSimulator
 from fastleak.federated import fedavg, fedsgd
 from fastleak.federated.observation import Pair
@@ -175,15 +176,15 @@ def test_group_consistency_pulls_restarts_together(convnet_case):
     model, x, y = convnet_case
     obs = fedsgd(model, x, y)
     cfg = PRESETS.get("gradinversion").replace(iterations=4, group_every=1, group_start=0.0, bn=0.0)
-    problem = _Problem(model, [obs], cfg, 3, [y], 0, torch.device("cpu"))
+    problem = Problem(model, [obs], cfg, 3, [y], 0, torch.device("cpu"))
     images = problem.init_images()
     problem.update_consensus(images)
     assert problem.center.shape == (1, *x.shape)
-    spread = problem.group_term(images)
+    spread = group_consistency(images, problem)
     assert spread.shape == (3,) and bool((spread > 0).all())
     same = images[:1].expand_as(images).clone()
     problem.update_consensus(same)
-    assert problem.group_term(same).max() < 1e-4
+    assert group_consistency(same, problem).max() < 1e-4
 
 
 def test_bad_inputs_get_clear_errors(convnet_case, lenet_case):
@@ -211,3 +212,15 @@ def test_given_labels_override_a_preset_that_optimises_labels(lenet_case):
     res = attack(obs, model, "dlg", labels=y, restarts=1, iterations=1, lbfgs_inner=2)
     assert res.config.labels == "recover" and res.label_method == "given"
     assert torch.equal(res.labels, y)
+
+
+def test_observations_that_do_not_fit_together_are_refused_by_name(lenet_case):
+    model, x, y, obs = lenet_case
+    other = fedsgd(model, x, y, reduction="sum")
+    with pytest.raises(ValueError, match=r"observations\[1\].reduction = 'sum' differs from observations\[0\] "
+                                         r"\('mean'\); attack_many needs observations of one protocol"):
+        attack_many([obs, other], model, "inverting", labels=[y, y])
+    with pytest.raises(TypeError, match=r"observations\[1\] must be a fastleak Observation, got dict"):
+        attack_many([obs, {}], model, "inverting")
+    with pytest.raises(ValueError, match="labels must be None, 'recover', 'optimize' or label tensors, got 'guess'"):
+        attack(obs, model, "inverting", labels="guess")

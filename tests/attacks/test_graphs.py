@@ -6,9 +6,10 @@ import torch
 import fastleak.data as data
 import fastleak.models as models
 from fastleak.attacks import attack
-from fastleak.attacks.engine import _AdamRun, _Problem
+from fastleak.attacks.adam import AdamRun
 from fastleak.attacks.graphs import _agree, capture_step
 from fastleak.attacks.presets import PRESETS
+from fastleak.attacks.problem import Problem
 from fastleak.federated import fedsgd
 from tests.ops.devices import cuda_only
 
@@ -20,10 +21,10 @@ def convnet_case():
     return model, x, y, fedsgd(model, x, y)
 
 
-def _run(case, **config) -> _AdamRun:
+def _run(case, **config) -> AdamRun:
     model, _, y, obs = case
     cfg = PRESETS.get("inverting").replace(iterations=4, **config)
-    return _AdamRun(_Problem(model, [obs], cfg, 3, [y], 0, torch.device("cpu")))
+    return AdamRun(Problem(model, [obs], cfg, 3, [y], 0, torch.device("cpu")))
 
 
 def test_agreement_allows_rounding_and_refuses_a_different_result():

@@ -1,0 +1,55 @@
+"""The L-BFGS run: each dummy batch's images (and soft labels) flattened into one problem of
+``BatchedLBFGS``, so every restart keeps its own curvature history and step size."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fastleak.attacks.lbfgs import BatchedLBFGS, LBFGSConfig
+from fastleak.attacks.problem import Problem
+from fastleak.attacks.run import Run
+
+
+class LBFGSRun(Run):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem)
+        cfg = self.config
+        x = problem.init_images()
+        parts = [x.flatten(1)]
+        if cfg.labels == "optimize":
+            parts.append(problem.init_soft_labels().flatten(1))
+        self.n_image = parts[0].shape[1]
+        self.opt = BatchedLBFGS(torch.cat(parts, 1), LBFGSConfig(lr=cfg.lr, history_size=cfg.history_size,
+                                                                 line_search=cfg.line_search))
+
+    def _split(self, flat: Tensor) -> tuple[Tensor, Tensor | None]:
+        p = self.problem
+        x = flat[:, :self.n_image].reshape(p.Q, p.B, *p.shape)
+        soft = flat[:, self.n_image:].reshape(p.Q, p.B, p.C) if flat.shape[1] > self.n_image else None
+        return x, soft
+
+    def closure(self, flat: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            flat = flat.detach().requires_grad_(True)
+            losses = self.problem.objective(*self._split(flat))
+            grad, = torch.autograd.grad(losses.sum(), flat)
+        return losses, grad
+
+    def variables(self) -> tuple[Tensor, Tensor | None]:
+        return self._split(self.opt.x)
+
+    def losses(self) -> Tensor:
+        return self.opt.losses
+
+    def step(self, step: int) -> None:
+        self.problem.follow_consensus(step, self._split(self.opt.x)[0])
+        for _ in range(self.config.lbfgs_inner):
+            self.opt.step(self.closure)
+
+    def optimizer_state(self) -> dict[str, Any]:
+        return {"lbfgs": self.opt.state_dict()}
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        self.opt.load_state_dict(state["lbfgs"])

@@ -1,0 +1,108 @@
+"""The optimisation problem of an attack: Q = P*R dummy batches and their objective.
+
+P observations of the same model, each with R restarts, are Q dummy batches optimised in one
+vectorised computation: one simulated client computation per observed pair (``ClientSimulator``),
+one fused gradient-distance call per pair, and the registered priors (``fastleak.attacks.priors``).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from fastleak.attacks import registration
+from fastleak.attacks.presets import AttackConfig
+from fastleak.attacks.priors import weighted_priors
+from fastleak.attacks.simulate import ClientSimulator, layer_weights
+from fastleak.federated.observation import Observation
+from fastleak.ops import grad_distance
+
+
+class Problem:
+    """The state shared by the Adam and L-BFGS runs: simulators, targets, labels, random draws and
+    the group consensus. ``labels`` None: soft labels are optimised; else one fixed tensor per observation."""
+
+    def __init__(self, model: nn.Module, observations: Sequence[Observation], config: AttackConfig, restarts: int,
+                 labels: list[Tensor] | None, seed: int, device: torch.device) -> None:
+        self.config = config
+        self.P, self.R = len(observations), restarts
+        self.Q = self.P * self.R
+        obs = observations[0]
+        self.B = obs.num_samples
+        self.shape = obs.input_shape_for(model)
+        self.C = obs.num_classes_for(model)
+        self.sims = [ClientSimulator(model, observations, k, restarts, fedavg_mode=config.fedavg_mode,
+                                     track_bn=config.bn > 0, lean_conv=config.lean_conv)
+                     for k in range(obs.num_pairs)]
+        self.targets = [sim.target() for sim in self.sims]
+        self.priors = weighted_priors(config)
+        self.weights = layer_weights(config.layer_weights, len(obs.param_names))
+        if self.weights is not None:
+            self.weights = self.weights.to(device)
+        self.seed = seed
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.device = device
+        if labels is None:
+            self.hard_labels = None
+        else:
+            self.hard_labels = torch.stack(labels).to(device).repeat_interleave(self.R, dim=0)
+        self.center: Tensor | None = None
+        self.theta: Tensor | None = None
+
+    def _random_images(self, generator: torch.Generator) -> Tensor:
+        shape = (self.Q, self.B, *self.shape)
+        device = generator.device
+        if self.config.init == "uniform":
+            return torch.rand(shape, generator=generator, device=device)
+        return 0.5 + 0.25 * torch.randn(shape, generator=generator, device=device)
+
+    def init_images(self) -> Tensor:
+        """The initial images, drawn on the CPU so that a seed gives the same start on every device."""
+        return self._random_images(self.generator).to(self.device)
+
+    def fresh_images(self, step: int) -> Tensor:
+        """Images for restarts started again at ``step``, drawn on the device (no host synchronisation)
+        from a generator seeded by the attack's seed and the step, so a resumed run draws the same."""
+        generator = torch.Generator(device=self.device).manual_seed(((self.seed & 0xFFFFFFFF) << 32) | (step + 1))
+        return self._random_images(generator)
+
+    def init_soft_labels(self) -> Tensor:
+        return torch.randn((self.Q, self.B, self.C), generator=self.generator).to(self.device)
+
+    def distance(self, shared: list[Tensor], target: list[Tensor]) -> Tensor:
+        if self.P == 1:
+            return grad_distance(shared, [t[0] for t in target], self.config.distance, self.weights, batched=True)
+        return grad_distance(shared, target, self.config.distance, self.weights, batched=True, row_targets=True)
+
+    def objective(self, x: Tensor, soft: Tensor | None) -> Tensor:
+        """The per-dummy-batch objective [Q]: gradient distance over all pairs plus the weighted priors."""
+        y = soft if soft is not None else self.hard_labels
+        total = x.new_zeros(self.Q)
+        for sim, target in zip(self.sims, self.targets):
+            total = total + self.distance(sim.shared(x, y), target).to(x.dtype)
+        for weight, term in self.priors:
+            value = term(x, self)
+            if value is not None:
+                total = total + weight * value
+        return total
+
+    def update_consensus(self, x: Tensor) -> None:
+        """Register each problem's restarts to their mean and keep the consensus the group prior pulls to."""
+        translation = self.config.registration == "translation"
+        thetas, centers = [], []
+        for p in range(self.P):
+            xp = x[p * self.R:(p + 1) * self.R].detach()
+            theta = registration.register_to_mean(xp, translation_only=translation)
+            thetas.append(theta)
+            centers.append(registration.consensus(xp, theta))
+        self.theta, self.center = torch.cat(thetas), torch.stack(centers)
+
+    def follow_consensus(self, step: int, x: Tensor) -> None:
+        """Update the consensus when the group prior's schedule says so at ``step``."""
+        cfg = self.config
+        if cfg.group <= 0 or self.R < 2:
+            return
+        first = int(cfg.group_start * cfg.iterations)
+        if step >= first and (step - first) % cfg.group_every == 0:
+            self.update_consensus(x)

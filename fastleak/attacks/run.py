@@ -1,0 +1,162 @@
+"""What every optimiser run of an attack shares: the step loop, history, checkpoints and results.
+
+A run (``fastleak.attacks.adam.AdamRun``, ``fastleak.attacks.lbfgs_run.LBFGSRun``) owns the
+variables of a ``Problem`` and implements ``step``, ``losses``, ``variables`` and its optimiser's
+checkpoint entries; ``Run.optimise`` drives it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fastleak.attacks import checkpoint as checkpoints
+from fastleak.attacks.presets import AttackConfig
+from fastleak.attacks.problem import Problem
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[int, Tensor], None]
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """One attacked observation.
+
+    images [B, C, H, W] in [0, 1] and labels [B] are those of the best restart (lowest final
+    objective). restart_images [R, B, C, H, W], restart_losses [R] (inf for a restart that
+    failed), history [T, R] (the objective every ``record_every`` steps, at ``history_steps``).
+    wall_time and iterations_per_second cover the steps this call ran: after a resume, only those
+    after the checkpoint.
+    """
+
+    images: Tensor
+    labels: Tensor
+    restart_images: Tensor
+    restart_losses: Tensor
+    best_restart: int
+    history: Tensor
+    history_steps: tuple[int, ...]
+    wall_time: float
+    iterations: int
+    iterations_per_second: float
+    config: AttackConfig
+    label_method: str | None
+    resets: int
+
+
+class Run(ABC):
+    """An optimiser's loop over a ``Problem``; subclasses implement the optimiser."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.config = problem.config
+        self.history: list[Tensor] = []
+        self.history_steps: list[int] = []
+        self.resets = torch.zeros((), dtype=torch.long, device=problem.device)
+
+    @abstractmethod
+    def step(self, step: int) -> None:
+        """One optimiser step (step counts from 0)."""
+
+    @abstractmethod
+    def losses(self) -> Tensor:
+        """The objective [Q] at the current variables (device tensor)."""
+
+    @abstractmethod
+    def variables(self) -> tuple[Tensor, Tensor | None]:
+        """The images [Q, B, C, H, W] and the soft labels [Q, B, classes] (None when labels are fixed)."""
+
+    @abstractmethod
+    def optimizer_state(self) -> dict[str, Any]:
+        """The optimiser's checkpoint entries."""
+
+    @abstractmethod
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Restore the entries ``optimizer_state`` wrote."""
+
+    def optimise(self, checkpoint: str | os.PathLike | None, callback: Callback | None) -> int:
+        """Run the steps left to ``config.iterations``, resuming from ``checkpoint`` when it exists and
+        saving it every ``checkpoint_every`` steps and on KeyboardInterrupt; returns the steps run."""
+        cfg = self.config
+        step = first = self.resume(checkpoint) if checkpoint is not None and os.path.exists(checkpoint) else 0
+        try:
+            while step < cfg.iterations:
+                self.step(step)
+                step += 1
+                if step % cfg.record_every == 0 or step == cfg.iterations:
+                    self.record(step)
+                    if callback is not None:
+                        callback(step, self.losses())
+                if checkpoint is not None and step % cfg.checkpoint_every == 0:
+                    self.save(checkpoint, step)
+        except KeyboardInterrupt:
+            if checkpoint is not None:
+                self.save(checkpoint, step)
+                log.warning("attack interrupted at step %d; checkpoint saved to %s", step, checkpoint)
+            raise
+        return step - first
+
+    def record(self, step: int) -> None:
+        self.history.append(self.losses().detach().clone())
+        self.history_steps.append(step)
+
+    def _shape(self) -> list[int]:
+        p = self.problem
+        return [p.Q, p.B, *p.shape]
+
+    def save(self, path: str | os.PathLike, step: int) -> None:
+        p = self.problem
+        checkpoints.save(path, {
+            "step": step, "config": self.config.as_dict(), "shape": self._shape(),
+            "history": torch.stack(self.history) if self.history else torch.zeros(0, p.Q),
+            "history_steps": list(self.history_steps), "resets": self.resets,
+            "generator": p.generator.get_state(), "center": p.center, "theta": p.theta,
+            **self.optimizer_state()})
+
+    def resume(self, path: str | os.PathLike) -> int:
+        """Load the run's state from ``path``; returns the step it was saved at."""
+        p = self.problem
+        state = checkpoints.load(path, p.device, self.config.as_dict(), self._shape())
+        self.history = list(state["history"].unbind(0))
+        self.history_steps = list(state["history_steps"])
+        self.resets = state["resets"]
+        p.generator.set_state(state["generator"].cpu())
+        p.center, p.theta = state["center"], state["theta"]
+        self.load_optimizer_state(state)
+        log.info("resumed attack from %s at step %d", os.fspath(path), state["step"])
+        return int(state["step"])
+
+    def final_losses(self, x: Tensor, soft: Tensor | None) -> Tensor:
+        with torch.enable_grad():
+            losses = self.problem.objective(x, soft).detach()
+        return torch.where(torch.isfinite(losses), losses, torch.full_like(losses, math.inf))
+
+    def results(self, wall: float, steps_run: int, method: str | None) -> list[AttackResult]:
+        """``wall``: seconds spent on the ``steps_run`` steps this call ran (a resumed run ran fewer)."""
+        p = self.problem
+        x, soft = self.variables()
+        losses = self.final_losses(x, soft)
+        labels = soft.argmax(-1) if soft is not None else p.hard_labels
+        images = x.detach().clamp(0, 1).cpu()
+        history = torch.stack(self.history).cpu() if self.history else torch.zeros(0, p.Q)
+        out = []
+        for k in range(p.P):
+            sl = slice(k * p.R, (k + 1) * p.R)
+            restart_losses = losses[sl].cpu()
+            best = int(torch.argmin(restart_losses))
+            out.append(AttackResult(
+                images=images[sl][best], labels=labels[sl][best].cpu(), restart_images=images[sl],
+                restart_losses=restart_losses, best_restart=best, history=history[:, sl],
+                history_steps=tuple(self.history_steps), wall_time=wall, iterations=self.config.iterations,
+                iterations_per_second=steps_run / wall if wall > 0 else math.inf,
+                config=self.config, label_method=method if soft is None else "optimize",
+                resets=int(self.resets)))
+        return out
