@@ -101,11 +101,6 @@ def _require(cond: bool, path: str, what: str) -> None:
         raise InvalidValueError(f"{path}: not a valid {FORMAT} file: {what}")
 
 
-def check_against_model(obs: Observation, model: nn.Module, where: str = "observation") -> None:
-    """Raise ValueError when ``obs`` does not fit ``model`` (``Observation.check_against``)."""
-    obs.check_against(model, where)
-
-
 def load(path: str | os.PathLike, model: nn.Module | None = None, map_location: str | torch.device = "cpu") -> Observation:
     """Read an observation written by ``save``; with ``model``, also check it matches that model."""
     path = os.fspath(path)

@@ -37,5 +37,5 @@ def load_observation(args: argparse.Namespace):
                        "pass a file written by fastleak.federated.save")
     obs = federated.load(args.observation)
     net = user_model(args, args.num_classes or obs.num_classes, obs.input_shape)
-    federated.check_against_model(obs, net)
+    obs.check_against(net)
     return obs, net
