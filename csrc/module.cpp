@@ -1,6 +1,7 @@
 // Python entry point of fastleak._C. Importing it loads this shared object, whose
 // static initialisers register the fastleak::* operators with the dispatcher.
-// The operators themselves live in csrc/ops/<op>.cpp (schemas) and the backend files.
+// Each operator has its schema and C++ API in csrc/ops/<op>.cpp, its kernels in csrc/ops/cpu/ and
+// csrc/ops/cuda/, and its autograd in csrc/ops/autograd/.
 #include <Python.h>
 
 extern "C" {

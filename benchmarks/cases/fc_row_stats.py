@@ -1,4 +1,4 @@
-"""FC-gradient row statistics: one fused pass against four eager reductions."""
+"""FC-gradient row statistics (sum and min): one fused pass against two eager reductions."""
 from __future__ import annotations
 
 import torch
@@ -33,7 +33,7 @@ def _last_layer_gradients() -> dict[str, torch.Tensor]:
 
 
 def eager_row_stats(g: torch.Tensor):
-    return g.sum(-1), g.min(-1).values, g.max(-1).values, (g < 0).sum(-1)
+    return g.sum(-1), g.amin(-1)
 
 
 def cases(device: str) -> list[Case]:

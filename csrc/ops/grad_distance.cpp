@@ -1,6 +1,30 @@
-// Schemas of the multi-tensor gradient-distance ops; the kernels live in cpu/ and cuda/,
-// autograd and fake (meta) implementations in fastleak/ops/grad_distance.py.
+// Schemas and C++ API of the multi-tensor gradient-distance ops. Kernels: cpu/ and cuda/grad_distance.*;
+// autograd: autograd/grad_distance.cpp; fake kernels: fastleak/ops/grad_distance.py.
+#include "grad_distance.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
+
+namespace fastleak {
+
+at::Tensor grad_distance_partials(at::TensorList rec, at::TensorList target, bool batched, bool row_targets) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("fastleak::grad_distance_partials", "")
+                       .typed<decltype(grad_distance_partials)>();
+  return op.call(rec, target, batched, row_targets);
+}
+
+namespace detail {
+
+std::vector<at::Tensor> grad_distance_backward(at::TensorList rec, at::TensorList target, const at::Tensor& coef_rec,
+                                               const at::Tensor& coef_target, bool batched, bool row_targets) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("fastleak::grad_distance_backward", "")
+                       .typed<decltype(grad_distance_backward)>();
+  return op.call(rec, target, coef_rec, coef_target, batched, row_targets);
+}
+
+}  // namespace detail
 
 TORCH_LIBRARY_FRAGMENT(fastleak, m) {
   // [R, N, 4] sums per (restart, tensor): sum (r-t)^2, sum r*t, sum r^2, sum t^2.
@@ -13,3 +37,5 @@ TORCH_LIBRARY_FRAGMENT(fastleak, m) {
       "grad_distance_backward(Tensor[] rec, Tensor[] target, Tensor coef_rec, Tensor coef_target, "
       "bool batched, bool row_targets) -> Tensor[]");
 }
+
+}  // namespace fastleak

@@ -1,17 +1,16 @@
 #pragma once
 // Host-side argument checks and sizes of the grad_distance ops, shared by the CPU and CUDA implementations.
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
 #include <c10/util/accumulate.h>
 
 #include <utility>
 #include <vector>
 
+#include "dtype.h"
+
 namespace fastleak {
 namespace grad_distance {
-
-inline at::ScalarType acc_type(at::ScalarType dtype) {
-  return dtype == at::kDouble ? at::kDouble : at::kFloat;
-}
 
 inline int64_t check_inputs(const char* op, at::TensorList rec, at::TensorList target, bool batched,
                             bool row_targets) {
@@ -20,9 +19,8 @@ inline int64_t check_inputs(const char* op, at::TensorList rec, at::TensorList t
   TORCH_CHECK_VALUE(!rec.empty(), op, ": rec and target must be non-empty lists of tensors, got empty lists");
   TORCH_CHECK_VALUE(batched || !row_targets, op, ": row_targets=True needs batched=True");
   const at::Tensor& ref = rec[0];
+  check_dtype(op, "rec[0]", ref);
   const auto dtype = ref.scalar_type();
-  TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
-                   op, ": rec[0] has dtype ", dtype, "; expected one of float16, bfloat16, float32, float64");
   int64_t restarts = 1;
   if (batched) {
     TORCH_CHECK_VALUE(ref.dim() >= 1, op,
@@ -58,9 +56,9 @@ inline int64_t check_inputs(const char* op, at::TensorList rec, at::TensorList t
 
 inline void check_coef(const char* op, const char* name, const at::Tensor& coef, const at::Tensor& ref,
                        int64_t restarts, int64_t n) {
-  const auto acc = acc_type(ref.scalar_type());
-  TORCH_CHECK_TYPE(coef.scalar_type() == acc, op, ": ", name, " has dtype ", coef.scalar_type(), ", expected ", acc,
-                   " (float64 for float64 inputs, float32 otherwise)");
+  const auto opmath = at::toOpMathType(ref.scalar_type());
+  TORCH_CHECK_TYPE(coef.scalar_type() == opmath, op, ": ", name, " has dtype ", coef.scalar_type(), ", expected ",
+                   opmath, " (the dtype of rec[0])");
   TORCH_CHECK_VALUE(coef.device() == ref.device(), op, ": ", name, " is on ", coef.device(), ", expected ",
                     ref.device(), " (the device of rec[0])");
   TORCH_CHECK_VALUE(coef.dim() == 2 && coef.size(0) == restarts && coef.size(1) == n, op, ": ", name,

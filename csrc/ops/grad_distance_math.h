@@ -13,17 +13,17 @@ constexpr int kRecSq = 2;  // sum r^2
 constexpr int kTgtSq = 3;  // sum t^2
 
 // Adds one element pair to the four running sums (one accumulator per slot).
-template <typename acc_t>
-FL_HOST_DEVICE void accumulate(acc_t r, acc_t t, acc_t& diff2, acc_t& dot, acc_t& rec_sq, acc_t& tgt_sq) {
-  const acc_t d = r - t;
+template <typename T>
+FL_HOST_DEVICE void accumulate(T r, T t, T& diff2, T& dot, T& rec_sq, T& tgt_sq) {
+  const T d = r - t;
   diff2 += d * d;
   dot += r * t;
   rec_sq += r * r;
   tgt_sq += t * t;
 }
 
-template <typename acc_t>
-FL_HOST_DEVICE acc_t backward_value(acc_t coef_rec, acc_t r, acc_t coef_target, acc_t t) {
+template <typename T>
+FL_HOST_DEVICE T backward_value(T coef_rec, T r, T coef_target, T t) {
   return coef_rec * r + coef_target * t;
 }
 

@@ -7,24 +7,15 @@
 namespace fastleak {
 namespace tv {
 
-// |d|^P for P in {1, 2}.
-template <int P, typename T>
+template <typename T>
 FL_HOST_DEVICE T penalty(T d) {
-  if constexpr (P == 1) {
-    return d < T(0) ? -d : d;
-  } else {
-    return d * d;
-  }
+  return d < T(0) ? -d : d;
 }
 
-// d/dd |d|^P, with the derivative of |d| at 0 taken as 0.
-template <int P, typename T>
+// d|d|/dd, taken as 0 at d == 0.
+template <typename T>
 FL_HOST_DEVICE T penalty_grad(T d) {
-  if constexpr (P == 1) {
-    return T(int(d > T(0)) - int(d < T(0)));
-  } else {
-    return T(2) * d;
-  }
+  return T(int(d > T(0)) - int(d < T(0)));
 }
 
 // Weight of one pair in a mean over `pairs` pairs; a direction without pairs contributes 0.
@@ -37,15 +28,15 @@ FL_HOST_DEVICE T mean_weight(int64_t pairs) {
 // sv = grad_out * wv, given the derivatives of its horizontal pairs, d_left = penalty_grad(c - left)
 // and d_right = penalty_grad(right - c) (0 for a missing pair), and its vertical neighbours.
 // Missing vertical neighbours are passed as `c` itself: penalty_grad(0) == 0.
-template <int P, typename T>
+template <typename T>
 FL_HOST_DEVICE T pixel_grad_from_pairs(T sh, T sv, T d_left, T d_right, T c, T up, T down) {
-  return sh * (d_left - d_right) + sv * (penalty_grad<P>(c - up) - penalty_grad<P>(down - c));
+  return sh * (d_left - d_right) + sv * (penalty_grad(c - up) - penalty_grad(down - c));
 }
 
 // The same from the four neighbours, missing ones passed as `c` itself.
-template <int P, typename T>
+template <typename T>
 FL_HOST_DEVICE T pixel_grad(T sh, T sv, T c, T left, T right, T up, T down) {
-  return pixel_grad_from_pairs<P>(sh, sv, penalty_grad<P>(c - left), penalty_grad<P>(right - c), c, up, down);
+  return pixel_grad_from_pairs(sh, sv, penalty_grad(c - left), penalty_grad(right - c), c, up, down);
 }
 
 }  // namespace tv

@@ -1,7 +1,7 @@
 """Fused operators: compiled kernels (fastleak._C) behind PyTorch wrappers.
 
-Every op has a pure-PyTorch reference that defines its semantics; the wrappers fall
-back to it, with one logged warning, when the compiled library is missing.
+Every op has a pure-PyTorch reference that defines its semantics; the wrappers fall back to
+it per device, when the compiled library is missing or has no kernel for the inputs' device.
 """
 from fastleak.ops.fc_row_stats import fc_row_stats, fc_row_stats_reference
 from fastleak.ops.grad_distance import grad_distance, grad_distance_reference

@@ -19,21 +19,21 @@ Shapes: every ``rec[i]`` has ``target[i]``'s shape and the result is a scalar. W
 k of the result is the distance between row k of rec and row k of target: R independent
 problems (e.g. attacks on different observations) in one call.
 
-Dtypes: float16, bfloat16, float32 and float64 are accepted; all tensors must share one dtype
-and one device. The result is float64 for float64 inputs and float32 otherwise. The sums are
-accumulated in float64 on CPU; on CUDA each thread accumulates in float32 (float64 for float64
-inputs) and threads and chunks are combined in float64. Both are deterministic: bitwise the same
-from run to run, and on CPU independent of the thread count.
+Dtypes: float32 and float64 are accepted; all tensors must share one dtype and one device, and
+the result has that dtype. The sums are accumulated in float64 on CPU; on CUDA each thread
+accumulates in the input dtype and threads and chunks are combined in float64. Both are
+deterministic: bitwise the same from run to run, and on CPU independent of the thread count.
 
 Weights are a sequence of N floats or a 1-D tensor of N values (non-negative for ``cosine``);
 pass a tensor on the inputs' device to avoid a host-to-device copy per call.
 
-The result is differentiable with respect to ``rec``, ``target`` and a weights tensor, to any
-order. The compiled path computes the per-(restart, tensor) sums sum (r-t)^2, sum r.t,
-sum r^2 and sum t^2 in one deterministic pass over all tensors
-(``fastleak::grad_distance_partials``) and the gradient in one fused pass
-(``fastleak::grad_distance_backward``); the metric itself is plain torch on the [R, N, 4] sums.
-Both ops take per-row targets natively (``row_targets``), without splitting the rows.
+The result is differentiable with respect to ``rec``, ``target`` and a weights tensor. The
+compiled path computes the per-(restart, tensor) sums sum (r-t)^2, sum r.t, sum r^2 and sum t^2
+in one deterministic pass over all tensors (``fastleak::grad_distance_partials``) and their
+gradient in one fused pass (``fastleak::grad_distance_backward``, itself not differentiable: the
+compiled path has first derivatives only, the reference any order); the metric itself is plain
+torch on the [R, N, 4] sums. Both ops take per-row targets natively (``row_targets``), without
+splitting the rows.
 """
 from __future__ import annotations
 
@@ -42,10 +42,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from fastleak import _ext
+from fastleak.ops._dispatch import compiled_for, registered
 
 EPS = 1e-12
-_SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # Slots of the [R, N, 4] partial sums: sum (r-t)^2, sum r*t, sum r^2, sum t^2 (in this order).
 _SLOT_DIFF2, _SLOT_RT, _SLOT_TT = 0, 1, 3
 
@@ -87,10 +87,6 @@ def _cosine(partials: Tensor, weights: Tensor | None) -> Tensor:
     return 1.0 - sums[:, 0] / (norms[:, 0] * norms[:, 1])
 
 
-def _result_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _check_sequences(rec: Sequence[Tensor], target: Sequence[Tensor]) -> None:
     for name, seq in (("rec", rec), ("target", target)):
         if isinstance(seq, Tensor) or not isinstance(seq, Sequence):
@@ -110,8 +106,7 @@ def _check_inputs(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool
     if not isinstance(ref, Tensor):
         raise TypeError(f"grad_distance: rec[0] must be a tensor, got {type(ref).__name__}")
     if ref.dtype not in _SUPPORTED_DTYPES:
-        raise TypeError(f"grad_distance: rec[0] has dtype {ref.dtype}; expected one of "
-                        "float16, bfloat16, float32, float64")
+        raise TypeError(f"grad_distance: rec[0] must be float32 or float64, got dtype {ref.dtype}")
     restarts = None
     if batched:
         if ref.dim() == 0:
@@ -165,11 +160,8 @@ def _partials_reference(rec: Sequence[Tensor], target: Sequence[Tensor], batched
                         row_targets: bool = False) -> Tensor:
     """Pure-PyTorch [R, N, 4] sums: (r-t)^2, r*t, r^2, t^2 per restart and tensor (row r of a
     per-row target with ``row_targets``)."""
-    acc = _result_dtype(rec[0].dtype)
     rows = []
     for r, t in zip(rec, target):
-        r = r.to(acc)
-        t = t.to(acc)
         if batched:
             r = r.reshape(r.shape[0], -1)
             t = t.reshape(r.shape[0] if row_targets else 1, -1)
@@ -218,8 +210,7 @@ def grad_distance_reference(rec: Sequence[Tensor], target: Sequence[Tensor], met
     """Pure-PyTorch grad_distance; defines the semantics (see the module docstring)."""
     metric_fn = _metric_fn(metric)
     _check_op_inputs(rec, target, batched, row_targets)
-    acc = _result_dtype(rec[0].dtype)
-    w = _weights_tensor(weights, len(rec), acc, rec[0].device)
+    w = _weights_tensor(weights, len(rec), rec[0].dtype, rec[0].device)
     return _finish(_partials_reference(rec, target, batched, row_targets), metric_fn, w, batched)
 
 
@@ -228,136 +219,30 @@ def grad_distance(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str =
                   row_targets: bool = False) -> Tensor:
     """Distance between gradients ``rec`` and ``target`` (lists of tensors); see the module docstring.
 
-    Uses the fused compiled kernels when fastleak._C is loaded, the pure-PyTorch reference otherwise.
+    Uses the fused compiled kernels when fastleak._C has them for the inputs' device, the
+    pure-PyTorch reference otherwise.
     """
-    if not _ext.compiled_ops_available():
+    _check_sequences(rec, target)
+    if not (isinstance(rec[0], Tensor) and compiled_for("grad_distance_partials", rec[0])):
         return grad_distance_reference(rec, target, metric, weights, batched=batched, row_targets=row_targets)
     metric_fn = _metric_fn(metric)
-    _check_sequences(rec, target)
-    w = _weights_tensor(weights, len(rec), _result_dtype(rec[0].dtype), rec[0].device)
+    w = _weights_tensor(weights, len(rec), rec[0].dtype, rec[0].device)
     if row_targets:
         _check_rows(rec, target, batched)
     # The op checks every tensor's dtype, device and shape itself (TORCH_CHECK).
-    partials = _Partials.apply(batched, row_targets, len(rec), *rec, *target)
+    partials = torch.ops.fastleak.grad_distance_partials(rec, target, batched, row_targets)
     return _finish(partials, metric_fn, w, batched)
 
 
-def _partials_grads(rec: list[Tensor], target: list[Tensor], grad: Tensor, batched: bool, row_targets: bool,
-                    need_rec: bool, need_target: bool) -> tuple[list | None, list | None]:
-    """Gradients of grad_distance_partials wrt rec and target, given the gradient of its [R, N, 4] output."""
-    g_diff2, g_dot, g_rr, g_tt = grad.unbind(-1)
-    # d/dr [(r-t)^2, r*t, r^2, t^2] = [2(r-t), t, 2r, 0];  d/dt = [-2(r-t), r, 0, 2t]
-    cross = g_dot - 2.0 * g_diff2
-    grad_rec = grad_target = None
-    backward = torch.ops.fastleak.grad_distance_backward
-    if need_rec:
-        grad_rec = backward(rec, target, 2.0 * (g_diff2 + g_rr), cross, batched, row_targets)
-    if need_target:
-        # grad_target = cross * r + 2 (g_diff2 + g_tt) * t, summed over restarts for a shared target
-        per_restart = backward(rec, target, cross, 2.0 * (g_diff2 + g_tt), batched, row_targets)
-        grad_target = [g.sum(0) for g in per_restart] if batched and not row_targets else per_restart
-    return grad_rec, grad_target
+if registered("grad_distance_partials"):
 
-
-class _Partials(torch.autograd.Function):
-    """grad_distance_partials on flat tensor arguments.
-
-    The op's own autograd registration (below) serves direct calls, torch.compile and opcheck;
-    this Function spares the wrapper the per-tensor pytree handling of torch.library's tensor-list
-    autograd, which costs more host time than the kernels for small models.
-    """
-
-    @staticmethod
-    def forward(ctx, batched: bool, row_targets: bool, n: int, *tensors: Tensor) -> Tensor:
-        ctx.batched, ctx.row_targets, ctx.n = batched, row_targets, n
-        ctx.save_for_backward(*tensors)
-        return torch.ops.fastleak.grad_distance_partials(list(tensors[:n]), list(tensors[n:]), batched, row_targets)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        n = ctx.n
-        saved = ctx.saved_tensors
-        needs = ctx.needs_input_grad[3:]
-        grad_rec, grad_target = _partials_grads(list(saved[:n]), list(saved[n:]), grad, ctx.batched,
-                                                ctx.row_targets, any(needs[:n]), any(needs[n:]))
-        return None, None, None, *(grad_rec or [None] * n), *(grad_target or [None] * n)
-
-
-def _partials_setup_context(ctx, inputs, output) -> None:
-    rec, target, ctx.batched, ctx.row_targets = inputs
-    ctx.n = len(rec)
-    ctx.save_for_backward(*rec, *target)
-
-
-def _partials_backward(ctx, grad: Tensor):
-    n = ctx.n
-    saved = ctx.saved_tensors
-    grad_rec, grad_target = _partials_grads(list(saved[:n]), list(saved[n:]), grad, ctx.batched, ctx.row_targets,
-                                            any(ctx.needs_input_grad[0]), any(ctx.needs_input_grad[1]))
-    return grad_rec or [None] * n, grad_target or [None] * n, None, None
-
-
-def _backward_setup_context(ctx, inputs, output) -> None:
-    rec, target, coef_rec, coef_target, ctx.batched, ctx.row_targets = inputs
-    ctx.n = len(rec)
-    ctx.save_for_backward(*rec, *target, coef_rec, coef_target)
-
-
-def _backward_backward(ctx, grad_out: list[Tensor]):
-    """The backward op is linear in (rec, target) for fixed coefs and in the coefs for fixed tensors."""
-    n, batched, row_targets = ctx.n, ctx.batched, ctx.row_targets
-    saved = ctx.saved_tensors
-    rec, target, coef_rec, coef_target = list(saved[:n]), list(saved[n:2 * n]), saved[2 * n], saved[2 * n + 1]
-    acc = coef_rec.dtype
-
-    def per_element(coef: Tensor, i: int, like: Tensor) -> Tensor:
-        c = coef[:, i] if batched else coef[0, i]
-        return c.reshape(c.shape + (1,) * (like.dim() - c.dim()))
-
-    def dots(xs: Sequence[Tensor], shared: bool) -> Tensor:
-        cols = []
-        for go, x in zip(grad_out, xs):
-            go, x = go.to(acc), x.to(acc)
-            if batched:
-                cols.append((go * x).reshape(go.shape[0], -1).sum(1) if not shared
-                            else (go.reshape(go.shape[0], -1) * x.reshape(1, -1)).sum(1))
-            else:
-                cols.append((go * x).sum().reshape(1))
-        return torch.stack(cols, dim=1)
-
-    needs_rec, needs_target, needs_cr, needs_ct = ctx.needs_input_grad[:4]
-    shared_target = batched and not row_targets
-    grad_rec = grad_target = [None] * n
-    grad_cr = grad_ct = None
-    if any(needs_rec):
-        grad_rec = [(per_element(coef_rec, i, go) * go).to(go.dtype) for i, go in enumerate(grad_out)]
-    if any(needs_target):
-        grad_target = [per_element(coef_target, i, go) * go for i, go in enumerate(grad_out)]
-        grad_target = [(g.sum(0) if shared_target else g).to(t.dtype) for g, t in zip(grad_target, target)]
-    if needs_cr:
-        grad_cr = dots(rec, shared=False)
-    if needs_ct:
-        grad_ct = dots(target, shared=shared_target)
-    return grad_rec, grad_target, grad_cr, grad_ct, None, None
-
-
-def _register_compiled() -> None:
     @torch.library.register_fake("fastleak::grad_distance_partials")
     def _partials_fake(rec, target, batched, row_targets):
         _check_op_inputs(rec, target, batched, row_targets)
         restarts = rec[0].shape[0] if batched else 1
-        return rec[0].new_empty((restarts, len(rec), 4), dtype=_result_dtype(rec[0].dtype))
+        return rec[0].new_empty((restarts, len(rec), 4))
 
     @torch.library.register_fake("fastleak::grad_distance_backward")
     def _backward_fake(rec, target, coef_rec, coef_target, batched, row_targets):
         _check_op_inputs(rec, target, batched, row_targets)
         return [r.new_empty(r.shape) for r in rec]
-
-    torch.library.register_autograd("fastleak::grad_distance_partials", _partials_backward,
-                                    setup_context=_partials_setup_context)
-    torch.library.register_autograd("fastleak::grad_distance_backward", _backward_backward,
-                                    setup_context=_backward_setup_context)
-
-
-if _ext.LOADED:
-    _register_compiled()

@@ -20,3 +20,15 @@ def cuda_only(test):
     for mark in CUDA_MARKS:
         test = mark(test)
     return test
+
+
+def graph_node_names(out: torch.Tensor) -> list[str]:
+    """The names of every autograd node behind ``out``."""
+    names, seen, stack = [], set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            names.append(node.name())
+            stack.extend(f for f, _ in node.next_functions)
+    return names

@@ -15,7 +15,7 @@ from tests.ops.devices import CUDA, compiled
 
 DEVICES = ["cpu", CUDA]
 # Relative tolerance of the sums, measured against the sum of |entries| of the row.
-SUM_TOL = {torch.float64: 1e-13, torch.float32: 1e-6, torch.float16: 1e-6, torch.bfloat16: 1e-6}
+SUM_TOL = {torch.float64: 1e-13, torch.float32: 1e-6}
 OP = torch.ops.fastleak
 
 
@@ -39,19 +39,16 @@ def randn(shape, seed: int = 0, dtype=torch.float32, device="cpu") -> torch.Tens
 
 
 def assert_stats_match(stats, ref, g: torch.Tensor):
-    assert stats.sum.dtype == ref.sum.dtype and stats.neg_count.dtype == torch.int64
-    assert stats.min.dtype == g.dtype and stats.max.dtype == g.dtype
+    assert stats.sum.dtype == g.dtype and stats.min.dtype == g.dtype
     scale = g.abs().to(torch.float64).sum(-1).clamp_min(1e-300)
     err = (stats.sum.to(torch.float64) - ref.sum.to(torch.float64)).abs() / scale
     assert (err <= SUM_TOL[g.dtype]).all(), err.max()
     assert torch.equal(stats.min, ref.min)
-    assert torch.equal(stats.max, ref.max)
-    assert torch.equal(stats.neg_count, ref.neg_count)
 
 
 @compiled
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_real_gradient_matches_reference(device, dtype):
     g = fc_gradient(dtype).to(device)
     stats = fc_row_stats(g)
@@ -59,8 +56,8 @@ def test_real_gradient_matches_reference(device, dtype):
     assert_stats_match(stats, fc_row_stats_reference(g), g)
     # Classes 2 and 4 are absent from the batch: with non-negative inputs their rows have no
     # negative entries (the label-leakage signal the op is used for).
-    assert stats.neg_count[[2, 4]].tolist() == [0, 0]
-    assert (stats.neg_count[[0, 1, 3, 6, 8]] > 0).all()
+    assert (stats.min[[2, 4]] >= 0).all()
+    assert (stats.min[[0, 1, 3, 6, 8]] < 0).all()
 
 
 @compiled
@@ -77,7 +74,7 @@ def test_shapes_match_reference(device, shape):
 @compiled
 @settings(max_examples=60, deadline=None)
 @given(p=st.one_of(st.none(), st.integers(0, 3)), c=st.integers(0, 6), d=st.integers(1, 300),
-       dtype=st.sampled_from([torch.float64, torch.float32, torch.float16, torch.bfloat16]),
+       dtype=st.sampled_from([torch.float64, torch.float32]),
        layout=st.sampled_from(["contiguous", "transposed", "strided"]), seed=st.integers(0, 2**16))
 def test_fuzz_shapes_dtypes_layouts(p, c, d, dtype, layout, seed):
     shape = (c, d) if p is None else (p, c, d)
@@ -99,29 +96,44 @@ def test_nan_and_inf(device):
     ref = fc_row_stats_reference(g)
     for a, b in zip(stats, ref):
         torch.testing.assert_close(a, b, equal_nan=True, rtol=0, atol=0)
-    assert stats.neg_count.tolist() == [1, 1, 1]
+    assert stats.min[1:].tolist() == [-1.0, -float("inf")]
 
 
 @compiled
 @pytest.mark.parametrize("device", DEVICES)
 def test_gradcheck(device):
     g = randn((2, 3, 17), seed=3, dtype=torch.float64, device=device).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda t: OP.fc_row_stats(t)[:3], (g,))
-    assert torch.autograd.gradcheck(lambda t: fc_row_stats(t).max * 2 + fc_row_stats(t).sum, (g,))
+    assert torch.autograd.gradcheck(OP.fc_row_stats, (g,))
+    assert torch.autograd.gradcheck(lambda t: fc_row_stats(t).min * 2 + fc_row_stats(t).sum, (g,))
+    assert torch.autograd.gradcheck(lambda t: fc_row_stats(t).min, (g,))
+
+
+@compiled
+@pytest.mark.parametrize("device", DEVICES)
+def test_noncontiguous_gradcheck(device):
+    g = randn((3, 17, 2), seed=4, dtype=torch.float64, device=device).transpose(1, 2).requires_grad_(True)
+    assert not g.is_contiguous()
+    assert torch.autograd.gradcheck(OP.fc_row_stats, (g,))
 
 
 @compiled
 def test_gradients_match_reference():
     g = fc_gradient()
-    w = [torch.linspace(-1, 1, 10, dtype=torch.float64) * k for k in (1, 2, 3)]
+    w = [torch.linspace(-1, 1, 10, dtype=torch.float64) * k for k in (1, 2)]
     grads = []
     for fn in (fc_row_stats, fc_row_stats_reference):
         gi = g.clone().requires_grad_(True)
         s = fn(gi)
-        loss = (s.sum * w[0]).sum() + (s.min * w[1]).sum() + (s.max * w[2]).sum()
+        loss = (s.sum * w[0]).sum() + (s.min * w[1]).sum()
         grads.append(torch.autograd.grad(loss, gi)[0])
-        assert not s.neg_count.requires_grad
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-14, atol=1e-14)
+
+
+@compiled
+def test_gradient_of_tied_minimum_is_split_evenly():
+    g = torch.tensor([[1.0, -2.0, -2.0, 3.0]], dtype=torch.float64, requires_grad=True)
+    fc_row_stats(g).min.sum().backward()
+    assert g.grad.tolist() == [[0.0, 0.5, 0.5, 0.0]]
 
 
 @compiled
@@ -160,19 +172,21 @@ def test_wrapper_errors(fn):
         fn(torch.zeros(5))
     with pytest.raises(ValueError, match=r"fc_row_stats: grad_w must be 2-D \[C, D\] or 3-D"):
         fn(torch.zeros(1, 2, 3, 4))
-    with pytest.raises(TypeError, match=r"fc_row_stats: grad_w must be a floating-point tensor"):
-        fn(torch.zeros(3, 4, dtype=torch.int32))
+    for dtype in (torch.int32, torch.float16, torch.bfloat16):
+        with pytest.raises(TypeError, match=r"fc_row_stats: grad_w must be float32 or float64, got dtype torch\."):
+            fn(torch.zeros(3, 4, dtype=dtype))
     with pytest.raises(ValueError, match=r"fc_row_stats: grad_w must have a non-empty last dimension"):
         fn(torch.zeros(3, 0))
 
 
 @compiled
 def test_op_errors():
-    with pytest.raises(RuntimeError, match=r"fastleak::fc_row_stats: g must be 2-D \[C, D\] or 3-D"):
+    with pytest.raises(ValueError, match=r"fastleak::fc_row_stats: g must be 2-D \[C, D\] or 3-D"):
         OP.fc_row_stats(torch.zeros(5))
-    with pytest.raises(RuntimeError, match=r"fastleak::fc_row_stats: g must be a floating-point tensor"):
-        OP.fc_row_stats(torch.zeros(3, 4, dtype=torch.int64))
-    with pytest.raises(RuntimeError, match=r"fastleak::fc_row_stats: g must have a non-empty last dimension"):
+    for dtype in (torch.int64, torch.float16, torch.bfloat16):
+        with pytest.raises(TypeError, match=r"fastleak::fc_row_stats: g must be float32 or float64, got dtype"):
+            OP.fc_row_stats(torch.zeros(3, 4, dtype=dtype))
+    with pytest.raises(ValueError, match=r"fastleak::fc_row_stats: g must have a non-empty last dimension"):
         OP.fc_row_stats(torch.zeros(2, 3, 0))
 
 
@@ -181,7 +195,7 @@ def test_public_wrapper_uses_compiled_op():
     g = fc_gradient().requires_grad_(True)
     stats = fc_row_stats(g)
     assert isinstance(stats, FCRowStats)
-    assert "fastleak_fc_row_stats" in stats.sum.grad_fn.name()
+    assert "FCRowStatsFunction" in stats.sum.grad_fn.name()
 
 
 def test_fallback_to_reference_warns_once(monkeypatch, caplog):

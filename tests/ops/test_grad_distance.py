@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from fastleak import _ext
 from fastleak.ops import grad_distance, grad_distance_reference
 from fastleak.ops.grad_distance import _partials_reference
-from tests.ops.devices import CUDA, compiled, cuda_only
+from tests.ops.devices import CUDA, compiled, cuda_only, graph_node_names
 
 DEVICES = [pytest.param("cpu", marks=compiled), CUDA]
 
@@ -22,9 +22,8 @@ METRICS = ["l2", "l2_relative", "cosine"]
 # Empty and 0-dim tensors included; BIG_SHAPES cross the kernels' chunk sizes (CPU 65536, CUDA 16384).
 SHAPES = [(3, 4), (0,), (5, 1, 3), (), (2, 3, 3, 3), (1000,)]
 BIG_SHAPES = SHAPES + [(65537,), (16385,)]
-# (forward rtol, gradient rtol) against the reference, which computes in float32 for half inputs.
-TOLERANCES = {torch.float64: (1e-12, 1e-12), torch.float32: (1e-5, 1e-5),
-              torch.float16: (1e-5, 2e-3), torch.bfloat16: (1e-5, 1e-2)}
+# (forward rtol, gradient rtol) against the reference.
+TOLERANCES = {torch.float64: (1e-12, 1e-12), torch.float32: (1e-5, 1e-5)}
 
 
 # (batched, row_targets): one problem; restarts sharing one target; one target row per restart
@@ -56,19 +55,8 @@ def assert_close_rel(actual, expected, rtol):
     torch.testing.assert_close(actual, expected, rtol=0.0, atol=rtol * scale + floor)
 
 
-def graph_node_names(out):
-    names, seen, stack = [], set(), [out.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is not None and node not in seen:
-            seen.add(node)
-            names.append(type(node).__name__)
-            stack.extend(f for f, _ in node.next_functions)
-    return names
-
-
 def uses_compiled_partials(out) -> bool:
-    return any(name == "_PartialsBackward" for name in graph_node_names(out))
+    return any("GradDistancePartialsFunction" in name for name in graph_node_names(out))
 
 
 def grads(out, inputs):
@@ -91,7 +79,7 @@ def test_matches_reference(device, dtype, metric, batched, weighted):
 
     out = grad_distance(rec, target, metric, weights, batched=batched)
     ref = grad_distance_reference(rec, target, metric, weights, batched=batched)
-    assert out.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert out.dtype == dtype
     assert out.shape == ((3,) if batched else ())
     assert_close_rel(out, ref, fwd_tol)
     for g, g_ref in zip(grads(out, rec + target), grads(ref, rec + target)):
@@ -122,7 +110,7 @@ def test_partials_match_reference(device, batched, row_targets):
 @pytest.mark.parametrize("device", DEVICES)
 @MODES
 def test_op_autograd_matches_reference(device, batched, row_targets):
-    """The autograd registered on the op itself (direct calls, torch.compile), not the wrapper's."""
+    """The op's gradient, without the wrapper's metric on top."""
     rec, target = make_lists(SHAPES, torch.float64, device, restarts=2 if batched else None, row_targets=row_targets)
     weight = torch.linspace(-1.0, 1.0, 4 * len(SHAPES) * (2 if batched else 1), dtype=torch.float64, device=device)
     out = (PARTIALS(rec, target, batched, row_targets) * weight.reshape(-1, len(SHAPES), 4)).sum()
@@ -172,7 +160,7 @@ def test_cosine_of_zero_gradient_is_one_with_finite_grads(device):
 
 
 # --------------------------------------------------------------------------------------------
-# op contracts: opcheck, gradcheck, double backward
+# op contracts: opcheck, gradcheck, no double backward
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -182,15 +170,16 @@ def test_opcheck(device, batched, row_targets):
     rec, target = make_lists(shapes, torch.float32, device, restarts=2 if batched else None, row_targets=row_targets)
     torch.library.opcheck(PARTIALS, (rec, target, batched, row_targets))
     restarts = 2 if batched else 1
-    coef_rec = torch.randn(restarts, len(shapes), device=device, requires_grad=True)
-    coef_target = torch.randn(restarts, len(shapes), device=device, requires_grad=True)
+    coef_rec = torch.randn(restarts, len(shapes), device=device)
+    coef_target = torch.randn(restarts, len(shapes), device=device)
+    rec, target = [x.detach() for x in rec], [x.detach() for x in target]
     torch.library.opcheck(BACKWARD, (rec, target, coef_rec, coef_target, batched, row_targets))
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("metric", METRICS)
 @MODES
-def test_gradcheck_and_gradgradcheck(device, metric, batched, row_targets):
+def test_gradcheck(device, metric, batched, row_targets):
     shapes = [(2, 3), (4,), ()]
     rec, target = make_lists(shapes, torch.float64, device, restarts=2 if batched else None, row_targets=row_targets)
     n = len(shapes)
@@ -199,9 +188,15 @@ def test_gradcheck_and_gradgradcheck(device, metric, batched, row_targets):
         return grad_distance(list(xs[:n]), list(xs[n:]), metric, [1.0, 0.5, 2.0], batched=batched,
                              row_targets=row_targets)
 
-    inputs = tuple(rec + target)
-    assert torch.autograd.gradcheck(fn, inputs)
-    assert torch.autograd.gradgradcheck(fn, inputs)
+    assert torch.autograd.gradcheck(fn, tuple(rec + target))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_double_backward_raises(device):
+    rec, target = make_lists([(2, 3), (4,)], torch.float64, device, restarts=2)
+    grads = torch.autograd.grad(grad_distance(rec, target, batched=True).sum(), rec, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"fastleak::grad_distance_backward is not differentiable"):
+        sum(g.sum() for g in grads).backward()
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -266,9 +261,8 @@ def _fuzz(device, case):
     ref_inputs = ([x.double() for x in rec], [x.double() for x in target])
     assert_close_rel(PARTIALS(rec, target, batched, row_targets), _partials_reference(*ref_inputs, batched, row_targets),
                      tol)
-    acc = torch.float64 if dtype == torch.float64 else torch.float32
-    coef_rec = torch.linspace(-1, 2, (restarts or 1) * n, dtype=acc, device=device).reshape(-1, n)
-    coef_target = torch.linspace(3, -1, (restarts or 1) * n, dtype=acc, device=device).reshape(-1, n)
+    coef_rec = torch.linspace(-1, 2, (restarts or 1) * n, dtype=dtype, device=device).reshape(-1, n)
+    coef_target = torch.linspace(3, -1, (restarts or 1) * n, dtype=dtype, device=device).reshape(-1, n)
     out = BACKWARD(rec, target, coef_rec, coef_target, batched, row_targets)
     for i, (o, r, t) in enumerate(zip(out, rec, target)):
         assert o.is_contiguous() and o.shape == r.shape and o.dtype == dtype
@@ -367,8 +361,16 @@ def test_error_shape_mismatch(fn):
 
 @BOTH
 def test_error_integer_dtype(fn):
-    with pytest.raises(TypeError, match=r"rec\[0\] has dtype (torch\.int64|Long); expected one of float16, bfloat16"):
+    with pytest.raises(TypeError, match=r"rec\[0\] must be float32 or float64, got dtype (torch\.int64|Long)"):
         fn(_pair((2,), dtype=torch.int64), _pair((2,), dtype=torch.int64))
+
+
+@BOTH
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_error_half_dtype(fn, dtype):
+    with pytest.raises(TypeError, match=r"rec\[0\] must be float32 or float64, got dtype (torch\.)?(float16|Half|"
+                                        r"bfloat16|BFloat16)"):
+        fn(_pair((2,), dtype=dtype), _pair((2,), dtype=dtype))
 
 
 @BOTH
@@ -454,7 +456,7 @@ def test_per_row_targets_equal_one_call_per_row(metric, fn):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_per_row_targets_gradcheck_and_gradgradcheck(metric):
+def test_per_row_targets_gradcheck(metric):
     g = torch.Generator().manual_seed(8)
     rec = [torch.randn(3, 5, 2, generator=g, dtype=torch.float64).transpose(1, 2).requires_grad_(),
            torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)]
@@ -466,7 +468,6 @@ def test_per_row_targets_gradcheck_and_gradgradcheck(metric):
                              row_targets=True)
 
     assert torch.autograd.gradcheck(fn, (*rec, *target))
-    assert torch.autograd.gradgradcheck(fn, (*rec, *target))
 
 
 def test_row_targets_needs_batched_and_equal_rows():

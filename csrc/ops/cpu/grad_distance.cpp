@@ -174,7 +174,7 @@ at::Tensor partials_cpu(at::TensorList rec_in, at::TensorList target_in, bool ba
   const int64_t n_items = static_cast<int64_t>(plan.items.size());
 
   std::vector<double> item_sums(static_cast<size_t>(n_items) * kSlots);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rec[0].scalar_type(), "grad_distance_partials_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES(rec[0].scalar_type(), "grad_distance_partials_cpu", [&] {
     const ChunkSumsFn<scalar_t> chunk_sums = select_chunk_sums<scalar_t>();
     for_each_item(plan, [&](int64_t k) {
       const WorkItem& item = plan.items[k];
@@ -192,7 +192,7 @@ at::Tensor partials_cpu(at::TensorList rec_in, at::TensorList target_in, bool ba
     double* row = out + (item.restart * n + item.tensor) * kSlots;
     for (int s = 0; s < kSlots; ++s) row[s] += item_sums[static_cast<size_t>(k) * kSlots + s];
   }
-  return sums.to(acc_type(rec[0].scalar_type()));
+  return sums.to(at::toOpMathType(rec[0].scalar_type()));
 }
 
 std::vector<at::Tensor> backward_cpu(at::TensorList rec_in, at::TensorList target_in, const at::Tensor& coef_rec_in,
@@ -212,7 +212,7 @@ std::vector<at::Tensor> backward_cpu(at::TensorList rec_in, at::TensorList targe
   for (const auto& r : rec_in) out.push_back(at::empty(r.sizes(), r.options()));
   const Plan plan = make_plan(numel, restarts);
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rec[0].scalar_type(), "grad_distance_backward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES(rec[0].scalar_type(), "grad_distance_backward_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     const opmath_t* cr = coef_rec.const_data_ptr<opmath_t>();
     const opmath_t* ct = coef_target.const_data_ptr<opmath_t>();

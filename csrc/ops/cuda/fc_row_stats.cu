@@ -12,8 +12,8 @@
 #include <limits>
 #include <tuple>
 
-#include "../fc_row_stats_math.h"
 #include "../fc_row_stats_host.h"
+#include "../fc_row_stats_math.h"
 
 namespace fastleak {
 namespace {
@@ -22,22 +22,18 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int64_t kWarpRowMaxD = 1024;  // rows up to this length get one warp each
 
-template <typename sum_t, typename opmath_t>
+template <typename opmath_t>
 struct Stats {
-  sum_t sum;
-  opmath_t lo, hi;
-  long long neg, nan;
+  opmath_t sum, lo;
+  long long nan;
 
   __device__ void merge(const Stats& o) {
     sum += o.sum;
     lo = fc::take_min(lo, o.lo);
-    hi = fc::take_max(hi, o.hi);
-    neg += o.neg;
     nan += o.nan;
   }
   __device__ Stats shfl_down(int offset) const {
     return {__shfl_down_sync(0xffffffffu, sum, offset), __shfl_down_sync(0xffffffffu, lo, offset),
-            __shfl_down_sync(0xffffffffu, hi, offset), __shfl_down_sync(0xffffffffu, neg, offset),
             __shfl_down_sync(0xffffffffu, nan, offset)};
   }
 };
@@ -49,24 +45,22 @@ __device__ S warp_reduce(S s) {
 }
 
 // Threads per row: 32 (kThreads / 32 rows per block) or kThreads (one row per block).
-template <int kRowThreads, typename scalar_t, typename sum_t>
+template <int kRowThreads, typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
-    row_stats_kernel(const scalar_t* __restrict__ g, int64_t R, int64_t D, sum_t* __restrict__ sum,
-                     scalar_t* __restrict__ mn, scalar_t* __restrict__ mx, int64_t* __restrict__ neg) {
+    row_stats_kernel(const scalar_t* __restrict__ g, int64_t R, int64_t D,
+                     at::opmath_type<scalar_t>* __restrict__ sum, scalar_t* __restrict__ mn) {
   using opmath_t = at::opmath_type<scalar_t>;
-  using S = Stats<sum_t, opmath_t>;
+  using S = Stats<opmath_t>;
   constexpr int kRowsPerBlock = kThreads / kRowThreads;
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / kRowThreads;
   if (row >= R) return;  // whole warps (or the whole block) leave together
   const int lane = threadIdx.x % kRowThreads;
   const scalar_t* r = g + row * D;
-  S s{0, std::numeric_limits<opmath_t>::infinity(), -std::numeric_limits<opmath_t>::infinity(), 0, 0};
+  S s{0, std::numeric_limits<opmath_t>::infinity(), 0};
   for (int64_t j = lane; j < D; j += kRowThreads) {
     const opmath_t v = static_cast<opmath_t>(r[j]);
-    s.sum += static_cast<sum_t>(v);
+    s.sum += v;
     s.lo = fc::take_min(s.lo, v);
-    s.hi = fc::take_max(s.hi, v);
-    s.neg += fc::is_negative(v);
     s.nan += fc::is_nan(v);
   }
   s = warp_reduce(s);
@@ -81,34 +75,31 @@ __global__ void __launch_bounds__(kThreads)
     if (lane != 0) return;
   }
   sum[row] = s.sum;
-  mn[row] = static_cast<scalar_t>(fc::finish_extremum(s.lo, s.nan));
-  mx[row] = static_cast<scalar_t>(fc::finish_extremum(s.hi, s.nan));
-  neg[row] = s.neg;
+  mn[row] = static_cast<scalar_t>(fc::finish_min(s.lo, s.nan));
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fc_row_stats_cuda(const at::Tensor& g_in) {
+std::tuple<at::Tensor, at::Tensor> fc_row_stats_cuda(const at::Tensor& g_in) {
   constexpr const char* op = "fastleak::fc_row_stats";
   fc::check_input(g_in, op);
   const int64_t D = g_in.size(-1);
   const c10::cuda::CUDAGuard guard(g_in.device());
   const at::Tensor g = g_in.contiguous();
   const int64_t R = g.numel() / D;
-  at::Tensor sum, mn, mx, neg;
-  std::tie(sum, mn, mx, neg) = fc::empty_outputs(g);
-  if (R == 0) return {sum, mn, mx, neg};
+  at::Tensor sum, min;
+  std::tie(sum, min) = fc::empty_outputs(g);
+  if (R == 0) return {sum, min};
   const bool warp_rows = D <= kWarpRowMaxD;
   const int64_t blocks = warp_rows ? (R + kWarps - 1) / kWarps : R;
-  TORCH_CHECK(blocks <= std::numeric_limits<int32_t>::max(), op, ": g has too many rows (", R, ")");
+  TORCH_CHECK_VALUE(blocks <= std::numeric_limits<int32_t>::max(), op, ": g has too many rows (", R, ")");
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, g.scalar_type(), op, [&] {
-    using sum_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    const auto kernel = warp_rows ? row_stats_kernel<32, scalar_t, sum_t> : row_stats_kernel<kThreads, scalar_t, sum_t>;
+  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), op, [&] {
+    const auto kernel = warp_rows ? row_stats_kernel<32, scalar_t> : row_stats_kernel<kThreads, scalar_t>;
     kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-        g.const_data_ptr<scalar_t>(), R, D, sum.mutable_data_ptr<sum_t>(), mn.mutable_data_ptr<scalar_t>(),
-        mx.mutable_data_ptr<scalar_t>(), neg.mutable_data_ptr<int64_t>());
+        g.const_data_ptr<scalar_t>(), R, D, sum.mutable_data_ptr<at::opmath_type<scalar_t>>(),
+        min.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {sum, mn, mx, neg};
+  return {sum, min};
 }
 
 }  // namespace

@@ -143,9 +143,9 @@ __global__ void __launch_bounds__(kThreads) partials_kernel(const PartialsArgs<s
 
 // One warp per (tensor, restart): lane l adds chunks l, l + 32, ... in order, then a fixed
 // shuffle tree adds the lanes.
-template <typename out_t>
+template <typename opmath_t>
 __global__ void __launch_bounds__(kCombineThreads) combine_kernel(const CombineArgs args, const double* slots,
-                                                                  out_t* out, int64_t restarts, int64_t n_tensors) {
+                                                                  opmath_t* out, int64_t restarts, int64_t n_tensors) {
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * kCombineThreads + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (warp >= args.count * restarts) return;
@@ -164,9 +164,9 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(const CombineA
     for (int offset = 16; offset > 0; offset /= 2) v[s] += __shfl_down_sync(0xffffffffu, v[s], offset);
   }
   if (lane == 0) {
-    out_t* o = out + (restart * n_tensors + args.first_tensor + entry) * kSlots;
+    opmath_t* o = out + (restart * n_tensors + args.first_tensor + entry) * kSlots;
 #pragma unroll
-    for (int s = 0; s < kSlots; ++s) o[s] = static_cast<out_t>(v[s]);
+    for (int s = 0; s < kSlots; ++s) o[s] = static_cast<opmath_t>(v[s]);
   }
 }
 
@@ -216,11 +216,10 @@ at::Tensor partials_cuda(at::TensorList rec_in, at::TensorList target_in, bool b
     slot_base[i] = total_blocks;
     total_blocks += restarts * chunks[i];
   }
-  const auto acc = acc_type(rec[0].scalar_type());
-  at::Tensor out = at::empty({restarts, n, kSlots}, rec[0].options().dtype(acc));
+  at::Tensor out = at::empty({restarts, n, kSlots}, rec[0].options().dtype(at::toOpMathType(rec[0].scalar_type())));
   at::Tensor slots = at::empty({std::max<int64_t>(total_blocks, 1), kSlots}, rec[0].options().dtype(at::kDouble));
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rec[0].scalar_type(), "grad_distance_partials_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES(rec[0].scalar_type(), "grad_distance_partials_cuda", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     PartialsArgs<scalar_t> args{};
     args.row_targets = row_targets;
@@ -287,7 +286,7 @@ std::vector<at::Tensor> backward_cuda(at::TensorList rec_in, at::TensorList targ
   out.reserve(n);
   for (const auto& r : rec_in) out.push_back(at::empty(r.sizes(), r.options()));
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rec[0].scalar_type(), "grad_distance_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES(rec[0].scalar_type(), "grad_distance_backward_cuda", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     BackwardArgs<scalar_t> args{};
     args.row_targets = row_targets;
