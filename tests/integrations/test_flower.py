@@ -100,6 +100,7 @@ def test_simulation_records_every_client_as_a_loadable_observation(simulation):
         assert obs.meta["flower"]["round"] == 1 and obs.meta["flower"]["metrics"] == {"partition_id": k}
 
 
+@pytest.mark.slow
 def test_recorded_update_is_what_the_client_computed(simulation):
     start = simulation.model.state_dict()
     for k, obs in recorded_observations(simulation):
@@ -113,6 +114,7 @@ def test_recorded_update_is_what_the_client_computed(simulation):
         assert_same_update(obs, expected, start)
 
 
+@pytest.mark.slow
 def test_server_recovers_each_clients_labels(simulation):
     by_cid = {c["cid"]: c for c in simulation.leakage["clients"]}
     for k, obs in recorded_observations(simulation):
@@ -122,6 +124,7 @@ def test_server_recovers_each_clients_labels(simulation):
         assert by_cid[cid]["labels"]["recovered"] == truth
 
 
+@pytest.mark.slow
 def test_background_attack_writes_reconstructions_and_grid(simulation):
     recs = torch.load(simulation.round_dir / "reconstructions.pt", weights_only=True)
     assert recs["round"] == 1 and set(recs["clients"]) == set(simulation.partition)

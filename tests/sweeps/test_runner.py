@@ -56,6 +56,7 @@ def test_a_small_sweep_completes_on_ray(finished):
     assert {e.result.key for e in events[1:]} == {r["key"] for r in lines}
 
 
+@pytest.mark.slow
 def test_a_restarted_sweep_runs_only_the_missing_jobs(finished, tmp_path):
     path = tmp_path / "results.jsonl"
     shutil.copy(finished[0], path)
@@ -72,6 +73,7 @@ def test_a_restarted_sweep_runs_only_the_missing_jobs(finished, tmp_path):
     assert (again.skipped, again.ok, again.failed) == (5, 0, 0) and path.read_bytes() == after
 
 
+@pytest.mark.slow
 def test_a_failing_job_is_recorded_after_two_attempts_and_the_rest_finish(local_ray, tmp_path):
     path = tmp_path / "results.jsonl"
     sweep = _sweep([0], model=["lenet", "no_such_model"])
@@ -88,6 +90,7 @@ def test_a_failing_job_is_recorded_after_two_attempts_and_the_rest_finish(local_
     assert [r.settings["model"] for r in read_results(path)][2:] == ["no_such_model"]
 
 
+@pytest.mark.slow
 def test_the_serial_backend_writes_the_same_records(finished, tmp_path):
     path = tmp_path / "results.jsonl"
     threads = torch.get_num_threads()
