@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import torch
 
+from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.ops._dispatch import compiled_for, registered
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
@@ -30,15 +31,15 @@ class FCRowStats(NamedTuple):
 
 def _check_args(grad_w: torch.Tensor) -> None:
     if not isinstance(grad_w, torch.Tensor):
-        raise TypeError(f"fc_row_stats: grad_w must be a torch.Tensor, got {type(grad_w).__name__}")
+        raise InvalidTypeError(f"fc_row_stats: grad_w must be a torch.Tensor, got {type(grad_w).__name__}")
     if grad_w.dim() not in (2, 3):
-        raise ValueError("fc_row_stats: grad_w must be 2-D [C, D] or 3-D [P, C, D], "
-                         f"got shape {tuple(grad_w.shape)}")
+        raise InvalidValueError("fc_row_stats: grad_w must be 2-D [C, D] or 3-D [P, C, D], "
+                                f"got shape {tuple(grad_w.shape)}")
     if grad_w.dtype not in _SUPPORTED_DTYPES:
-        raise TypeError(f"fc_row_stats: grad_w must be float32 or float64, got dtype {grad_w.dtype}")
+        raise InvalidTypeError(f"fc_row_stats: grad_w must be float32 or float64, got dtype {grad_w.dtype}")
     if grad_w.shape[-1] == 0:
-        raise ValueError("fc_row_stats: grad_w must have a non-empty last dimension D "
-                         f"(the minimum of an empty row is undefined), got shape {tuple(grad_w.shape)}")
+        raise InvalidValueError("fc_row_stats: grad_w must have a non-empty last dimension D "
+                                f"(the minimum of an empty row is undefined), got shape {tuple(grad_w.shape)}")
 
 
 def fc_row_stats_reference(grad_w: torch.Tensor) -> FCRowStats:

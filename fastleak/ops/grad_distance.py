@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.ops._dispatch import compiled_for, registered
 
 EPS = 1e-12
@@ -90,13 +91,13 @@ def _cosine(partials: Tensor, weights: Tensor | None) -> Tensor:
 def _check_sequences(rec: Sequence[Tensor], target: Sequence[Tensor]) -> None:
     for name, seq in (("rec", rec), ("target", target)):
         if isinstance(seq, Tensor) or not isinstance(seq, Sequence):
-            raise TypeError(f"grad_distance: {name} must be a list or tuple of tensors, "
-                            f"got {type(seq).__name__}")
+            raise InvalidTypeError(f"grad_distance: {name} must be a list or tuple of tensors, "
+                                   f"got {type(seq).__name__}")
     if len(rec) != len(target):
-        raise ValueError(f"grad_distance: rec and target must have the same length, "
-                         f"got {len(rec)} and {len(target)}")
+        raise InvalidValueError(f"grad_distance: rec and target must have the same length, "
+                                f"got {len(rec)} and {len(target)}")
     if len(rec) == 0:
-        raise ValueError("grad_distance: rec and target must be non-empty lists of tensors, got empty lists")
+        raise InvalidValueError("grad_distance: rec and target must be non-empty lists of tensors, got empty lists")
 
 
 def _check_inputs(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> None:
@@ -104,30 +105,30 @@ def _check_inputs(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool
     _check_sequences(rec, target)
     ref = rec[0]
     if not isinstance(ref, Tensor):
-        raise TypeError(f"grad_distance: rec[0] must be a tensor, got {type(ref).__name__}")
+        raise InvalidTypeError(f"grad_distance: rec[0] must be a tensor, got {type(ref).__name__}")
     if ref.dtype not in _SUPPORTED_DTYPES:
-        raise TypeError(f"grad_distance: rec[0] must be float32 or float64, got dtype {ref.dtype}")
+        raise InvalidTypeError(f"grad_distance: rec[0] must be float32 or float64, got dtype {ref.dtype}")
     restarts = None
     if batched:
         if ref.dim() == 0:
-            raise ValueError("grad_distance: with batched=True, rec[0] must have a leading restart dimension, "
-                             "got a 0-dim tensor")
+            raise InvalidValueError("grad_distance: with batched=True, rec[0] must have a leading restart dimension, "
+                                    "got a 0-dim tensor")
         restarts = ref.shape[0]
     for i, (r, t) in enumerate(zip(rec, target)):
         for name, x in (("rec", r), ("target", t)):
             if not isinstance(x, Tensor):
-                raise TypeError(f"grad_distance: {name}[{i}] must be a tensor, got {type(x).__name__}")
+                raise InvalidTypeError(f"grad_distance: {name}[{i}] must be a tensor, got {type(x).__name__}")
             if x.dtype != ref.dtype:
-                raise TypeError(f"grad_distance: {name}[{i}] has dtype {x.dtype}, expected {ref.dtype} "
-                                "(the dtype of rec[0]); all tensors must share one dtype")
+                raise InvalidTypeError(f"grad_distance: {name}[{i}] has dtype {x.dtype}, expected {ref.dtype} "
+                                       "(the dtype of rec[0]); all tensors must share one dtype")
             if x.device != ref.device:
-                raise ValueError(f"grad_distance: {name}[{i}] is on {x.device}, expected {ref.device} "
-                                 "(the device of rec[0]); all tensors must be on one device")
+                raise InvalidValueError(f"grad_distance: {name}[{i}] is on {x.device}, expected {ref.device} "
+                                        "(the device of rec[0]); all tensors must be on one device")
         expected = [restarts, *t.shape] if batched else list(t.shape)
         if list(r.shape) != expected:
             what = "[R, *target[i].shape]" if batched else "target[i].shape"
-            raise ValueError(f"grad_distance: shape mismatch at index {i}: rec[{i}] has shape "
-                             f"{list(r.shape)}, expected {expected} ({what})")
+            raise InvalidValueError(f"grad_distance: shape mismatch at index {i}: rec[{i}] has shape "
+                                    f"{list(r.shape)}, expected {expected} ({what})")
 
 
 def _weights_tensor(weights: Sequence[float] | Tensor | None, n: int, dtype: torch.dtype,
@@ -136,16 +137,16 @@ def _weights_tensor(weights: Sequence[float] | Tensor | None, n: int, dtype: tor
         return None
     if isinstance(weights, Tensor):
         if weights.dim() != 1 or weights.shape[0] != n:
-            raise ValueError(f"grad_distance: weights must be a 1-D tensor of {n} values (one per tensor), "
-                             f"got shape {tuple(weights.shape)}")
+            raise InvalidValueError(f"grad_distance: weights must be a 1-D tensor of {n} values (one per tensor), "
+                                    f"got shape {tuple(weights.shape)}")
         if not weights.is_floating_point():
             weights = weights.to(dtype)
         return weights.to(device=device, dtype=dtype)
     if not isinstance(weights, Sequence) or isinstance(weights, (str, bytes)):
-        raise TypeError(f"grad_distance: weights must be None, a sequence of {n} floats or a 1-D tensor, "
-                        f"got {type(weights).__name__}")
+        raise InvalidTypeError(f"grad_distance: weights must be None, a sequence of {n} floats or a 1-D tensor, "
+                               f"got {type(weights).__name__}")
     if len(weights) != n:
-        raise ValueError(f"grad_distance: weights must have {n} values (one per tensor), got {len(weights)}")
+        raise InvalidValueError(f"grad_distance: weights must have {n} values (one per tensor), got {len(weights)}")
     return torch.tensor([float(w) for w in weights], dtype=dtype, device=device)
 
 
@@ -153,7 +154,7 @@ def _metric_fn(metric: str) -> Callable[[Tensor, Tensor | None], Tensor]:
     try:
         return _METRICS[metric]
     except (KeyError, TypeError):
-        raise ValueError(f"grad_distance: metric must be one of {sorted(_METRICS)}, got {metric!r}") from None
+        raise InvalidValueError(f"grad_distance: metric must be one of {sorted(_METRICS)}, got {metric!r}") from None
 
 
 def _partials_reference(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool,
@@ -191,17 +192,18 @@ def _check_op_inputs(rec: Sequence[Tensor], target: Sequence[Tensor], batched: b
 def _check_rows(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) -> None:
     """Check that every tensor of per-row batched lists has the same leading row dimension R."""
     if not batched:
-        raise ValueError("grad_distance: row_targets=True needs batched=True")
+        raise InvalidValueError("grad_distance: row_targets=True needs batched=True")
     _check_sequences(rec, target)
     for i, (r, t) in enumerate(zip(rec, target)):
         if not isinstance(r, Tensor) or not isinstance(t, Tensor) or r.dim() == 0 or t.dim() == 0:
-            raise ValueError(f"grad_distance: with row_targets=True, rec[{i}] and target[{i}] must be tensors "
-                             "with a leading row dimension")
+            raise InvalidValueError(f"grad_distance: with row_targets=True, rec[{i}] and target[{i}] must be tensors "
+                                    "with a leading row dimension")
     rows = rec[0].shape[0]
     for i, (r, t) in enumerate(zip(rec, target)):
         if r.shape[0] != rows or t.shape[0] != rows:
-            raise ValueError(f"grad_distance: with per-row targets every rec[i] and target[i] must have the same "
-                             f"leading dimension {rows}; index {i} has {r.shape[0]} and {t.shape[0]}")
+            raise InvalidValueError("grad_distance: with per-row targets every rec[i] and target[i] must have the "
+                                    "same "
+                                    f"leading dimension {rows}; index {i} has {r.shape[0]} and {t.shape[0]}")
 
 
 def grad_distance_reference(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str = "l2",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.ops._dispatch import compiled_for, registered
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
@@ -23,13 +24,13 @@ _SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
 def _check_args(x: torch.Tensor, p: int) -> None:
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"total_variation: x must be a torch.Tensor, got {type(x).__name__}")
+        raise InvalidTypeError(f"total_variation: x must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
-        raise ValueError(f"total_variation: x must be 4-D [N, C, H, W], got shape {tuple(x.shape)}")
+        raise InvalidValueError(f"total_variation: x must be 4-D [N, C, H, W], got shape {tuple(x.shape)}")
     if x.dtype not in _SUPPORTED_DTYPES:
-        raise TypeError(f"total_variation: x must be float32 or float64, got dtype {x.dtype}")
+        raise InvalidTypeError(f"total_variation: x must be float32 or float64, got dtype {x.dtype}")
     if isinstance(p, bool) or p != 1:
-        raise ValueError(f"total_variation: p must be 1 (the anisotropic total variation), got {p!r}")
+        raise InvalidValueError(f"total_variation: p must be 1 (the anisotropic total variation), got {p!r}")
 
 
 def total_variation_reference(x: torch.Tensor, p: int = 1) -> torch.Tensor:
