@@ -108,8 +108,7 @@ PATTERNS: Registry[PatternFn] = Registry("label pattern")
 def _need_classes(count: int, pattern: str, meta: DatasetInfo) -> None:
     if count > len(meta.available_classes):
         raise InvalidValueError(f"labels={pattern!r} needs {count} different classes but {meta.name} has images of "
-                                "only "
-                                f"{len(meta.available_classes)} classes: {list(meta.available_classes)}")
+                                f"only {len(meta.available_classes)} classes: {list(meta.available_classes)}")
 
 
 @PATTERNS.register("natural")

@@ -202,8 +202,7 @@ def _check_rows(rec: Sequence[Tensor], target: Sequence[Tensor], batched: bool) 
     for i, (r, t) in enumerate(zip(rec, target)):
         if r.shape[0] != rows or t.shape[0] != rows:
             raise InvalidValueError("grad_distance: with per-row targets every rec[i] and target[i] must have the "
-                                    "same "
-                                    f"leading dimension {rows}; index {i} has {r.shape[0]} and {t.shape[0]}")
+                                    f"same leading dimension {rows}; index {i} has {r.shape[0]} and {t.shape[0]}")
 
 
 def grad_distance_reference(rec: Sequence[Tensor], target: Sequence[Tensor], metric: str = "l2",

@@ -109,8 +109,8 @@ class AuditStrategy(Strategy):
         missing = [n for n in self.param_names if n not in self.model.state_dict()]
         if missing:
             raise InvalidValueError(f"model parameters {missing[:4]} are not in its state_dict (shared or tied "
-                                    "weights?); "
-                                    "the weights convention needs every trainable parameter in the state_dict")
+                                    "weights?); the weights convention needs every trainable parameter in the "
+                                    "state_dict")
         spec = spec_of(self.model)
         if input_shape is None and spec is None:
             raise InvalidValueError("input_shape is needed (e.g. (3, 32, 32)) for a model not built by "

@@ -49,8 +49,7 @@ def state_from_arrays(model: nn.Module, arrays: Sequence[np.ndarray], *,
         tensor = torch.as_tensor(np.asarray(array))
         if tuple(tensor.shape) != tuple(ref.shape):
             raise InvalidValueError(f"{source}: array {i} ({name!r}) has shape {tuple(tensor.shape)}, the model's "
-                                    "entry "
-                                    f"has shape {tuple(ref.shape)}")
+                                    f"entry has shape {tuple(ref.shape)}")
         state[name] = tensor.to(dtype=ref.dtype).clone()
     return state
 
