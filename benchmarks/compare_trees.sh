@@ -6,7 +6,7 @@
 # (python setup.py build_ext --inplace); the default OUT_DIR is runs/compare_trees.
 set -euo pipefail
 before=$(realpath "$1"); after=$(realpath "$2"); out=$(realpath -m "${3:-runs/compare_trees}")
-py=${PYTHON:-python}
+py=$(realpath -s "$(command -v "${PYTHON:-python}")")  # absolute, venv symlink kept
 mkdir -p "$out"
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1
 tree() { [ "$1" = before ] && echo "$before" || echo "$after"; }
