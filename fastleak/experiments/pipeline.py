@@ -68,7 +68,7 @@ def simulate(spec: ExperimentSpec) -> Scenario:
         if spec.split == "train":
             log.warning("the private batch comes from the train split, which the model in %s may have been "
                         "trained on", spec.state_dict)
-    model.eval()
+    model.train(spec.client_bn == "train")
     obs = _CLIENTS[spec.mode](model, x, y, spec)
     if spec.defense:
         obs = defenses.apply(obs, spec.defense, **spec.defense_params)

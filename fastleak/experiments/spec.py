@@ -9,6 +9,7 @@ from fastleak._checks import known_fields
 from fastleak.errors import InvalidValueError
 
 MODES = ("fedsgd", "fedavg", "multi-pair")
+CLIENT_BN = ("train", "eval")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class ExperimentSpec:
     model_options: keyword options of ``fastleak.models.build`` (e.g. {"width": 32}).
     state_dict: a ``torch.save``'d state dict (e.g. a round of ``fastleak train``) loaded into the
     model; None: the model as ``build`` initialises it.
+    client_bn: how the client runs BatchNorm: "train" (batch statistics, as local training does and as
+    ``models.build`` returns the model) or "eval" (the running statistics).
     labels: the batch's label pattern for ``fastleak.data.load`` ("unique", "random", "repeat:k").
     mode: "fedsgd" (one gradient), "fedavg" (an update after ``local_steps`` local SGD steps with
     ``local_lr`` and ``local_batch_size``) or "multi-pair" (``pairs`` gradients of the batch under
@@ -35,6 +38,7 @@ class ExperimentSpec:
     model: str = "convnet"
     model_options: dict[str, Any] = field(default_factory=dict)
     state_dict: str | None = None
+    client_bn: str = "train"
     batch: int = 4
     labels: str = "random"
     mode: str = "fedsgd"
@@ -56,6 +60,8 @@ class ExperimentSpec:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise InvalidValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.client_bn not in CLIENT_BN:
+            raise InvalidValueError(f"client_bn must be 'train' or 'eval', got {self.client_bn!r}")
         if self.split not in ("train", "test"):
             raise InvalidValueError(f"split must be 'train' or 'test', got {self.split!r}")
         if self.attack_labels not in ("recover", "optimize", "true"):

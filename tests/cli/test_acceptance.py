@@ -46,14 +46,16 @@ def test_demo_fast_writes_the_documented_run_directory(tmp_path):
     for name in ("grid.png", "loss.png", "metrics.json", "labels.json", "config.json"):
         assert (run / name).exists(), name
     grid = Image.open(run / "grid.png")
-    assert grid.size == (4 * 96, 2 * 96 + 16)
+    assert grid.size == (96, 2 * 96 + 16)
     Image.open(run / "loss.png").verify()
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["version"] == 1 and len(metrics["psnr_per_image"]) == 4 and metrics["psnr"] > 5
+    assert metrics["version"] == 1 and len(metrics["psnr_per_image"]) == 1
+    assert metrics["psnr"] >= 18, "the fast demo's one image should be recognisable"
     labels = json.loads((run / "labels.json").read_text())
-    assert len(labels["recovered"]) == 4 and len(labels["true"]) == 4
+    assert labels["recovered"] == labels["true"] and len(labels["true"]) == 1
     config = json.loads((run / "config.json").read_text())
-    assert config["spec"]["batch"] == 4 and config["attack_config"]["name"] == "inverting"
+    assert config["spec"]["batch"] == 1 and config["spec"]["client_bn"] == "train"
+    assert config["attack_config"]["name"] == "inverting"
 
 
 @pytest.fixture()
@@ -327,7 +329,7 @@ def test_an_interrupted_demo_resumes_like_an_attack(tmp_path):
     assert err.strip().splitlines()[-1].strip() == f"resume with: fastleak demo --resume runs/{run.name}"
     resumed = fastleak("demo", "--resume", f"runs/{run.name}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((run / "metrics.json").read_text())["iterations"] == 20
+    assert json.loads((run / "metrics.json").read_text())["iterations"] == 200
 
 
 @pytest.mark.slow

@@ -37,3 +37,18 @@ def test_spec_rejects_unknown_and_invalid_options():
         ExperimentSpec(mode="fedprox")
     with pytest.raises(ValueError, match="batch must be a positive integer"):
         ExperimentSpec(batch=0)
+
+
+@pytest.mark.parametrize("client_bn, bn_train", [("train", True), ("eval", False)])
+def test_client_bn_sets_how_the_client_runs_batchnorm(client_bn, bn_train):
+    spec = ExperimentSpec(model="plainconv", model_options={"width": 4, "depth": 1}, batch=2, client_bn=client_bn)
+    scenario = simulate(spec)
+    assert scenario.observation.bn_train is bn_train
+    assert scenario.model.training is bn_train
+    other = simulate(spec.replace(client_bn="eval" if bn_train else "train"))
+    assert not torch.allclose(scenario.observation.pairs[0].shared[0], other.observation.pairs[0].shared[0])
+
+
+def test_spec_rejects_an_unknown_client_bn():
+    with pytest.raises(ValueError, match="client_bn must be 'train' or 'eval', got 'frozen'"):
+        ExperimentSpec(client_bn="frozen")

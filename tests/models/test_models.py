@@ -68,6 +68,16 @@ def test_convnet_width_and_batchnorm():
     assert M.final_linear(M.build("convnet", 10)).in_features == 36 * 64
 
 
+def test_plainconv_keeps_full_resolution():
+    model = M.build("plainconv", 10, width=4, depth=2)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 2
+    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in model.modules())
+    assert M.final_linear(model).in_features == 4 * 32 * 32
+    assert M.final_linear(M.build("plainconv", 10, in_shape=(1, 28, 28))).in_features == 16 * 28 * 28
+    with pytest.raises(ValueError, match="depth must be a positive int"):
+        M.build("plainconv", 10, depth=0)
+
+
 def test_resnet_sizes():
     assert sum(p.numel() for p in M.build("resnet18", 10).parameters()) == 11173962
     r20 = M.build("resnet20", 10)

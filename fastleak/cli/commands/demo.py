@@ -10,10 +10,11 @@ from fastleak.cli.commands.registry import command
 from fastleak.cli.commands.running import execute
 
 
-# Sized for two CPU cores: the ConvNet's double backward costs several training steps per iteration.
-DEMO = {"dataset": "cifar10", "model": "convnet", "model_options": {"width": 16}, "batch": 4, "labels": "random",
-        "mode": "fedsgd", "preset": "inverting", "restarts": 2, "iterations": 300, "seed": 0}
-DEMO_FAST = {**DEMO, "model_options": {"width": 8}, "restarts": 1, "iterations": 20}
+# A FedSGD client as it trains (BatchNorm on batch statistics), sized for about 20 s on two CPU cores.
+DEMO = {"dataset": "cifar10", "model": "plainconv", "model_options": {"width": 16, "depth": 3}, "client_bn": "train",
+        "batch": 4, "labels": "random", "mode": "fedsgd", "preset": "inverting", "restarts": 2, "iterations": 300,
+        "seed": 0}
+DEMO_FAST = {**DEMO, "batch": 1, "restarts": 1, "iterations": 200}
 
 
 def _configure_demo(p: argparse.ArgumentParser) -> None:
@@ -23,8 +24,9 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help=f"data, model and attack seed (default: {DEMO['seed']})")
 
 
-@command("demo", "Simulate a CIFAR-10 client (convnet, batch of 4, duplicate labels allowed), recover its "
-         "labels and reconstruct its images with the inverting attack; writes runs/<timestamp>/.",
+@command("demo", "Simulate a CIFAR-10 FedSGD client (plainconv, BatchNorm in train mode, batch of 4, duplicate "
+         "labels allowed), recover its labels and reconstruct its images with the inverting attack from its one "
+         "gradient; writes runs/<timestamp>/.",
          "  fastleak demo\n  fastleak demo --fast --out /tmp/runs\n"
          "  fastleak demo --state-dict runs/train/lenet/round_005.pt", _configure_demo)
 def demo(args: argparse.Namespace) -> int:

@@ -66,6 +66,10 @@ def model_options(p: argparse.ArgumentParser, shown: dict[str, Any], required: b
                    help="a torch.save'd state dict to load into the model (default: the model as built)"
                         + ("; a round_NNN.pt of 'fastleak train' also supplies --model, --model-option, --dataset "
                            "and --data-root" if simulated else ""))
+    if simulated:
+        g.add_argument("--client-bn", default=None, choices=("train", "eval"),
+                       help="BatchNorm as the client runs it: train (batch statistics, as in local training) or "
+                            f"eval (running statistics) (default: {shown['client_bn']})")
     g.add_argument("--device", default=None, help=f"cpu or cuda (default: {shown['device']})")
 
 
@@ -120,7 +124,7 @@ def attack_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
                    help="override a preset field, e.g. tv=0.1, repeatable (default: the preset's)")
 
 
-_SPEC_KEYS = ("dataset", "data_root", "split", "model", "state_dict", "batch", "labels", "mode", "local_steps",
+_SPEC_KEYS = ("dataset", "data_root", "split", "model", "client_bn", "state_dict", "batch", "labels", "mode", "local_steps",
               "local_lr", "local_batch_size", "pairs", "defense", "seed", "preset", "restarts", "iterations",
               "attack_labels", "label_method", "device")
 
@@ -179,7 +183,9 @@ def resumed_spec(args: argparse.Namespace, command: str):
     config = run_dir / "config.json"
     if not config.exists():
         raise CliError(f"{run_dir} holds no config.json", f"pass a run directory written by 'fastleak {command}'")
-    return spec_from_args(args, json.loads(config.read_text())["spec"])
+    spec = json.loads(config.read_text())["spec"]
+    spec.setdefault("client_bn", "eval")  # runs written before the option existed simulated eval mode
+    return spec_from_args(args, spec)
 
 
 def run_folder_options(p: argparse.ArgumentParser) -> None:
