@@ -1,0 +1,70 @@
+"""The cases both sides attack: one FedSGD gradient each, written once and read by both.
+
+    python benchmarks/peers/cases.py [--out runs/peers/cases]          # fastleak's venv
+
+A case file (``torch.save``) holds what a server sees and what only the evaluation may see: the
+model's registry name, options and seed, its state dict, whether BatchNorm ran in train mode,
+the gradient (one tensor per parameter, in ``model.parameters()`` order), the batch size and the
+true images and labels. The model is rebuilt on each side from ``fastleak.models`` (pure PyTorch,
+importable without the compiled extension) and loaded with the state dict, so both attack the
+same weights, the same gradient and the same images.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    model: str
+    options: tuple[tuple[str, object], ...]
+    batch: int
+    bn_train: bool = True
+    dataset: str = "cifar10"
+    seed: int = 0
+
+
+CASES = (
+    *(Case(f"ig_convnet16_b{b}", "convnet", (("width", 16),), b) for b in (1, 4, 8)),
+    *(Case(f"ig_plainconv_b{b}", "plainconv", (("width", 16), ("depth", 3)), b) for b in (1, 4, 8)),
+    Case("dlg_lenet_b1", "lenet", (), 1, bn_train=False),
+)
+
+
+def write(case: Case, out: Path) -> Path:
+    from fastleak import data, models
+    from fastleak.federated import fedsgd
+
+    meta = data.info(case.dataset)
+    x, y = data.load(case.dataset, case.batch, seed=case.seed, labels="random")
+    model = models.build(case.model, meta.num_classes, in_shape=meta.shape, seed=case.seed, **dict(case.options))
+    model.train(case.bn_train)
+    obs = fedsgd(model, x, y)
+    names = [n for n, _ in model.named_parameters()]
+    if list(obs.param_names) != names:
+        raise RuntimeError(f"{case.name}: the observation's parameters are not in model.parameters() order")
+    path = out / f"{case.name}.pt"
+    torch.save({"name": case.name, "model": case.model, "options": dict(case.options), "seed": case.seed,
+                "num_classes": meta.num_classes, "in_shape": tuple(meta.shape), "bn_train": case.bn_train,
+                "state_dict": model.state_dict(), "gradients": [g.clone() for g in obs.pairs[0].shared],
+                "reduction": obs.reduction, "batch": case.batch, "images": x, "labels": y}, path)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="runs/peers/cases")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for case in CASES:
+        print(write(case, out))
+
+
+if __name__ == "__main__":
+    main()
