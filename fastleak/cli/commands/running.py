@@ -59,9 +59,11 @@ def print_summary(spec, outcome, metrics: dict[str, Any], run_dir: Path, thread_
     n = spec.batch
     print(headline(outcome.scenario.observation.kind, ev.psnr_per_image, ev.labels.ln_acc) + "\n")
     options = " ".join(f"{k}={v}" for k, v in spec.model_options.items())
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in outcome.scenario.model.modules())
+    batchnorm = f", BatchNorm in {spec.client_bn} mode" if has_bn else ""
     rows = [("attack", f"{spec.preset} ({spec.mode}), {spec.restarts} restarts, {res.iterations} iterations"),
-            ("model / data", f"{spec.model}{f' ({options})' if options else ''}, BatchNorm in {spec.client_bn} "
-                             f"mode / {spec.dataset}, batch {n} ({spec.labels})"),
+            ("model / data", f"{spec.model}{f' ({options})' if options else ''} / {spec.dataset}, batch {n} "
+                             f"({spec.labels}){batchnorm}"),
             ("labels", f"true {sorted(outcome.scenario.labels.tolist())}  recovered {sorted(res.labels.tolist())}"
                        f"  [{res.label_method}]"),
             ("label accuracy", f"LnAcc {ev.labels.ln_acc:.2f}  LeAcc {ev.labels.le_acc:.2f}  "
