@@ -134,6 +134,10 @@ class ClientSimulator:
     def _losses(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         buffers = {n: b.clone() for n, b in self.buffers.items()}
         with self._client_mode():
+            if x.shape[0] == 1:  # one dummy batch: vmap's per-call bookkeeping would cost more than the batching
+                loss, bn = self._forward_loss({n: p[0] for n, p in params.items()},
+                                              {n: b[0] for n, b in buffers.items()}, x[0], y[0])
+                return loss.unsqueeze(0), bn.unsqueeze(0)
             return vmap(self._forward_loss, randomness="different")(params, buffers, x, y)
 
     def _replicate(self) -> dict[str, Tensor]:
