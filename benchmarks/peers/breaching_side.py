@@ -18,13 +18,13 @@ Writes ``<out>/<case>_<attack>_<iterations>x<restarts>.pt`` with the images, lab
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
 from pathlib import Path
 
 import torch
+from common import selected_cases, side_options
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -92,22 +92,12 @@ def run(case_path: Path, attack: str, iterations: int, restarts: int, out: Path)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="runs/peers/cases")
-    ap.add_argument("--only", default="", help="comma-separated prefixes of case names")
-    ap.add_argument("--iterations", type=int, default=300)
-    ap.add_argument("--restarts", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="runs/peers/breaching")
-    args = ap.parse_args()
+    args = side_options(__doc__.split("\n\n")[0], "runs/peers/breaching").parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    prefixes = [p for p in args.only.split(",") if p]
-    for case_path in sorted(Path(args.cases).glob("*.pt")):
-        if prefixes and not any(case_path.stem.startswith(p) for p in prefixes):
-            continue
+    for case_path in selected_cases(args.cases, args.only):
         attack = case_path.stem.split("_")[0]
         path = run(case_path, attack, args.iterations, args.restarts, out)
         result = torch.load(path, weights_only=False)

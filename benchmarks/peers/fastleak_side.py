@@ -13,11 +13,11 @@ is faster).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
 import torch
+from common import selected_cases, side_options
 
 PRESETS = {"ig": "inverting", "dlg": "dlg"}
 
@@ -74,13 +74,7 @@ def table(cases: Path, ours: Path, peer: Path) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="runs/peers/cases")
-    ap.add_argument("--only", default="", help="comma-separated prefixes of case names")
-    ap.add_argument("--iterations", type=int, default=300)
-    ap.add_argument("--restarts", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="runs/peers/fastleak")
+    ap = side_options(__doc__.split("\n\n")[0], "runs/peers/fastleak")
     ap.add_argument("--peer", default="runs/peers/breaching")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
@@ -90,10 +84,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    prefixes = [p for p in args.only.split(",") if p]
-    for case_path in sorted(Path(args.cases).glob("*.pt")):
-        if prefixes and not any(case_path.stem.startswith(p) for p in prefixes):
-            continue
+    for case_path in selected_cases(args.cases, args.only):
         path = run(case_path, args.iterations, args.restarts, out)
         result = torch.load(path, weights_only=False)
         print(f"{case_path.stem}: {result['seconds']:.1f} s, {1e3 * result['seconds_per_iteration']:.1f} ms/it",
