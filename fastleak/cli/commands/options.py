@@ -67,7 +67,9 @@ def model_options(p: argparse.ArgumentParser, shown: dict[str, Any], required: b
                         + ("; a round_NNN.pt of 'fastleak train' also supplies --model, --model-option, --dataset "
                            "and --data-root" if simulated else ""))
     if simulated:
-        g.add_argument("--client-bn", default=None, choices=("train", "eval"),
+        from fastleak.experiments.spec import CLIENT_BN
+
+        g.add_argument("--client-bn", default=None, choices=CLIENT_BN,
                        help="BatchNorm as the client runs it: train (batch statistics, as in local training) or "
                             f"eval (running statistics) (default: {shown['client_bn']})")
     g.add_argument("--device", default=None, help=f"cpu or cuda (default: {shown['device']})")
@@ -124,9 +126,9 @@ def attack_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
                    help="override a preset field, e.g. tv=0.1, repeatable (default: the preset's)")
 
 
-_SPEC_KEYS = ("dataset", "data_root", "split", "model", "client_bn", "state_dict", "batch", "labels", "mode", "local_steps",
-              "local_lr", "local_batch_size", "pairs", "defense", "seed", "preset", "restarts", "iterations",
-              "attack_labels", "label_method", "device")
+_SPEC_KEYS = ("dataset", "data_root", "split", "model", "client_bn", "state_dict", "batch", "labels", "mode",
+              "local_steps", "local_lr", "local_batch_size", "pairs", "defense", "seed", "preset", "restarts",
+              "iterations", "attack_labels", "label_method", "device")
 
 
 def spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
