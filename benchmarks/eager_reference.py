@@ -4,6 +4,7 @@ This is the baseline that ``bench_attack.py`` measures fastleak's engine against
 the structure of the public DLG / inversefed / breaching code: the client's gradient from
 ``torch.autograd.grad(create_graph=True)`` on the plain ``nn.Module`` forward, the gradient
 distance as a Python loop over the parameter tensors, total variation from tensor slicing,
+``backward(inputs=...)`` into the optimised variables only (not into the model's parameters),
 ``torch.optim.Adam`` (signed gradients, ``MultiStepLR`` at 3/8, 5/8 and 7/8 of the run, images
 clamped to [0, 1]) or ``torch.optim.LBFGS(max_iter=lbfgs_inner)``, and every restart of every
 attack run to completion one after another.
@@ -131,7 +132,7 @@ def _run_adam(clients, x0: Tensor, y0: Tensor, config: AttackConfig, weights, on
     def closure():
         optimizer.zero_grad()
         loss = _objective(clients, x, soft if soft is not None else y0, config, weights)
-        loss.backward()
+        loss.backward(inputs=variables)
         if config.signed:
             for v in variables:
                 v.grad.sign_()
@@ -159,7 +160,7 @@ def _run_lbfgs(clients, x0: Tensor, y0: Tensor, config: AttackConfig, weights, o
     def closure():
         optimizer.zero_grad()
         loss = _objective(clients, x, soft if soft is not None else y0, config, weights)
-        loss.backward()
+        loss.backward(inputs=variables)
         return loss
 
     losses = []

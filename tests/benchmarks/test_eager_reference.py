@@ -105,3 +105,19 @@ def test_unsupported_settings_are_refused(convnet_case):
     update = fedavg(model, *data.load("cifar10", 2, seed=1), local_steps=2, lr=0.1)
     with pytest.raises(ValueError, match="gradient observations"):
         eager_attack_many([update], model, "inverting", [y], iterations=1)
+
+
+def test_only_the_images_receive_gradients(convnet_case, monkeypatch):
+    import eager_reference
+
+    clients = []
+
+    class Recorded(eager_reference._Client):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            clients.append(self)
+
+    monkeypatch.setattr(eager_reference, "_Client", Recorded)
+    model, y, obs = convnet_case
+    eager_attack_many([obs], model, "inverting", [y], iterations=2)
+    assert clients and all(p.grad is None for c in clients for p in c.model.parameters())
