@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 
@@ -16,12 +17,18 @@ except ImportError as exc:  # pragma: no cover - exercised only on broken instal
     LOADED = False
     LOAD_ERROR = exc
 
+# FASTLEAK_REFERENCE_OPS=1 runs every op as its pure-PyTorch reference although the library loaded:
+# to tell a kernel bug from a model bug, or to measure what the compiled kernels earn.
+REFERENCE_OPS = os.environ.get("FASTLEAK_REFERENCE_OPS", "0") not in ("", "0")
 _warned = False
 
 
 def compiled_ops_available() -> bool:
-    """True when fastleak._C is loaded; otherwise warn once that the references are used."""
+    """True when fastleak._C is loaded and FASTLEAK_REFERENCE_OPS does not ask for the references;
+    when it failed to load, warn once that the references are used."""
     global _warned
+    if REFERENCE_OPS:
+        return False
     if not LOADED and not _warned:
         log.warning("fastleak._C could not be loaded (%s); using the pure-PyTorch reference ops. "
                     "Rebuild with: pip install --no-build-isolation -e .", LOAD_ERROR)

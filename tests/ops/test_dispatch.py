@@ -1,6 +1,10 @@
 """fastleak.ops._dispatch: every op falls back to its reference per device."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -70,3 +74,25 @@ def test_kernel_lookup_is_per_op_and_device():
     assert _dispatch._has_kernel("total_variation", "cpu")
     assert not _dispatch._has_kernel("no_such_op", "cpu")
     assert _dispatch._has_kernel("total_variation", "cuda") == _ext.has_cuda_kernels()
+
+
+@compiled
+@pytest.mark.parametrize("op", OPS)
+def test_reference_ops_switch_gives_the_reference_without_a_warning(monkeypatch, caplog, op):
+    monkeypatch.setattr(_ext, "REFERENCE_OPS", True)
+    monkeypatch.setattr(_ext, "_warned", False)
+    with caplog.at_level("WARNING", logger="fastleak"):
+        out = outputs(op, False, inputs(op, "cpu"))
+        got = values_and_gradients(op, False, "cpu")
+    assert not any("fastleak" in name for o in out for name in graph_node_names(o))
+    for value, expected in zip(got, values_and_gradients(op, True, "cpu")):
+        assert torch.equal(value, expected)
+    assert not caplog.records
+
+
+def test_reference_ops_switch_reads_the_environment():
+    code = "from fastleak import _ext; print(_ext.REFERENCE_OPS)"
+    for value, expected in (("1", "True"), ("0", "False"), ("", "False")):
+        env = {**os.environ, "FASTLEAK_REFERENCE_OPS": value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected
