@@ -1,7 +1,7 @@
 """End-to-end attack speed: fastleak's batched engine against the eager reference, in one run.
 
     python benchmarks/bench_attack.py --json out.json [--device cpu|cuda] [--quick] [--threads N]
-                                      [--only NAME] [--profile table.txt]
+                                      [--only NAME] [--profile table.txt] [--ablate]
 
 Both sides attack the same model, the same real images (``fastleak.data``), the same FedSGD
 observation, with the same preset, iterations, seed and the true labels (so only the
@@ -29,6 +29,11 @@ otherwise idle core), or, on a GPU, the device timeline between CUDA events reco
 same points. Every GPU time stamp first waits for the work queued before it.
 ``--threads`` sets torch's intra-op threads in every worker; on a machine shared with other
 jobs, 1 thread avoids OpenMP oversubscription.
+
+``--ablate`` runs fastleak's side of cases 1-3 again with one engine feature off at a time: the
+lean convolutions (``lean_conv=False``), the compiled ops (``FASTLEAK_REFERENCE_OPS=1``: the
+pure-PyTorch references) and, on a GPU, the CUDA graph (``cuda_graph=False``); each one's time
+over the full engine's is printed as the speed-up that feature earns.
 
 The first-iteration objective of both sides is printed and compared (relative tolerance
 1e-4). For Adam that is the objective at the initial images; fastleak's L-BFGS records the
@@ -236,7 +241,7 @@ def worker(case: Case, side: str, device: torch.device, profile_path: str | None
     torch.backends.cuda.matmul.allow_tf32 = ALLOW_TF32
     w = case.workload
     model, observations, labels, config, batch = _setup(w)
-    config = config.replace(**engine)
+    config = config.replace(**{**engine, **(ABLATIONS[side][1] if side in ABLATIONS else {})})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rss_before = _rss_mib()
@@ -253,7 +258,7 @@ def worker(case: Case, side: str, device: torch.device, profile_path: str | None
             f.write(prof.key_averages().table(sort_by=sort, row_limit=20) + "\n")
             f.write(prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=20) + "\n")
         return out
-    run = {"fastleak": _run_fastleak, "eager": _run_eager}.get(side)
+    run = {"fastleak": _run_fastleak, "eager": _run_eager}.get("fastleak" if side in ABLATIONS else side)
     if run is None:
         out = _run_train(w, device, model, batch)
     else:
@@ -277,8 +282,9 @@ def run_side(case: Case, side: str, args, profile_path: str | None = None) -> di
     cmd += ["--no-cuda-graph"] if args.no_cuda_graph else []
     cmd += ["--no-lean-conv"] if args.no_lean_conv else []
     cmd += ["--profile", profile_path] if profile_path else []
+    env = {**os.environ, **ABLATIONS[side][2]} if side in ABLATIONS else None
     try:
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, env=env)
         with open(out_path) as f:
             return json.load(f)
     finally:
@@ -313,11 +319,14 @@ def _timing(case: Case, results: dict[str, dict], clock: int) -> dict:
         out["total_s"] = {side: r["total"][clock] for side, r in results.items()}
         out["attacks_per_min"] = {side: w.attacks / t * 60 for side, t in out["total_s"].items()}
         out["ratio"] = out["attacks_per_min"]["fastleak"] / out["attacks_per_min"]["eager"]
+        out["earned"] = {ABLATIONS[side][0]: t / out["total_s"]["fastleak"]
+                         for side, t in out["total_s"].items() if side in ABLATIONS}
     else:
         out["s_per_it"] = {side: seconds_per_iteration(case, side, r, clock) for side, r in results.items()}
         t = out["s_per_it"]
         if case.kind == "iterate":
             out["ratio"] = t["eager"] / t["fastleak"]
+            out["earned"] = {ABLATIONS[side][0]: t[side] / t["fastleak"] for side in t if side in ABLATIONS}
         elif case.kind == "limit":
             out["ratio"] = t["fastleak"] / t["train"]
             out["eager_ratio"] = t["eager"] / t["train"]
@@ -360,6 +369,8 @@ def print_row(row: dict) -> None:
             op = "<=" if row["kind"] == "limit" else ">="
             verdict = f"; ratio {t['ratio']:.2f} (target {op} {row['target']}: {'met' if t['met'] else 'MISSED'})"
         print(f"    {clock:4s} {speed}{verdict}")
+        if t.get("earned"):
+            print("         speed-up earned by " + ", ".join(f"{k} {v:.2f}x" for k, v in t["earned"].items()))
     print(f"    peak RSS: {mem}")
     if "first_losses" in row:
         print(f"    first-iteration losses fastleak {_fmt(row['first_losses']['fastleak'])}")
@@ -380,6 +391,8 @@ def plot_scaling(rows: list[dict], path: str) -> None:
     for ax, key, fixed, label in ((axes[0], "batch", ("restarts", 1), "batch size B (R=1)"),
                                   (axes[1], "restarts", ("batch", 4), "restarts R (B=4)")):
         points = sorted((r["workload"][key], r["timing"]) for r in scale if r["workload"][fixed[0]] == fixed[1])
+        if not points:
+            continue
         xs = [p[0] for p in points]
         for clock, style in zip(points[0][1], ("o-", "s:")):
             ys = [p[1][clock]["s_per_it"]["fastleak"] for p in points]
@@ -400,6 +413,22 @@ def engine_options(args) -> dict:
     return {"cuda_graph": not args.no_cuda_graph, "lean_conv": not args.no_lean_conv}
 
 
+# ``--ablate``: fastleak again with one engine feature off; side name -> (what is off, AttackConfig
+# fields, environment). Each one's time over the full engine's is the speed-up that feature earns.
+ABLATIONS = {
+    "fastleak-lean-conv": ("lean convolutions", {"lean_conv": False}, {}),
+    "fastleak-compiled-ops": ("compiled ops", {}, {"FASTLEAK_REFERENCE_OPS": "1"}),
+    "fastleak-cuda-graph": ("CUDA graph", {"cuda_graph": False}, {}),
+}
+
+
+def case_sides(case: Case, args) -> tuple[str, ...]:
+    if not args.ablate or case.kind not in ("iterate", "sweep"):
+        return case.sides
+    names = [n for n in ABLATIONS if n != "fastleak-cuda-graph" or args.device == "cuda"]
+    return (*case.sides, *names)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", default=None, help="write results to this JSON file")
@@ -416,6 +445,9 @@ def main() -> int:
                     help="fastleak runs its Adam steps eagerly on a GPU instead of replaying a CUDA graph")
     ap.add_argument("--no-lean-conv", action="store_true",
                     help="fastleak simulates convolutions with torch's own double backward")
+    ap.add_argument("--ablate", action="store_true",
+                    help="also run fastleak with each engine feature off (lean convolutions, compiled ops, CUDA "
+                         "graph on a GPU) and report what each earns")
     ap.add_argument("--profile", default=None, help="write the torch.profiler table of one fastleak "
                                                      "iteration of case 1 to this file")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -440,7 +472,8 @@ def main() -> int:
     rows = []
     selected = [c for c in all_cases if not args.only or any(o in c.name for o in args.only.split(","))]
     for case in selected:
-        row = summarize(case, {side: run_side(case, side, args) for side in case.sides}, clock_names(args.device))
+        row = summarize(case, {side: run_side(case, side, args) for side in case_sides(case, args)},
+                        clock_names(args.device))
         print_row(row)
         rows.append(row)
     if args.profile:
