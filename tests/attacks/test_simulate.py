@@ -7,20 +7,29 @@ from fastleak.attacks.simulate import ClientSimulator
 from fastleak.federated import fedavg, fedsgd
 
 
-@pytest.mark.parametrize("kind", ["gradient", "update"])
-def test_one_dummy_batch_is_simulated_as_one_of_several(kind):
-    """The single-dummy-batch path (no vmap) gives what the batched path gives that batch."""
+@pytest.mark.parametrize("kind,model_name", [("gradient", "convnet"), ("update", "convnet"), ("gradient", "lenet")])
+def test_one_dummy_batch_is_simulated_as_one_of_several(kind, model_name):
+    """The single-dummy-batch path (no vmap) gives what the batched path gives that batch; the
+    LeNet (no BatchNorm, one model state) takes the shared-state path."""
     x, y = data.load("cifar10", 2, seed=0, labels="random")
-    model = models.build("convnet", 10, seed=0, width=4).train().double()
+    options = {"width": 4} if model_name == "convnet" else {}
+    model = models.build(model_name, 10, seed=0, **options).train().double()
     x = x.double()
     obs = fedsgd(model, x, y) if kind == "gradient" else fedavg(model, x, y, local_steps=2, lr=0.1)
     one = ClientSimulator(model, [obs], 0, restarts=1, track_bn=True)
     two = ClientSimulator(model, [obs], 0, restarts=2, track_bn=True)
+    assert one.shared_state == two.shared_state == (model_name == "lenet")
     dummy = torch.rand(2, *x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    dummy.requires_grad_(True)
     labels = y.expand(2, -1)
     single = one.shared(dummy[:1], labels[:1])
     batched = two.shared(dummy, labels)
     for a, b in zip(single, batched):
         assert a.shape == (1, *b.shape[1:])
         torch.testing.assert_close(a[0], b[0], rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(one.bn_loss[0], two.bn_loss[0], rtol=1e-10, atol=1e-12)
+    # and the same gradient back to the dummy images (the double backward of the attack)
+    d_single, = torch.autograd.grad(sum(g.pow(2).sum() for g in single), dummy)
+    d_batched, = torch.autograd.grad(sum(g[0].pow(2).sum() for g in batched), dummy)
+    torch.testing.assert_close(d_single, d_batched, rtol=1e-9, atol=1e-12)
+    if one.bn_loss is not None:
+        torch.testing.assert_close(one.bn_loss[0], two.bn_loss[0], rtol=1e-10, atol=1e-12)
