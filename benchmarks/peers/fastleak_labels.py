@@ -1,0 +1,128 @@
+"""fastleak's side of the label comparison (``auto`` label counts), and the table of both.
+
+    python benchmarks/peers/fastleak_labels.py [--cases runs/peers/labels/cases] [--only convnet_] [--threads 1]
+        [--out runs/peers/labels/fastleak]
+    python benchmarks/peers/fastleak_labels.py --table [--peer runs/peers/labels/breaching]
+        [--out runs/peers/labels/fastleak]
+
+Runs in fastleak's venv on the case files of ``label_cases.py``: ``fastleak.labels.counts`` with
+method ``auto`` on an observation that carries the case's own gradient, the very tensors
+breaching is given, and its batch size. ``--table`` scores both sides against the true labels as
+bench_labels.py does, over the classes present in the truth or in the recovery: LnAcc is the share
+of them whose count is exact, exact the share of batches whose whole label multiset is exact. One
+markdown row per model, state and batch size, averaged over the trials; a cell reads
+exact / LnAcc ("failed" where the strategy raised on every trial). A strategy that raised on every
+case has no column; every error is listed under the table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from common import selected_cases
+
+
+def observation(case: dict):
+    """The case's model (its BatchNorm mode set) and an observation whose shared gradient is the case's."""
+    from fastleak import models
+    from fastleak.federated import Pair, fedsgd
+
+    model = models.build(case["model"], case["num_classes"], in_shape=case["in_shape"], seed=case["seed"],
+                         **case["options"])
+    model.load_state_dict(case["state_dict"])
+    model.train(case["bn_train"])
+    obs = fedsgd(model, case["images"], case["labels"])
+    ours, theirs = (torch.cat([g.flatten() for g in gs]) for gs in (obs.pairs[0].shared, case["gradients"]))
+    if not (ours - theirs).norm() <= 1e-4 * theirs.norm():
+        raise RuntimeError(f"{case['name']}: the recomputed gradient differs from the case's")
+    return model, dataclasses.replace(obs, pairs=(Pair(state=obs.pairs[0].state, shared=tuple(case["gradients"])),))
+
+
+def run(case_path: Path, out: Path) -> Path:
+    from fastleak import labels
+
+    case = torch.load(case_path, weights_only=False)
+    model, obs = observation(case)
+    start = time.perf_counter()
+    found = labels.counts(obs, model, "auto", num_samples=case["batch"])
+    seconds = time.perf_counter() - start
+    path = out / f"{case['name']}.pt"
+    torch.save({"case": case["name"], "labels": found.labels, "counts": found.counts, "method": found.method,
+                "seconds": seconds, "threads": torch.get_num_threads(), "torch": torch.__version__}, path)
+    return path
+
+
+def score(found: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
+    """LnAcc and exact (0 or 1) of recovered counts against the true counts."""
+    active = (truth > 0) | (found > 0)
+    return float((found[active] == truth[active]).double().mean()), float(torch.equal(found, truth))
+
+
+def table(cases: Path, ours: Path, peer: Path) -> str:
+    rows: dict[tuple, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    chose: dict[tuple, set[str]] = defaultdict(set)
+    strategies: list[str] = []
+    errors: dict[str, list[str]] = defaultdict(list)
+    for path in sorted(ours.glob("*.pt")):
+        other_path = peer / path.name
+        if not other_path.exists():
+            continue
+        mine, other = (torch.load(p, weights_only=False) for p in (path, other_path))
+        truth = torch.load(cases / path.name, weights_only=False)
+        key = (truth["model"], truth["state"] != "untrained", truth["state"], truth["dataset"], truth["batch"])
+        counts = torch.bincount(truth["labels"], minlength=truth["num_classes"])
+        rows[key]["fastleak auto"].append(score(mine["counts"].long(), counts))
+        chose[key].add(mine["method"])
+        strategies += [s for s in other["strategies"] if s not in strategies]
+        for strategy, found in other["labels"].items():
+            rows[key][strategy].append(score(torch.bincount(found, minlength=truth["num_classes"]), counts))
+        for strategy, error in other["errors"].items():
+            errors[strategy].append(error.splitlines()[0])
+    ran = [s for s in strategies if any(s in row for row in rows.values())]
+    columns = ["fastleak auto", *(f"breaching {s}" for s in ran)]
+    lines = ["| model | state (images) | B | trials | " + " | ".join(columns) + " | auto chose |",
+             "|---|---|---:|---:|" + "---|" * len(columns) + "---|"]
+    for key in sorted(rows):
+        model, _, state, dataset, batch = key
+        cells = []
+        for strategy in ["fastleak auto", *ran]:
+            scores = rows[key].get(strategy, [])
+            ln, exact = (sum(v) / len(scores) for v in zip(*scores)) if scores else (None, None)
+            cells.append("failed" if ln is None else f"{exact:.2f} / {ln:.2f}")
+        trials = len(rows[key]["fastleak auto"])
+        lines.append(f"| {model} | {state} ({dataset}) | {batch} | {trials} | " + " | ".join(cells) +
+                     f" | {', '.join(sorted(chose[key]))} |")
+    if errors:
+        lines += ["", "breaching strategies that raised (cases; the first error):", ""]
+        for strategy in [s for s in strategies if s in errors]:
+            first = errors[strategy][0]
+            lines.append(f"- {strategy} ({len(errors[strategy])}): {first[:200]}{'...' if len(first) > 200 else ''}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", default="runs/peers/labels/cases")
+    ap.add_argument("--only", default="", help="comma-separated prefixes of case names")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="runs/peers/labels/fastleak")
+    ap.add_argument("--peer", default="runs/peers/labels/breaching")
+    ap.add_argument("--table", action="store_true")
+    args = ap.parse_args()
+    if args.table:
+        print(table(Path(args.cases), Path(args.out), Path(args.peer)))
+        return
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for case_path in selected_cases(args.cases, args.only):
+        result = torch.load(run(case_path, out), weights_only=False)
+        print(f"{case_path.stem}: {result['method']}, {1e3 * result['seconds']:.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
