@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import selected_cases, side_options
+from common import profiled, selected_cases, side_options
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -62,7 +62,7 @@ def objective_at_truth(attacker, case: dict, server: list[dict], user: list[dict
     return float(value)
 
 
-def run(case_path: Path, attack: str, iterations: int, restarts: int, out: Path) -> Path:
+def run(case_path: Path, attack: str, iterations: int, restarts: int, out: Path, profile: bool = False) -> Path:
     import breaching
 
     case = torch.load(case_path, weights_only=False)
@@ -72,6 +72,7 @@ def run(case_path: Path, attack: str, iterations: int, restarts: int, out: Path)
     loss = torch.nn.CrossEntropyLoss(reduction=case["reduction"])
     attacker = breaching.attacks.prepare_attack(model, loss, cfg, dict(device=torch.device("cpu"), dtype=torch.float))
     server, user = payloads(case, model, labels_given=attack != "dlg")  # DLG optimises the labels jointly
+    stem = f"{case['name']}_{attack}_{iterations}x{restarts}"
     at_truth = objective_at_truth(attacker, case, *payloads(case, model))
     result = {"case": case["name"], "attack": attack, "iterations": iterations, "restarts": restarts,
               "objective_at_truth": at_truth, "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -81,12 +82,13 @@ def run(case_path: Path, attack: str, iterations: int, restarts: int, out: Path)
     if not at_truth <= limit:
         result["error"] = f"breaching's objective at the true images is {at_truth:.3g}, not ~0: the case is broken"
     else:
-        start = time.perf_counter()
-        reconstruction, _ = attacker.reconstruct(server, user, server_secrets={}, dryrun=False)
-        seconds = time.perf_counter() - start
+        with profiled(profile, out / f"{stem}_profile.txt"):
+            start = time.perf_counter()
+            reconstruction, _ = attacker.reconstruct(server, user, server_secrets={}, dryrun=False)
+            seconds = time.perf_counter() - start
         result.update(images=reconstruction["data"].detach().clamp(0, 1), labels=reconstruction["labels"],
                       seconds=seconds, seconds_per_iteration=seconds / iterations)
-    path = out / f"{case['name']}_{attack}_{iterations}x{restarts}.pt"
+    path = out / f"{stem}.pt"
     torch.save(result, path)
     return path
 
@@ -99,7 +101,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for case_path in selected_cases(args.cases, args.only):
         attack = case_path.stem.split("_")[0]
-        path = run(case_path, attack, args.iterations, args.restarts, out)
+        path = run(case_path, attack, args.iterations, args.restarts, out, args.profile)
         result = torch.load(path, weights_only=False)
         print(f"{case_path.stem}: " + (result.get("error") or
               f"{result['seconds']:.1f} s, {1e3 * result['seconds_per_iteration']:.1f} ms/it, objective at the "

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
+
+import torch
 
 
 def side_options(description: str, out: str) -> argparse.ArgumentParser:
@@ -13,7 +16,20 @@ def side_options(description: str, out: str) -> argparse.ArgumentParser:
     ap.add_argument("--restarts", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=out)
+    ap.add_argument("--profile", action="store_true",
+                    help="run under torch.profiler and write its table of ops beside each result (slower)")
     return ap
+
+
+@contextlib.contextmanager
+def profiled(enabled: bool, path: Path):
+    """Profile the block's CPU ops when ``enabled`` and write the table, by self time, to ``path``."""
+    if not enabled:
+        yield
+        return
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        yield
+    path.write_text(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30) + "\n")
 
 
 def selected_cases(cases: str, only: str) -> list[Path]:

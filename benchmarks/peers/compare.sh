@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Both sides, interleaved case by case so that machine load falls on both alike, then the table.
+# Both sides, interleaved case by case so that machine load falls on both alike, fastleak's time to
+# breaching's quality (fastleak_side.py --to-peer), then the tables.
 #
 #   bash benchmarks/peers/compare.sh ITERATIONS RESTARTS [CASE_PREFIXES] [OUT]
 #
@@ -17,5 +18,7 @@ for case in "$out"/cases/*.pt; do
     --restarts "$restarts" --out "$out/breaching" 2>/dev/null
   "$ours" benchmarks/peers/fastleak_side.py --cases "$out/cases" --only "$name" --iterations "$iterations" \
     --restarts "$restarts" --out "$out/fastleak"
+  "$ours" benchmarks/peers/fastleak_side.py --to-peer --cases "$out/cases" --only "$name" --iterations "$iterations" \
+    --restarts "$restarts" --out "$out/fastleak" --peer "$out/breaching"
 done
 "$ours" benchmarks/peers/fastleak_side.py --table --cases "$out/cases" --out "$out/fastleak" --peer "$out/breaching"

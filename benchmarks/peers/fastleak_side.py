@@ -2,6 +2,7 @@
 
     python benchmarks/peers/fastleak_side.py [--cases runs/peers/cases] [--only ig_convnet16]
         [--iterations 300] [--restarts 1] [--threads 1] [--out runs/peers/fastleak]
+    python benchmarks/peers/fastleak_side.py --to-peer --iterations 2000 [--restarts 1] [--only ...]
     python benchmarks/peers/fastleak_side.py --table [--peer runs/peers/breaching] [--out runs/peers/fastleak]
 
 Runs in fastleak's venv on the case files of ``cases.py``: ``inverting`` for the ``ig_`` cases
@@ -10,6 +11,13 @@ given as breaching is given them (DLG: optimised jointly on both sides), one pro
 against the truth with ``fastleak.metrics.evaluate`` (PSNR after matching the images one to one)
 and prints a markdown table with the per-iteration time ratio breaching / fastleak (> 1: fastleak
 is faster).
+
+``--to-peer`` measures the time to the peer's quality: for each case with a breaching result at
+``--iterations`` × ``--restarts``, fastleak runs the budgets of ``LADDER`` below ``--iterations``
+in ascending order, each a full run with its own schedule as a user would choose it, and stops
+at the first whose PSNR reaches breaching's; that run's wall time against breaching's is the
+ratio. When no smaller budget reaches it, the ``--iterations`` run itself (already on disk) is
+the answer, reached or not.
 """
 from __future__ import annotations
 
@@ -17,12 +25,13 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from common import selected_cases, side_options
+from common import profiled, selected_cases, side_options
 
 PRESETS = {"ig": "inverting", "dlg": "dlg"}
+LADDER = (100, 250, 500, 1000)
 
 
-def run(case_path: Path, iterations: int, restarts: int, out: Path) -> Path:
+def run(case_path: Path, iterations: int, restarts: int, out: Path, profile: bool = False) -> Path:
     from fastleak import models
     from fastleak.attacks import attack
     from fastleak.federated import Pair, fedsgd
@@ -40,8 +49,10 @@ def run(case_path: Path, iterations: int, restarts: int, out: Path) -> Path:
     obs = dataclasses.replace(obs, pairs=(Pair(state=obs.pairs[0].state, shared=tuple(case["gradients"])),))
     kind = case["name"].split("_")[0]
     labels = None if kind == "dlg" else case["labels"]  # DLG optimises the labels jointly, as in breaching
-    res = attack(obs, model, PRESETS[kind], labels=labels, restarts=restarts, iterations=iterations)
-    path = out / f"{case['name']}_{kind}_{iterations}x{restarts}.pt"
+    stem = f"{case['name']}_{kind}_{iterations}x{restarts}"
+    with profiled(profile, out / f"{stem}_profile.txt"):
+        res = attack(obs, model, PRESETS[kind], labels=labels, restarts=restarts, iterations=iterations)
+    path = out / f"{stem}.pt"
     torch.save({"case": case["name"], "attack": kind, "iterations": iterations, "restarts": restarts,
                 "images": res.images, "labels": res.labels, "seconds": res.wall_time,
                 "seconds_per_iteration": res.wall_time / iterations, "threads": torch.get_num_threads(),
@@ -49,23 +60,61 @@ def run(case_path: Path, iterations: int, restarts: int, out: Path) -> Path:
     return path
 
 
-def table(cases: Path, ours: Path, peer: Path) -> str:
+def psnr(result: dict, truth: dict) -> float:
     from fastleak.metrics import evaluate
 
+    return evaluate(result["images"].to(truth["images"].dtype), truth["images"]).psnr
+
+
+def to_peer(case_path: Path, iterations: int, restarts: int, out: Path, peer: Path) -> Path | None:
+    """The cheapest ladder budget that reaches the peer's PSNR at ``iterations`` (see the docstring)."""
+    truth = torch.load(case_path, weights_only=False)
+    kind = case_path.stem.split("_")[0]
+    other_path = peer / f"{case_path.stem}_{kind}_{iterations}x{restarts}.pt"
+    if not other_path.exists() or "error" in (other := torch.load(other_path, weights_only=False)):
+        return None
+    target = psnr(other, truth)
+    rungs = []
+    for budget in [b for b in LADDER if b < iterations] + [iterations]:
+        path = out / f"{case_path.stem}_{kind}_{budget}x{restarts}.pt"
+        if not path.exists():
+            path = run(case_path, budget, restarts, out)
+        mine = torch.load(path, weights_only=False)
+        rungs.append({"iterations": budget, "psnr": psnr(mine, truth), "seconds": mine["seconds"]})
+        if rungs[-1]["psnr"] >= target:
+            break
+    summary = out / f"{case_path.stem}_{kind}_{iterations}x{restarts}_to_peer.pt"
+    torch.save({"case": case_path.stem, "restarts": restarts, "peer_iterations": iterations, "peer_psnr": target,
+                "peer_seconds": other["seconds"], "reached": rungs[-1]["psnr"] >= target, "rungs": rungs}, summary)
+    return summary
+
+
+def to_peer_table(ours: Path) -> str:
+    lines = ["| case | restarts | breaching: iterations, PSNR, s | fastleak: iterations to reach it, PSNR, s | "
+             "time to the peer's quality (breaching s / fastleak s) |", "|---|---:|---|---|---:|"]
+    for path in sorted(ours.glob("*_to_peer.pt")):
+        t = torch.load(path, weights_only=False)
+        last = t["rungs"][-1]
+        ratio = f"{t['peer_seconds'] / last['seconds']:.1f}" if t["reached"] else "not reached"
+        lines.append(f"| {t['case']} | {t['restarts']} | {t['peer_iterations']}, {t['peer_psnr']:.1f} dB, "
+                     f"{t['peer_seconds']:.1f} | {last['iterations']}, {last['psnr']:.1f} dB, {last['seconds']:.1f} | "
+                     f"{ratio} |")
+    return "\n".join(lines)
+
+
+def table(cases: Path, ours: Path, peer: Path) -> str:
     lines = ["| case | iterations × restarts | PSNR fastleak | PSNR breaching | s fastleak | s breaching | "
              "per-iteration ratio (breaching / fastleak) |", "|---|---|---:|---:|---:|---:|---:|"]
     for path in sorted(ours.glob("*.pt")):
-        mine = torch.load(path, weights_only=False)
         other_path = peer / path.name
         if not other_path.exists():
             continue
-        other = torch.load(other_path, weights_only=False)
+        mine, other = (torch.load(p, weights_only=False) for p in (path, other_path))
         truth = torch.load(cases / f"{mine['case']}.pt", weights_only=False)
         if "error" in other:
             lines.append(f"| {mine['case']} | {mine['iterations']} × {mine['restarts']} | | {other['error']} | | | |")
             continue
-        a = evaluate(mine["images"], truth["images"]).psnr
-        b = evaluate(other["images"].to(truth["images"].dtype), truth["images"]).psnr
+        a, b = psnr(mine, truth), psnr(other, truth)
         # breaching runs its restarts one after another; per iteration means per iteration of all of them
         ratio = other["seconds"] / mine["seconds"]
         lines.append(f"| {mine['case']} | {mine['iterations']} × {mine['restarts']} | {a:.1f} | {b:.1f} | "
@@ -77,15 +126,22 @@ def main() -> None:
     ap = side_options(__doc__.split("\n\n")[0], "runs/peers/fastleak")
     ap.add_argument("--peer", default="runs/peers/breaching")
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--to-peer", action="store_true", help="the time to the peer's PSNR at --iterations (docstring)")
     args = ap.parse_args()
     if args.table:
         print(table(Path(args.cases), Path(args.out), Path(args.peer)))
+        print()
+        print(to_peer_table(Path(args.out)))
         return
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for case_path in selected_cases(args.cases, args.only):
-        path = run(case_path, args.iterations, args.restarts, out)
+        if args.to_peer:
+            summary = to_peer(case_path, args.iterations, args.restarts, out, Path(args.peer))
+            print(f"{case_path.stem}: " + (f"{summary}" if summary else "no breaching result to reach"), flush=True)
+            continue
+        path = run(case_path, args.iterations, args.restarts, out, args.profile)
         result = torch.load(path, weights_only=False)
         print(f"{case_path.stem}: {result['seconds']:.1f} s, {1e3 * result['seconds_per_iteration']:.1f} ms/it",
               flush=True)
