@@ -33,7 +33,8 @@ class Problem:
         self.shape = obs.input_shape_for(model)
         self.C = obs.num_classes_for(model)
         self.sims = [ClientSimulator(model, observations, k, restarts, fedavg_mode=config.fedavg_mode,
-                                     track_bn=config.bn > 0, lean_conv=config.lean_conv)
+                                     track_bn=config.bn > 0, lean_conv=config.lean_conv,
+                                     vmap_batches=device.type != "cpu")
                      for k in range(obs.num_pairs)]
         self.targets = [sim.target() for sim in self.sims]
         self.priors = weighted_priors(config)

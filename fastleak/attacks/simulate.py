@@ -7,6 +7,11 @@ parameter gradient from a single ``torch.autograd.grad`` call (each replica only
 own batch). The gradients keep their graph, so the gradient-matching loss can be
 differentiated back to the dummy images (the double backward of gradient inversion).
 
+The vectorisation pays where one dummy batch does not fill the device, on a GPU. On a CPU thread
+the replicated-parameter path runs the dummy batches one after another instead (``vmap_batches``
+False): the same values, without vmap's per-call bookkeeping and its batching rules for the
+convolution and BatchNorm backward (ResNet-18, B=8, 4 restarts: 4.2 -> 3.7 s per iteration).
+
 When every dummy batch sees the same model state (restarts of one observation, or many
 observations of one round) and the model has no BatchNorm, the parameters are not
 replicated: ``vmap(grad(loss))`` maps over the dummy batches only, so the forward pass is one
@@ -49,11 +54,13 @@ class ClientSimulator:
     are expressed in gradient units, (W_before - W_after) / (lr * steps), targets alike.
     ``bn_loss`` after a call holds the BatchNorm-statistics prior [Q] when ``track_bn`` is set.
     ``lean_conv`` simulates the convolutions with ``fastleak.attacks.lean_conv`` where the parameters
-    are replicated (not at one shared state, where it costs more than it saves).
+    are replicated (not at one shared state, where it costs more than it saves). ``vmap_batches``
+    False simulates replicated dummy batches one after another instead of under vmap.
     """
 
     def __init__(self, model: nn.Module, observations: Sequence[Observation], pair_index: int, restarts: int, *,
-                 fedavg_mode: str = "unroll", track_bn: bool = False, lean_conv: bool = False) -> None:
+                 fedavg_mode: str = "unroll", track_bn: bool = False, lean_conv: bool = False,
+                 vmap_batches: bool = True) -> None:
         obs = observations[0]
         if obs.kind == "update" and fedavg_mode not in ("unroll", "pseudo"):
             raise InvalidValueError(f"fedavg_mode must be 'unroll' or 'pseudo', got {fedavg_mode!r}")
@@ -75,6 +82,7 @@ class ClientSimulator:
                          for i in range(len(self.names))]
         self.bn_loss: Tensor | None = None
         self._bn_terms: list[Tensor] = []
+        self.vmap_batches = vmap_batches
 
     def _stack(self, tensors: list[Tensor]) -> Tensor:
         return torch.stack([t.detach() for t in tensors]).repeat_interleave(self.restarts, dim=0)
@@ -131,22 +139,26 @@ class ClientSimulator:
             for h in handles:
                 h.remove()
 
-    def _losses(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        buffers = {n: b.clone() for n, b in self.buffers.items()}
-        with self._client_mode():
-            if x.shape[0] == 1:  # one dummy batch: vmap's per-call bookkeeping would cost more than the batching
-                loss, bn = self._forward_loss({n: p[0] for n, p in params.items()},
-                                              {n: b[0] for n, b in buffers.items()}, x[0], y[0])
-                return loss.unsqueeze(0), bn.unsqueeze(0)
-            return vmap(self._forward_loss, randomness="different")(params, buffers, x, y)
-
     def _replicate(self) -> dict[str, Tensor]:
         return {n: p.clone().requires_grad_(True) for n, p in self.params.items()}
 
     def _gradient(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
-        losses, bn = self._losses(params, x, y)
+        if x.shape[0] == 1 or not self.vmap_batches:
+            per_batch = [self._batch_gradient(q, params, x[q], y[q]) for q in range(x.shape[0])]
+            grads = [torch.stack(gs) for gs in zip(*(g for g, _ in per_batch))]
+            return grads, torch.stack([bn for _, bn in per_batch])
+        buffers = {n: b.clone() for n, b in self.buffers.items()}
+        with self._client_mode():
+            losses, bn = vmap(self._forward_loss, randomness="different")(params, buffers, x, y)
         grads = torch.autograd.grad(losses.sum(), list(params.values()), create_graph=True)
         return list(grads), bn
+
+    def _batch_gradient(self, q: int, params: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Dummy batch q alone, without vmap: its parameter gradient and BatchNorm prior."""
+        mine = {n: p[q] for n, p in params.items()}
+        with self._client_mode():
+            loss, bn = self._forward_loss(mine, {n: b[q].clone() for n, b in self.buffers.items()}, x, y)
+        return list(torch.autograd.grad(loss, list(mine.values()), create_graph=True)), bn
 
     def _shared_state_gradient(self, x: Tensor, y: Tensor) -> list[Tensor]:
         """Per-dummy-batch gradients at the one model state all dummy batches share (no BatchNorm)."""

@@ -33,3 +33,23 @@ def test_one_dummy_batch_is_simulated_as_one_of_several(kind, model_name):
     torch.testing.assert_close(d_single, d_batched, rtol=1e-9, atol=1e-12)
     if one.bn_loss is not None:
         torch.testing.assert_close(one.bn_loss[0], two.bn_loss[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["gradient", "update"])
+def test_dummy_batches_one_after_another_match_vmap(kind):
+    """vmap_batches=False (the CPU path) gives the vectorised values and double backward."""
+    x, y = data.load("cifar10", 2, seed=0, labels="random")
+    model = models.build("convnet", 10, seed=0, width=4).train().double()
+    x = x.double()
+    obs = fedsgd(model, x, y) if kind == "gradient" else fedavg(model, x, y, local_steps=2, lr=0.1)
+    dummy = torch.rand(3, *x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    dummy.requires_grad_(True)
+    labels = y.expand(3, -1)
+    results = []
+    for vmap_batches in (True, False):
+        sim = ClientSimulator(model, [obs], 0, restarts=3, track_bn=True, lean_conv=True, vmap_batches=vmap_batches)
+        shared = sim.shared(dummy, labels)
+        loss = sum(g.pow(2).sum() for g in shared) + sim.bn_loss.sum()
+        results.append([*shared, sim.bn_loss, *torch.autograd.grad(loss, dummy)])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
