@@ -17,7 +17,7 @@ is faster).
 in ascending order, each a full run with its own schedule as a user would choose it, and stops
 at the first whose PSNR reaches breaching's; that run's wall time against breaching's is the
 ratio. When no smaller budget reaches it, the ``--iterations`` run itself (already on disk) is
-the answer, reached or not.
+the answer, reached or not; when that run falls short, the smaller budgets are not run.
 """
 from __future__ import annotations
 
@@ -75,7 +75,11 @@ def to_peer(case_path: Path, iterations: int, restarts: int, out: Path, peer: Pa
         return None
     target = psnr(other, truth)
     rungs = []
-    for budget in [b for b in LADDER if b < iterations] + [iterations]:
+    full = out / f"{case_path.stem}_{kind}_{iterations}x{restarts}.pt"
+    # a full-budget run that falls short settles it: the smaller budgets are not run
+    ladder = [b for b in LADDER if b < iterations] if not full.exists() or psnr(
+        torch.load(full, weights_only=False), truth) >= target else []
+    for budget in ladder + [iterations]:
         path = out / f"{case_path.stem}_{kind}_{budget}x{restarts}.pt"
         if not path.exists():
             path = run(case_path, budget, restarts, out)
