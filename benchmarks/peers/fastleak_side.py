@@ -7,10 +7,11 @@
 
 Runs in fastleak's venv on the case files of ``cases.py``: ``inverting`` for the ``ig_`` cases
 and ``dlg`` for the ``dlg_`` ones, the presets' defaults with only the budget changed, the labels
-given as breaching is given them (DLG: optimised jointly on both sides), one problem per case. ``--table`` scores both sides' images
-against the truth with ``fastleak.metrics.evaluate`` (PSNR after matching the images one to one)
-and prints a markdown table with the per-iteration time ratio breaching / fastleak (> 1: fastleak
-is faster).
+given as breaching is given them (DLG: optimised jointly on both sides), one problem per case,
+after one untimed one-iteration attack (imports and first calls, as on breaching's side).
+``--table`` scores both sides' images against the truth with ``fastleak.metrics.evaluate`` (PSNR
+after matching the images one to one) and prints a markdown table with the per-iteration time
+ratio breaching / fastleak (> 1: fastleak is faster).
 
 ``--to-peer`` measures the time to the peer's quality: for each case with a breaching result at
 ``--iterations`` × ``--restarts``, fastleak runs the budgets of ``LADDER`` below ``--iterations``
@@ -50,6 +51,7 @@ def run(case_path: Path, iterations: int, restarts: int, out: Path, profile: boo
     kind = case["name"].split("_")[0]
     labels = None if kind == "dlg" else case["labels"]  # DLG optimises the labels jointly, as in breaching
     stem = f"{case['name']}_{kind}_{iterations}x{restarts}"
+    attack(obs, model, PRESETS[kind], labels=labels, restarts=restarts, iterations=1)  # untimed warm-up
     with profiled(profile, out / f"{stem}_profile.txt"):
         res = attack(obs, model, PRESETS[kind], labels=labels, restarts=restarts, iterations=iterations)
     path = out / f"{stem}.pt"
