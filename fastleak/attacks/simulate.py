@@ -166,7 +166,7 @@ class ClientSimulator:
             return self._forward_loss(params, buffers, xq, yq)[0]
 
         with self._client_mode():
-            if x.shape[0] == 1:  # as in _losses: one dummy batch goes without vmap
+            if x.shape[0] == 1:  # as in _gradient: one dummy batch goes without vmap
                 grads = grad(loss)(self.params, self.buffers, x[0], y[0])
                 return [grads[n].unsqueeze(0) for n in self.names]
             grads = vmap(grad(loss), in_dims=(None, None, 0, 0), randomness="different")(
