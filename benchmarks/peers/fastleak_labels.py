@@ -17,29 +17,13 @@ case has no column; every error is listed under the table.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 from common import selected_cases
-
-
-def observation(case: dict):
-    """The case's model (its BatchNorm mode set) and an observation whose shared gradient is the case's."""
-    from fastleak import models
-    from fastleak.federated import Pair, fedsgd
-
-    model = models.build(case["model"], case["num_classes"], in_shape=case["in_shape"], seed=case["seed"],
-                         **case["options"])
-    model.load_state_dict(case["state_dict"])
-    model.train(case["bn_train"])
-    obs = fedsgd(model, case["images"], case["labels"])
-    ours, theirs = (torch.cat([g.flatten() for g in gs]) for gs in (obs.pairs[0].shared, case["gradients"]))
-    if not (ours - theirs).norm() <= 1e-4 * theirs.norm():
-        raise RuntimeError(f"{case['name']}: the recomputed gradient differs from the case's")
-    return model, dataclasses.replace(obs, pairs=(Pair(state=obs.pairs[0].state, shared=tuple(case["gradients"])),))
+from fastleak_side import observation
 
 
 def run(case_path: Path, out: Path) -> Path:

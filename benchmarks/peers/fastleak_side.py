@@ -32,12 +32,12 @@ PRESETS = {"ig": "inverting", "dlg": "dlg"}
 LADDER = (100, 250, 500, 1000)
 
 
-def run(case_path: Path, iterations: int, restarts: int, out: Path, profile: bool = False) -> Path:
+def observation(case: dict):
+    """The case's model (its BatchNorm mode set) and an observation whose shared gradient is the case's,
+    bit for bit what breaching is given (after checking that fastleak recomputes it)."""
     from fastleak import models
-    from fastleak.attacks import attack
     from fastleak.federated import Pair, fedsgd
 
-    case = torch.load(case_path, weights_only=False)
     model = models.build(case["model"], case["num_classes"], in_shape=case["in_shape"], seed=case["seed"],
                          **case["options"])
     model.load_state_dict(case["state_dict"])
@@ -46,8 +46,14 @@ def run(case_path: Path, iterations: int, restarts: int, out: Path, profile: boo
     ours, theirs = (torch.cat([g.flatten() for g in gs]) for gs in (obs.pairs[0].shared, case["gradients"]))
     if not (ours - theirs).norm() <= 1e-4 * theirs.norm():
         raise RuntimeError(f"{case['name']}: the recomputed gradient differs from the case's")
-    # the case's own gradient, bit for bit what breaching is given
-    obs = dataclasses.replace(obs, pairs=(Pair(state=obs.pairs[0].state, shared=tuple(case["gradients"])),))
+    return model, dataclasses.replace(obs, pairs=(Pair(state=obs.pairs[0].state, shared=tuple(case["gradients"])),))
+
+
+def run(case_path: Path, iterations: int, restarts: int, out: Path, profile: bool = False) -> Path:
+    from fastleak.attacks import attack
+
+    case = torch.load(case_path, weights_only=False)
+    model, obs = observation(case)
     kind = case["name"].split("_")[0]
     labels = None if kind == "dlg" else case["labels"]  # DLG optimises the labels jointly, as in breaching
     stem = f"{case['name']}_{kind}_{iterations}x{restarts}"
