@@ -34,7 +34,7 @@ class Problem:
         self.C = obs.num_classes_for(model)
         self.sims = [ClientSimulator(model, observations, k, restarts, fedavg_mode=config.fedavg_mode,
                                      track_bn=config.bn > 0, lean_conv=config.lean_conv,
-                                     vmap_batches=device.type != "cpu")
+                                     vmap_batches=device.type != "cpu" or torch.get_num_threads() > 1)
                      for k in range(obs.num_pairs)]
         self.targets = [sim.target() for sim in self.sims]
         self.priors = weighted_priors(config)
