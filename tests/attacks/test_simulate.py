@@ -53,3 +53,19 @@ def test_dummy_batches_one_after_another_match_vmap(kind):
         results.append([*shared, sim.bn_loss, *torch.autograd.grad(loss, dummy)])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads,batched", [(1, False), (2, True)])
+def test_problem_batches_dummy_batches_on_several_cpu_threads_only(threads, batched):
+    from fastleak.attacks import PRESETS
+    from fastleak.attacks.problem import Problem
+
+    x, y = data.load("cifar10", 2, seed=0)
+    model = models.build("convnet", 10, seed=0, width=4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        problem = Problem(model, [fedsgd(model, x, y)], PRESETS.get("inverting"), 2, [y], 0, torch.device("cpu"))
+    finally:
+        torch.set_num_threads(before)
+    assert all(sim.vmap_batches == batched for sim in problem.sims)
