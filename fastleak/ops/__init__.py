@@ -5,10 +5,12 @@ it per device, when the compiled library is missing or has no kernel for the inp
 """
 from fastleak.ops.fc_row_stats import fc_row_stats, fc_row_stats_reference
 from fastleak.ops.grad_distance import grad_distance, grad_distance_reference
+from fastleak.ops.imprint_recover import BinInputs, imprint_recover, imprint_recover_reference
 from fastleak.ops.total_variation import total_variation, total_variation_reference
 
 __all__ = [
     "grad_distance", "grad_distance_reference",
     "total_variation", "total_variation_reference",
     "fc_row_stats", "fc_row_stats_reference",
+    "imprint_recover", "imprint_recover_reference", "BinInputs",
 ]
