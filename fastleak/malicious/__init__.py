@@ -1,0 +1,27 @@
+"""A malicious server: it modifies the model it sends so that the client's update leaks its batch.
+
+Threat model: unlike the honest-but-curious server of the rest of fastleak, this server sends a
+model of its own making. It puts a block in front of any classifier (``MaliciousModel``): the
+client trains the whole model as usual (FedSGD or FedAvg, ``fastleak.federated``) and the server
+reads the inputs of the batch off the block's shared gradient, in closed form, without any
+optimisation.
+
+    model = malicious.imprint_model(models.build("lenet", 10, in_shape=(1, 28, 28)),
+                                    public_images, malicious.ImprintConfig(bins=256))
+    obs = federated.fedsgd(model, x, y)
+    rec = malicious.recover(obs, model)                 # rec.images: one per bin judged single
+    score = malicious.evaluate(rec, model, x, y)        # evaluation only: needs the true batch
+
+Blocks: ``imprint`` (Fowl et al., "Robbing the Fed", ICLR 2022), with bins on a measurement
+fitted on the server's public data. Recovery: ``recovery``; single-sample checks: ``checks``;
+singleton-fraction theory: ``theory``.
+"""
+from fastleak.malicious import checks, measurements, theory
+from fastleak.malicious.evaluation import EXACT_PSNR, RecoveryScore, evaluate
+from fastleak.malicious.imprint import ImprintBlock, ImprintConfig, fit_edges, imprint_model
+from fastleak.malicious.model import MaliciousModel
+from fastleak.malicious.recovery import Recovery, RecoveryConfig, recover, recover_many
+
+__all__ = ["MaliciousModel", "ImprintBlock", "ImprintConfig", "fit_edges", "imprint_model", "Recovery",
+           "RecoveryConfig", "recover", "recover_many", "RecoveryScore", "evaluate", "EXACT_PSNR", "checks",
+           "measurements", "theory"]

@@ -1,0 +1,97 @@
+"""Scoring a recovery against the client's true batch (evaluation only: the attack never sees it).
+
+Recovered inputs are matched to true samples by the Hungarian algorithm on MSE (as
+``fastleak.metrics``), values clamped to [0, 1]; a true sample counts as recovered exactly when
+its match reaches ``EXACT_PSNR`` dB. The bins of the true samples, from their measurements, give
+the batch's singleton fraction: what a perfect recovery would reach.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from fastleak.errors import InvalidValueError
+from fastleak.malicious.model import MaliciousModel
+from fastleak.malicious.recovery import Recovery
+from fastleak.metrics import psnr
+from fastleak.metrics.labels import LabelScores, label_scores
+
+EXACT_PSNR = 60.0
+
+
+@dataclass(frozen=True)
+class RecoveryScore:
+    """Per true sample: ``psnr`` of its matched recovery (nan when none is left for it, capped at 100
+    dB), ``exact`` (psnr >= EXACT_PSNR), ``bin_psnr`` (an oracle diagnostic: the PSNR of the candidate
+    of the sample's own bin, whatever its status; nan for blocks without bins by measurement), ``true_bin`` (its bin by measurement; -1 for blocks
+    without bins by measurement, i.e. trap weights) and ``alone`` (no other sample in its bin).
+    Batch figures: ``recovered_fraction`` (exact / B), ``singleton_fraction`` (alone / B),
+    ``false_singles`` (recoveries not matched to any sample at ``EXACT_PSNR``), ``empty_bins_flagged``
+    (bins with no true sample that the recovery called empty, out of ``empty_bins``),
+    ``occupied_bins_flagged_empty`` and label scores when both label sets are given."""
+
+    psnr: tuple[float, ...]
+    exact: tuple[bool, ...]
+    bin_psnr: tuple[float, ...]
+    true_bin: tuple[int, ...]
+    alone: tuple[bool, ...]
+    recovered_fraction: float
+    singleton_fraction: float
+    false_singles: int
+    empty_bins: int
+    empty_bins_flagged: int
+    occupied_bins_flagged_empty: int
+    labels: LabelScores | None = None
+
+
+def evaluate(recovery: Recovery, model: MaliciousModel, true_images: torch.Tensor,
+             true_labels: torch.Tensor | None = None, *, num_classes: int | None = None) -> RecoveryScore:
+    """Match ``recovery.images`` to ``true_images`` [B, *in_shape] and score them (module docs)."""
+    if not isinstance(true_images, torch.Tensor) or tuple(true_images.shape[1:]) != model.in_shape:
+        raise InvalidValueError(f"true_images must have shape [B, *{model.in_shape}], got "
+                                + (str(tuple(true_images.shape)) if isinstance(true_images, torch.Tensor)
+                                   else type(true_images).__name__))
+    true = true_images.detach().to("cpu", torch.float64).clamp(0, 1).flatten(1)
+    rec = recovery.images.detach().to("cpu", torch.float64).clamp(0, 1).flatten(1)
+    b = len(true)
+    scores = [math.nan] * b
+    matched_exact = 0
+    if len(rec):
+        cost = (true[:, None, :] - rec[None, :, :]).pow(2).mean(-1)
+        rows, cols = linear_sum_assignment(cost.numpy())
+        values = psnr(rec[cols].reshape(len(cols), 1, 1, -1), true[rows].reshape(len(rows), 1, 1, -1))
+        for r, v in zip(rows.tolist(), values.clamp(max=100.0).tolist()):
+            scores[r] = v
+        matched_exact = int((values >= EXACT_PSNR).sum())
+    exact = tuple(not math.isnan(s) and s >= EXACT_PSNR for s in scores)
+
+    block = model.block
+    num_bins = len(recovery.status)
+    if hasattr(block, "bin_of"):
+        bins = block.bin_of(true_images.detach().to(block.measurement.device)).cpu()
+        counts = torch.bincount(bins.clamp_min(0), minlength=num_bins)
+        alone = tuple(bool(k >= 0 and counts[k] == 1) for k in bins.tolist())
+        empty_truth = counts == 0
+        own = recovery.bin_images.detach().to("cpu", torch.float64).clamp(0, 1).flatten(1)[bins.clamp_min(0)]
+        bin_psnr = tuple(v if k >= 0 else math.nan for k, v in
+                         zip(bins.tolist(), psnr(own[:, None, None], true[:, None, None]).clamp(max=100.0).tolist()))
+    else:
+        fired = (true_images.detach().flatten(1).to(block.bins.weight) @ block.bins.weight.detach().T
+                 + block.bins.bias.detach()) > 0
+        bins = torch.full((b,), -1, dtype=torch.long)
+        per_row = fired.sum(0).cpu()
+        alone = tuple(bool(((per_row == 1) & fired[i].cpu()).any()) for i in range(b))
+        empty_truth = per_row == 0
+        bin_psnr = (math.nan,) * b
+    flagged_empty = torch.tensor([s == "empty" for s in recovery.status])
+    labels = None
+    if true_labels is not None and recovery.labels is not None:
+        labels = label_scores(recovery.labels, true_labels, num_classes)
+    return RecoveryScore(psnr=tuple(scores), exact=exact, bin_psnr=bin_psnr, true_bin=tuple(bins.tolist()), alone=alone,
+                         recovered_fraction=sum(exact) / b, singleton_fraction=sum(alone) / b,
+                         false_singles=len(rec) - matched_exact, empty_bins=int(empty_truth.sum()),
+                         empty_bins_flagged=int((empty_truth & flagged_empty).sum()),
+                         occupied_bins_flagged_empty=int((~empty_truth & flagged_empty).sum()), labels=labels)

@@ -1,0 +1,63 @@
+"""fastleak.malicious.checks: one real digit passes every check; combinations of two fail the
+checks that can see them."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastleak.malicious import ImprintConfig, RecoveryConfig, checks, imprint_model
+
+
+@pytest.fixture
+def block(mnist_public, lenet):
+    return imprint_model(lenet, mnist_public, ImprintConfig(bins=16)).block
+
+
+def run(name, images, block, config=RecoveryConfig()):
+    occupied = torch.ones(len(images), dtype=torch.float64)
+    return checks.CHECKS.get(name)(images.flatten(1).double(), block, occupied, config)
+
+
+def two_digits_in_one_bin(block, x):
+    bins = block.bin_of(x)
+    for k in bins.unique():
+        members = torch.nonzero(bins == k).flatten()
+        if len(members) >= 2:
+            return k, x[members[0]], x[members[1]]
+    raise AssertionError("no bin holds two digits")
+
+
+def test_real_digits_pass_every_check(block, mnist_batch):
+    x, _ = mnist_batch
+    k = block.bin_of(x)
+    candidates = torch.zeros(16, *x.shape[1:])
+    candidates[k] = x  # one digit of each occupied bin
+    for name in checks.names():
+        assert run(name, candidates, block)[k.unique()].all(), name
+
+
+def test_convex_combination_fails_only_the_grid(block, mnist_batch):
+    x, _ = mnist_batch
+    k, a, b = two_digits_in_one_bin(block, x)
+    candidates = torch.zeros(16, *x.shape[1:])
+    candidates[k] = 0.37 * a + 0.63 * b
+    assert run("interval", candidates, block)[k] and run("range", candidates, block)[k]
+    assert not run("grid", candidates, block)[k]
+    assert run("grid", candidates, block, RecoveryConfig(pixel_levels=None))[k]
+
+
+def test_extrapolation_fails_range_and_interval(block, mnist_batch):
+    x, _ = mnist_batch
+    k, a, b = two_digits_in_one_bin(block, x)
+    candidates = torch.zeros(16, *x.shape[1:])
+    candidates[k] = 3.0 * a - 2.0 * b
+    assert not run("range", candidates, block)[k]
+    lower, upper = block.bin_intervals()
+    candidates[k] = a * (lower[k] + 4 * (upper[k] - lower[k])).float() / a.mean()   # measures 4 bin widths above
+    assert not run("interval", candidates, block)[k]
+
+
+def test_registry():
+    assert checks.names() == ("activation", "grid", "interval", "range")
+    with pytest.raises(ValueError, match=r"unknown single-sample check 'sharpness'"):
+        RecoveryConfig(checks=("grid", "sharpness"))
