@@ -13,7 +13,8 @@ optimisation.
     score = malicious.evaluate(rec, model, x, y)        # evaluation only: needs the true batch
 
 Blocks: ``imprint`` (Fowl et al., "Robbing the Fed", ICLR 2022), with bins on a measurement
-fitted on the server's public data. Recovery: ``recovery``; single-sample checks: ``checks``;
+fitted on the server's public data; ``trap`` (Boenisch et al., "When the Curious Abandon
+Honesty", EuroS&P 2023), trap weights calibrated on it. Recovery: ``recovery``; single-sample checks: ``checks``;
 singleton-fraction theory: ``theory``.
 """
 from fastleak.malicious import checks, measurements, theory
@@ -21,7 +22,8 @@ from fastleak.malicious.evaluation import EXACT_PSNR, RecoveryScore, evaluate
 from fastleak.malicious.imprint import ImprintBlock, ImprintConfig, fit_edges, imprint_model
 from fastleak.malicious.model import MaliciousModel
 from fastleak.malicious.recovery import Recovery, RecoveryConfig, recover, recover_many
+from fastleak.malicious.trap import TrapBlock, TrapConfig, trap_model
 
 __all__ = ["MaliciousModel", "ImprintBlock", "ImprintConfig", "fit_edges", "imprint_model", "Recovery",
            "RecoveryConfig", "recover", "recover_many", "RecoveryScore", "evaluate", "EXACT_PSNR", "checks",
-           "measurements", "theory"]
+           "measurements", "theory", "TrapBlock", "TrapConfig", "trap_model"]

@@ -13,10 +13,11 @@ passes, registered with ``@register("name")``:
   combination of several can fire rows that none of them fired.
 * ``range``: every value lies in the data's ``pixel_range``. Combinations with coefficients of
   mixed signs overshoot it; convex ones do not.
-* ``grid``: the values lie on the data's quantisation grid (``pixel_levels``: 255 for 8-bit
-  images scaled to [0, 1], as every ``fastleak.data`` dataset is). A single sample comes back on
-  its grid up to float rounding; a combination of two different samples with a generic weight
-  falls between grid points wherever they differ, convex or not. This is the check that catches
+* ``grid``: every value lies within ``grid_tolerance`` steps of the data's quantisation grid
+  (``pixel_levels``: 255 for 8-bit images scaled to [0, 1], as every ``fastleak.data`` dataset
+  is). A single sample comes back on its grid up to float rounding (at most 0.06 steps in float32
+  FedSGD at B = 256 on MNIST); a combination of two different samples with a generic weight
+  falls between grid points wherever they differ, convex or not (0.34 steps and more there). This is the check that catches
   convex combinations; it assumes the client's inputs are the quantised pixels (no
   normalisation the server does not know) and clean gradients (noise moves every value off the
   grid).
@@ -89,5 +90,4 @@ def on_pixel_grid(images: torch.Tensor, block: nn.Module, bias_diff: torch.Tenso
     lo = config.pixel_range[0] if config.pixel_range is not None else 0.0
     hi = config.pixel_range[1] if config.pixel_range is not None else 1.0
     steps = (images - lo) * (config.pixel_levels / (hi - lo))
-    rms_off_grid = (steps - steps.round()).pow(2).mean(1).sqrt()
-    return rms_off_grid <= config.grid_tolerance
+    return (steps - steps.round()).abs().amax(1) <= config.grid_tolerance

@@ -16,6 +16,7 @@ from scipy.optimize import linear_sum_assignment
 from fastleak.errors import InvalidValueError
 from fastleak.malicious.model import MaliciousModel
 from fastleak.malicious.recovery import Recovery
+from fastleak.malicious.trap import rows_fired
 from fastleak.metrics import psnr
 from fastleak.metrics.labels import LabelScores, label_scores
 
@@ -79,8 +80,7 @@ def evaluate(recovery: Recovery, model: MaliciousModel, true_images: torch.Tenso
         bin_psnr = tuple(v if k >= 0 else math.nan for k, v in
                          zip(bins.tolist(), psnr(own[:, None, None], true[:, None, None]).clamp(max=100.0).tolist()))
     else:
-        fired = (true_images.detach().flatten(1).to(block.bins.weight) @ block.bins.weight.detach().T
-                 + block.bins.bias.detach()) > 0
+        fired = rows_fired(block, true_images.detach())
         bins = torch.full((b,), -1, dtype=torch.long)
         per_row = fired.sum(0).cpu()
         alone = tuple(bool(((per_row == 1) & fired[i].cpu()).any()) for i in range(b))

@@ -35,7 +35,7 @@ from torch import nn
 from fastleak._checks import positive_int
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.malicious import measurements
-from fastleak.malicious.model import MaliciousModel, attach, input_shape
+from fastleak.malicious.model import MaliciousModel, attach, check_public, input_shape
 
 STRUCTURES = ("cumulative", "sparse")
 
@@ -119,19 +119,6 @@ def fit_edges(public: torch.Tensor, measurement: torch.Tensor, bins: int, struct
     return torch.cat([(lo - (hi - lo)).reshape(1).cpu(), quantiles.cpu(), top.reshape(1)])
 
 
-def _check_public(public: torch.Tensor, in_shape: tuple[int, ...]) -> None:
-    if not isinstance(public, torch.Tensor) or not public.is_floating_point():
-        raise InvalidTypeError("public must be a floating-point tensor [M, *in_shape] of the server's own data, got "
-                               + (f"dtype {public.dtype}" if isinstance(public, torch.Tensor) else type(public).__name__))
-    if tuple(public.shape[1:]) != in_shape:
-        raise InvalidValueError(f"public has per-sample shape {tuple(public.shape[1:])}, expected the model's in_shape "
-                                f"{in_shape}")
-    if public.shape[0] < 2:
-        raise InvalidValueError(f"public must hold at least 2 samples to fit bins, got {public.shape[0]}")
-    if not bool(torch.isfinite(public).all()):
-        raise InvalidValueError("public contains NaN or inf")
-
-
 def imprint_model(model: nn.Module, public: torch.Tensor, config: ImprintConfig, *,
                   in_shape: tuple[int, ...] | None = None) -> MaliciousModel:
     """``model`` with an imprint block in front, its bins fitted on the server's ``public`` data.
@@ -142,7 +129,7 @@ def imprint_model(model: nn.Module, public: torch.Tensor, config: ImprintConfig,
     if not isinstance(config, ImprintConfig):
         raise InvalidTypeError(f"config must be an ImprintConfig, got {type(config).__name__}")
     shape = input_shape(model, in_shape)
-    _check_public(public, shape)
+    check_public(public, shape)
     weights = measurements.weights(config.measurement, math.prod(shape), config.seed)
     edges = fit_edges(public, weights, config.bins, config.structure)
     block = ImprintBlock(shape, weights, edges, config.structure)

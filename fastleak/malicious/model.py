@@ -61,6 +61,19 @@ def input_shape(model: nn.Module, in_shape: tuple[int, ...] | None) -> tuple[int
     return in_shape
 
 
+def check_public(public: torch.Tensor, in_shape: tuple[int, ...]) -> None:
+    if not isinstance(public, torch.Tensor) or not public.is_floating_point():
+        raise InvalidTypeError("public must be a floating-point tensor [M, *in_shape] of the server's own data, got "
+                               + (f"dtype {public.dtype}" if isinstance(public, torch.Tensor) else type(public).__name__))
+    if tuple(public.shape[1:]) != in_shape:
+        raise InvalidValueError(f"public has per-sample shape {tuple(public.shape[1:])}, expected the model's in_shape "
+                                f"{in_shape}")
+    if public.shape[0] < 2:
+        raise InvalidValueError(f"public must hold at least 2 samples to fit bins, got {public.shape[0]}")
+    if not bool(torch.isfinite(public).all()):
+        raise InvalidValueError("public contains NaN or inf")
+
+
 def attach(block: nn.Module, model: nn.Module, in_shape: tuple[int, ...]) -> MaliciousModel:
     """``block`` in front of a copy of ``model`` (the caller's model is left as it is)."""
     return MaliciousModel(block, copy.deepcopy(model), in_shape)

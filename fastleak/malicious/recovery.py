@@ -52,7 +52,7 @@ class RecoveryConfig:
     pixel_range: tuple[float, float] | None = (0.0, 1.0)
     range_tolerance: float = 0.01
     pixel_levels: int | None = 255
-    grid_tolerance: float = 0.1
+    grid_tolerance: float = 0.25
     duplicate_tolerance: float = 1e-4
     labels: str | None = "auto"
 

@@ -64,3 +64,23 @@ def bin_counts(bins: torch.Tensor, num_bins: int) -> torch.Tensor:
     every bin, counted in an extra last entry so that the counts cover every sample)."""
     index = torch.as_tensor(bins, dtype=torch.int64).flatten()
     return torch.bincount(torch.where(index < 0, num_bins, index), minlength=num_bins + 1)
+
+
+def sampled_singleton_fraction(members: torch.Tensor, batch_size: int, draws: int = 200, seed: int = 0) -> float:
+    """Singleton fraction of batches drawn without replacement from a pool, by sampling: ``members``
+    [N, rows] says which rows (bins) each pool sample reaches; a sample is alone when one of its
+    rows holds no other sample of its batch. Needed where rows overlap (trap weights), so that no
+    closed form applies; for bins it agrees with ``pool_singleton_fraction``."""
+    b = positive_int(batch_size, "batch_size")
+    positive_int(draws, "draws")
+    pool = torch.as_tensor(members, dtype=torch.bool)
+    if pool.dim() != 2 or len(pool) < b:
+        raise InvalidValueError(f"members must be a bool matrix [N, rows] with N >= batch_size={b}, got shape "
+                                f"{tuple(pool.shape)}")
+    gen = torch.Generator().manual_seed(seed)
+    fractions = []
+    for _ in range(draws):
+        batch = pool[torch.randperm(len(pool), generator=gen)[:b]]
+        lone_rows = batch.sum(0) == 1
+        fractions.append((batch & lone_rows).any(1).double().mean())
+    return float(torch.stack(fractions).mean())
