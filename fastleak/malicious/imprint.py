@@ -11,12 +11,16 @@ sample: ``c_i``. Two structures:
   ``t_k`` (``t_K = inf``). Its gradients are ``sum c_i x_i`` and ``sum c_i`` over those samples, so
   the difference of rows ``k`` and ``k + 1`` over their bias difference is the sample itself when
   it is alone in bin ``k``.
-* "sparse" (breaching's ``SparseImprintBlock``): row ``k`` is
-  ``hardtanh((m(x) - t_k) / (t_{k+1} - t_k), 0, 1)``, which passes a gradient only for the samples
-  inside bin ``k``, so each row is a bin by itself and needs no differencing. Through FedAvg's
-  local steps only a bin's own samples ever reach its row, so a sample alone in its bin stays
-  exact; in the cumulative block every row also carries the samples above it, whose coefficients
-  drift apart from row to row after the first step and no longer cancel.
+* "sparse" (the hard-tanh rows of breaching's ``SparseImprintBlock``): row ``k`` is
+  ``min(relu(m(x) - t_k), t_{k+1} - t_k)``, which passes a gradient only for the samples inside
+  bin ``k``, so each row is a bin by itself and needs no differencing.
+
+Through FedAvg's local steps, only a bin's own samples reach a sparse row, so a sample alone in
+its bin stays alone as long as the rows' small updates move no neighbour into its bin (the
+rounding of the float32 update is handled by ``fastleak.malicious.rescale``). A cumulative row
+also carries every sample above it; after the first step the readout's columns, and with them the
+samples' coefficients, differ from row to row, so neighbouring rows no longer cancel and the
+recovered inputs are mixed with the samples above (measured in ``benchmarks/bench_imprint.py``).
 
 ``fastleak.ops.imprint_recover`` turns either into one candidate input per bin.
 
@@ -77,20 +81,20 @@ class ImprintBlock(nn.Module):
         self.cumulative = structure == "cumulative"
         self.bins = nn.Linear(num_features, bins)
         self.readout = nn.Linear(bins, num_features)
-        lower = edges[:-1].to(torch.float64)
-        scale = torch.ones_like(lower) if self.cumulative else 1 / (edges[1:] - edges[:-1]).to(torch.float64)
         with torch.no_grad():
-            self.bins.weight.copy_((scale[:, None] * measurement.to(torch.float64)).to(torch.float32))
-            self.bins.bias.copy_((-lower * scale).to(torch.float32))
+            self.bins.weight.copy_(measurement.to(torch.float32).expand(bins, num_features))
+            self.bins.bias.copy_(-edges[:-1].to(torch.float32))
             self.readout.weight.fill_(1.0 / bins)
             self.readout.bias.zero_()
-        self.activation = nn.ReLU() if self.cumulative else nn.Hardtanh(0.0, 1.0)
+        # The sparse rows saturate at their bin's width (a hard-tanh with a per-row top).
+        self.register_buffer("widths", (edges[1:] - edges[:-1]).to(torch.float32), persistent=False)
         # The server's secret, kept in float64 for the checks of the recovery.
         self.register_buffer("measurement", measurement.to(torch.float64).clone(), persistent=False)
         self.register_buffer("edges", edges.to(torch.float64).clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.activation(self.bins(x.flatten(1)))
+        pre = self.bins(x.flatten(1))
+        h = torch.relu(pre) if self.cumulative else torch.minimum(torch.relu(pre), self.widths)
         return self.readout(h).unflatten(1, self.in_shape)
 
     def bin_of(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,17 +110,23 @@ class ImprintBlock(nn.Module):
 
 def fit_edges(public: torch.Tensor, measurement: torch.Tensor, bins: int, structure: str = "cumulative") -> torch.Tensor:
     """Bin edges [bins + 1] (float64) at the quantiles of the measurement on ``public`` [M, ...]: the
-    inner edges at the k/bins quantiles, the outer ones a full measurement range beyond the
-    public data (the cumulative block's upper edge is inf: its last row has no upper bound)."""
+    inner edges at the k/bins quantiles (tied quantiles are moved a thousandth of a bin apart), the
+    outer ones a full measurement range beyond the public data (the cumulative block's upper edge
+    is inf: its last row has no upper bound)."""
     positive_int(bins, "bins")
     m = public.flatten(1).to(torch.float64) @ measurement.to(public.device)
     lo, hi = m.min(), m.max()
     if not bool(hi > lo):
         raise InvalidValueError("public must hold samples with at least two different measurements to fit bins, "
                                 f"got {len(m)} sample(s) all measuring {lo.item():.6g}")
-    quantiles = torch.quantile(m, torch.arange(1, bins, dtype=torch.float64, device=m.device) / bins)
+    quantiles = torch.quantile(m, torch.arange(1, bins, dtype=torch.float64, device=m.device) / bins).cpu()
+    # Public samples that measure the same (e.g. identical images) make quantiles tie: keep the
+    # edges strictly increasing, a tiny bin apart, so that every bin has a width.
+    gap = float(hi - lo) / (1000 * bins)
+    for k in range(1, len(quantiles)):
+        quantiles[k] = max(quantiles[k], quantiles[k - 1] + gap)
     top = torch.tensor(math.inf, dtype=torch.float64) if structure == "cumulative" else (hi + (hi - lo)).cpu()
-    return torch.cat([(lo - (hi - lo)).reshape(1).cpu(), quantiles.cpu(), top.reshape(1)])
+    return torch.cat([(lo - (hi - lo)).reshape(1).cpu(), quantiles, top.reshape(1)])
 
 
 def imprint_model(model: nn.Module, public: torch.Tensor, config: ImprintConfig, *,

@@ -11,6 +11,10 @@ with ``fastleak.ops.imprint_recover``, and sorts the bins:
   it cannot be one sample;
 * ``single``: occupied and passes every check; its candidate is reported as a recovered input.
 
+Before the checks, each candidate is re-scaled onto the data's pixel grid where that fits better
+(``snap_to_grid``, ``fastleak.malicious.rescale``): a FedAvg update's bias change is rounded to a
+few digits in float32, while the direction of the weight change, and so the sample, survives.
+
 With a non-cumulative block (trap weights) several rows can hold the same sample; single
 candidates closer than ``duplicate_tolerance`` (RMS) to one kept earlier are reported once.
 
@@ -30,6 +34,7 @@ from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated.observation import Observation
 from fastleak.malicious import checks as _checks
 from fastleak.malicious.model import MaliciousModel
+from fastleak.malicious.rescale import measurement_estimate, off_grid, snap_to_grid
 from fastleak.ops import imprint_recover
 
 log = logging.getLogger("fastleak.malicious")
@@ -43,6 +48,8 @@ class RecoveryConfig:
 
     ``pixel_range``/``pixel_levels`` describe the client's data: values in [0, 1] on a grid of
     255 steps for the 8-bit images of ``fastleak.data``; None turns the range or grid check off.
+    ``snap_to_grid`` re-scales each bin's input onto that grid first, trying grid levels within
+    ``snap_search`` steps (``fastleak.malicious.rescale``; needs ``pixel_levels``).
     ``labels`` is a ``fastleak.labels`` method name, or None to skip label recovery.
     """
 
@@ -53,6 +60,8 @@ class RecoveryConfig:
     range_tolerance: float = 0.01
     pixel_levels: int | None = 255
     grid_tolerance: float = 0.25
+    snap_to_grid: bool = True
+    snap_search: int = 8
     duplicate_tolerance: float = 1e-4
     labels: str | None = "auto"
 
@@ -72,6 +81,8 @@ class RecoveryConfig:
         if self.pixel_levels is not None and (isinstance(self.pixel_levels, bool) or
                                               not isinstance(self.pixel_levels, int) or self.pixel_levels < 1):
             raise InvalidValueError(f"pixel_levels must be a positive int or None, got {self.pixel_levels!r}")
+        if isinstance(self.snap_search, bool) or not isinstance(self.snap_search, int) or self.snap_search < 0:
+            raise InvalidValueError(f"snap_search must be a non-negative int, got {self.snap_search!r}")
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,8 @@ class Recovery:
     ``images`` [M, *in_shape] are the inputs of the bins judged ``single`` (duplicates removed),
     ``bins`` [M] their bin indices. Per bin: ``status`` ("empty", "single" or "mixed"),
     ``failed_checks`` (names of the checks its candidate failed), ``bin_images`` [K, *in_shape]
-    (every bin's candidate; zeros for a bin with zero bias difference) and ``bias_diff`` [K].
+    (every bin's candidate, after re-scaling onto the grid; zeros for a bin with zero bias
+    difference) and ``bias_diff`` [K].
     ``labels``: the recovered label multiset (sorted), or None. ``seconds``: wall time from the
     start of the call to this result, labels included.
     """
@@ -159,8 +171,30 @@ def _single_inputs(images: torch.Tensor, status: list[str], cumulative: bool,
     return chosen[index.to(chosen.device)], bins[index]
 
 
+def _snapped(images: torch.Tensor, bias_diff: torch.Tensor, model: MaliciousModel,
+             config: RecoveryConfig) -> torch.Tensor:
+    low, high = config.pixel_range if config.pixel_range is not None else (0.0, 1.0)
+    occupied = torch.nonzero(bias_diff != 0).flatten()
+    flat = images[occupied].detach().to(torch.float64)
+    direction = flat * bias_diff[occupied].detach().to(torch.float64)[:, None]
+    estimate = flat
+    block = model.block
+    if hasattr(block, "bin_intervals"):
+        lower, upper = block.bin_intervals()
+        by_measurement = measurement_estimate(direction, block.measurement, lower[occupied], upper[occupied])
+        estimate = torch.where(torch.isfinite(by_measurement), by_measurement, flat)
+    snapped = snap_to_grid(direction, estimate, config.pixel_levels, low, high, config.snap_search)
+    # a bin whose candidate does not snap closer keeps its bias-scaled candidate
+    keep = off_grid(snapped, config.pixel_levels, low, high) >= off_grid(flat, config.pixel_levels, low, high)
+    out = images.clone()
+    out[occupied] = torch.where(keep[:, None], flat, snapped).to(images.dtype)
+    return out
+
+
 def _recover_bins(images: torch.Tensor, bias_diff: torch.Tensor, observation: Observation, model: MaliciousModel,
                   config: RecoveryConfig, started: float) -> Recovery:
+    if config.snap_to_grid and config.pixel_levels is not None:
+        images = _snapped(images, bias_diff, model, config)
     status, failed = _judge(images, bias_diff, model, config)
     chosen, bins = _single_inputs(images, status, model.block.cumulative, config.duplicate_tolerance)
     labels = None

@@ -1,6 +1,6 @@
 """Trap weights (Boenisch et al., "When the Curious Abandon Honesty", EuroS&P 2023).
 
-``bins = Linear(N, K)`` with ReLU, bias 0, each row drawn from N(0, 1) with its positive entries
+``bins = Linear(N, K)`` with ReLU, bias 0, each row drawn from N(0, 1/N) with its positive entries
 scaled down by one factor ``s < 1``. On non-negative inputs (pixels) the negative entries then
 dominate, so a row fires for few samples; a row fired by exactly one sample has the weight
 gradient ``c_i x_i`` and bias gradient ``c_i``, and their ratio is the sample (no differencing:
@@ -8,11 +8,17 @@ every row is a bin by itself). The server picks ``s`` on its public data so that
 a share ``activation_rate`` of the samples on average; ``1 / B`` maximises the chance
 ``p (1 - p)^(B - 1)`` that a row holds exactly one sample of a batch of ``B``.
 
+Rows fire on the sign of ``w . x`` alone, so their scale is free: entries of size ``1/sqrt(N)``
+keep a FedAvg update of the weights many digits above their float32 spacing, while the updates
+move the rows' pre-activations by far less than their spread, so a row keeps the samples it
+fired.
+
 ``readout = Linear(K, N)`` with all weights ``1/K`` maps the rows back to the input's shape, as in
 the imprint block, so that the original model runs after it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -69,6 +75,7 @@ def trap_weights(public: torch.Tensor, config: TrapConfig) -> torch.Tensor:
     flat = public.flatten(1).to(torch.float64)
     gen = torch.Generator().manual_seed(config.seed)
     w = torch.randn(config.rows, flat.shape[1], generator=gen, dtype=torch.float64).to(flat.device)
+    w = w / math.sqrt(flat.shape[1])
     positive, negative = w.clamp_min(0), w.clamp_max(0)
     from_positive, from_negative = flat @ positive.T, flat @ negative.T
 

@@ -33,9 +33,18 @@ def test_sparse_rows_pass_gradient_only_inside_their_bin(mnist_batch, mnist_publ
     x, _ = mnist_batch
     model = imprint_model(lenet, mnist_public, ImprintConfig(bins=64, structure="sparse"))
     pre = model.block.bins(x.flatten(1)).detach()
-    inside = (pre > 0) & (pre < 1)
+    inside = (pre > 0) & (pre < model.block.widths)
     bins = model.block.bin_of(x)
     assert torch.equal(inside, torch.nn.functional.one_hot(bins, 64).bool())
+
+
+def test_tied_public_measurements_still_give_every_bin_a_width(mnist_public, lenet):
+    public = mnist_public[:50].repeat(8, 1, 1, 1)
+    for structure in ("cumulative", "sparse"):
+        edges = fit_edges(public, measurements.weights("mean", 784), 200, structure)
+        assert bool((edges[1:] > edges[:-1]).all())
+        model = imprint_model(lenet, public, ImprintConfig(bins=200, structure=structure))
+        assert bool(torch.isfinite(model(public[:4])).all())
 
 
 def test_config_errors():

@@ -66,6 +66,19 @@ def test_fedavg_checks_keep_inexact_candidates_out(mnist_batch, mnist_public, le
     assert score.recovered_fraction < score.singleton_fraction
 
 
+@pytest.mark.parametrize("local_batch", [None, 16])
+def test_fedavg_sparse_block_keeps_most_singletons_exact(mnist_batch, mnist_public, lenet, local_batch):
+    """In the sparse block only a bin's own samples reach its row through every local step, and
+    the rounded bias change is replaced by the grid scale: most lone digits survive exactly."""
+    x, y = mnist_batch
+    model = imprint_model(lenet, mnist_public, ImprintConfig(bins=128, structure="sparse"))
+    obs = federated.fedavg(model, x, y, local_steps=4, lr=0.01, batch_size=local_batch)
+    score = evaluate(recover(obs, model, RecoveryConfig(labels=None)), model, x)
+    assert score.recovered_fraction >= 0.8 * score.singleton_fraction and score.false_singles == 0
+    without_snap = evaluate(recover(obs, model, RecoveryConfig(labels=None, snap_to_grid=False)), model, x)
+    assert without_snap.recovered_fraction < score.recovered_fraction
+
+
 def test_recover_many_batches_observations(mnist_batch, mnist_public, lenet):
     x, y = mnist_batch
     model = imprint_model(lenet, mnist_public, ImprintConfig(bins=128))
@@ -102,6 +115,8 @@ def test_errors_name_the_argument(mnist_batch, mnist_public, lenet):
         RecoveryConfig(pixel_range=(1.0, 0.0))
     with pytest.raises(ValueError, match=r"pixel_levels must be a positive int or None"):
         RecoveryConfig(pixel_levels=0)
+    with pytest.raises(ValueError, match=r"snap_search must be a non-negative int"):
+        RecoveryConfig(snap_search=-1)
     with pytest.raises(ValueError, match=r"status must be one of"):
         recover(obs, model, RecoveryConfig(labels=None)).count("full")
 
