@@ -56,9 +56,9 @@ def median_time(fn: Callable[[], object], device: str, repeat: int, warmup: int 
 
 
 def all_cases(device: str) -> list[Case]:
-    from cases import fc_row_stats, grad_distance, total_variation
+    from cases import fc_row_stats, grad_distance, imprint_recover, total_variation
 
-    return [c for mod in (grad_distance, total_variation, fc_row_stats) for c in mod.cases(device)]
+    return [c for mod in (grad_distance, total_variation, fc_row_stats, imprint_recover) for c in mod.cases(device)]
 
 
 def main() -> int:
