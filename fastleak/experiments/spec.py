@@ -10,6 +10,10 @@ from fastleak.errors import InvalidValueError
 
 MODES = ("fedsgd", "fedavg", "multi-pair")
 CLIENT_BN = ("train", "eval")
+THREATS = ("honest", "malicious")
+# Fields added after results files existed, and the value that reproduces the experiments written
+# before them; ``fastleak.sweeps.job_key`` leaves them out at that value so old results stay valid.
+LATER_FIELDS = {"threat": "honest", "clients": 1}
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,14 @@ class ExperimentSpec:
     mode: "fedsgd" (one gradient), "fedavg" (an update after ``local_steps`` local SGD steps with
     ``local_lr`` and ``local_batch_size``) or "multi-pair" (``pairs`` gradients of the batch under
     re-initialised models).
-    defense/defense_params: a ``fastleak.defenses`` name and its parameters, applied to the observation.
+    defense/defense_params: a ``fastleak.defenses`` name and its parameters, applied to the observation,
+    or "dp_sgd" (``fastleak.defenses.dp_sgd``: the client clips and noises per-example gradients; FedSGD).
+    clients: secure aggregation over this many clients (``fastleak.defenses.secure_aggregate``): each
+    draws its own batch of ``batch`` images (``clients * batch`` in all, the ground truth), and the
+    server sees only the mean of their shared tensors. With the honest threat this needs FedSGD.
+    threat: "honest" (an honest-but-curious server: the attack ``preset`` optimises dummy inputs) or
+    "malicious" (the server sends a modified model, ``fastleak.malicious``; ``preset`` is "imprint" or
+    "trap" and ``attack_options`` override its config fields, e.g. {"bins": 64}).
     attack_labels: "recover" (``label_method``), "optimize" or "true" (the ground truth, for ablations).
     attack_options: overrides of the preset's ``AttackConfig`` fields.
     """
@@ -56,6 +67,8 @@ class ExperimentSpec:
     attack_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str = "cpu"
+    threat: str = "honest"
+    clients: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -66,7 +79,7 @@ class ExperimentSpec:
             raise InvalidValueError(f"split must be 'train' or 'test', got {self.split!r}")
         if self.attack_labels not in ("recover", "optimize", "true"):
             raise InvalidValueError(f"attack_labels must be recover, optimize or true, got {self.attack_labels!r}")
-        for name in ("batch", "restarts", "pairs", "local_steps"):
+        for name in ("batch", "restarts", "pairs", "local_steps", "clients"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidValueError(f"{name} must be a positive integer, got {value!r}")
@@ -74,6 +87,26 @@ class ExperimentSpec:
             raise InvalidValueError(f"iterations must be a positive integer, got {self.iterations!r}")
         if not self.local_lr > 0:
             raise InvalidValueError(f"local_lr must be positive, got {self.local_lr!r}")
+        self._check_threat()
+
+    def _check_threat(self) -> None:
+        if self.threat not in THREATS:
+            raise InvalidValueError(f"threat must be one of {', '.join(THREATS)}, got {self.threat!r}")
+        if self.threat == "malicious":
+            from fastleak.malicious import presets
+
+            if self.preset not in presets.names():
+                raise InvalidValueError(f"preset must be one of {', '.join(presets.names())} under the malicious "
+                                        f"threat, got {self.preset!r}")
+            if self.mode == "multi-pair":
+                raise InvalidValueError("mode must be fedsgd or fedavg under the malicious threat, got 'multi-pair'")
+        elif self.clients > 1 and self.mode != "fedsgd":
+            raise InvalidValueError(f"clients={self.clients} (secure aggregation) needs mode 'fedsgd' under the honest "
+                                    f"threat, got {self.mode!r}: the mean of several clients' FedAvg updates is no "
+                                    "single client's update; the malicious threat reads it in closed form")
+        if self.defense == "dp_sgd" and self.mode != "fedsgd":
+            raise InvalidValueError(f"defense 'dp_sgd' clips per-example gradients of one FedSGD step; mode must be "
+                                    f"'fedsgd', got {self.mode!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

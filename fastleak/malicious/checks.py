@@ -17,8 +17,8 @@ passes, registered with ``@register("name")``:
   (``pixel_levels``: 255 for 8-bit images scaled to [0, 1], as every ``fastleak.data`` dataset
   is). A single sample comes back on its grid up to float rounding (at most 0.06 steps in float32
   FedSGD at B = 256 on MNIST); a combination of two different samples with a generic weight
-  falls between grid points wherever they differ, convex or not (0.34 steps and more there). This is the check that catches
-  convex combinations; it assumes the client's inputs are the quantised pixels (no
+  falls between grid points wherever they differ, convex or not (0.34 steps and more there).
+  This is the check that catches convex combinations; it assumes the client's inputs are the quantised pixels (no
   normalisation the server does not know) and clean gradients (noise moves every value off the
   grid).
 """

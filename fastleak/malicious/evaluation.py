@@ -25,15 +25,18 @@ EXACT_PSNR = 60.0
 
 @dataclass(frozen=True)
 class RecoveryScore:
-    """Per true sample: ``psnr`` of its matched recovery (nan when none is left for it, capped at 100
-    dB), ``exact`` (psnr >= EXACT_PSNR), ``bin_psnr`` (an oracle diagnostic: the PSNR of the candidate
-    of the sample's own bin, whatever its status; nan for blocks without bins by measurement), ``true_bin`` (its bin by measurement; -1 for blocks
-    without bins by measurement, i.e. trap weights) and ``alone`` (no other sample in its bin).
+    """Per true sample: ``matched`` (the index in ``recovery.images`` of its match, -1 for none),
+    ``psnr`` of its matched recovery (nan when none is left for it, capped at 100 dB), ``exact``
+    (psnr >= EXACT_PSNR), ``bin_psnr`` (an oracle diagnostic: the PSNR of the candidate of the
+    sample's own bin, whatever its status; nan for blocks without bins by measurement), ``true_bin``
+    (its bin by measurement; -1 for blocks without bins by measurement, i.e. trap weights) and
+    ``alone`` (no other sample in its bin).
     Batch figures: ``recovered_fraction`` (exact / B), ``singleton_fraction`` (alone / B),
     ``false_singles`` (recoveries not matched to any sample at ``EXACT_PSNR``), ``empty_bins_flagged``
     (bins with no true sample that the recovery called empty, out of ``empty_bins``),
     ``occupied_bins_flagged_empty`` and label scores when both label sets are given."""
 
+    matched: tuple[int, ...]
     psnr: tuple[float, ...]
     exact: tuple[bool, ...]
     bin_psnr: tuple[float, ...]
@@ -59,13 +62,14 @@ def evaluate(recovery: Recovery, model: MaliciousModel, true_images: torch.Tenso
     rec = recovery.images.detach().to("cpu", torch.float64).clamp(0, 1).flatten(1)
     b = len(true)
     scores = [math.nan] * b
+    matched = [-1] * b
     matched_exact = 0
     if len(rec):
         cost = (true[:, None, :] - rec[None, :, :]).pow(2).mean(-1)
         rows, cols = linear_sum_assignment(cost.numpy())
         values = psnr(rec[cols].reshape(len(cols), 1, 1, -1), true[rows].reshape(len(rows), 1, 1, -1))
-        for r, v in zip(rows.tolist(), values.clamp(max=100.0).tolist()):
-            scores[r] = v
+        for r, c, v in zip(rows.tolist(), cols.tolist(), values.clamp(max=100.0).tolist()):
+            scores[r], matched[r] = v, c
         matched_exact = int((values >= EXACT_PSNR).sum())
     exact = tuple(not math.isnan(s) and s >= EXACT_PSNR for s in scores)
 
@@ -90,7 +94,8 @@ def evaluate(recovery: Recovery, model: MaliciousModel, true_images: torch.Tenso
     labels = None
     if true_labels is not None and recovery.labels is not None:
         labels = label_scores(recovery.labels, true_labels, num_classes)
-    return RecoveryScore(psnr=tuple(scores), exact=exact, bin_psnr=bin_psnr, true_bin=tuple(bins.tolist()), alone=alone,
+    return RecoveryScore(matched=tuple(matched), psnr=tuple(scores), exact=exact, bin_psnr=bin_psnr,
+                         true_bin=tuple(bins.tolist()), alone=alone,
                          recovered_fraction=sum(exact) / b, singleton_fraction=sum(alone) / b,
                          false_singles=len(rec) - matched_exact, empty_bins=int(empty_truth.sum()),
                          empty_bins_flagged=int((empty_truth & flagged_empty).sum()),

@@ -39,6 +39,7 @@ from typing import Any
 from fastleak._toml import read_toml
 from fastleak.errors import InvalidValueError
 from fastleak.experiments import ExperimentSpec
+from fastleak.experiments.spec import LATER_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,10 @@ SettingPath = tuple[str, ...]  # ("batch",) or ("defense_params", "sigma")
 
 
 def job_key(spec: ExperimentSpec) -> str:
-    """sha256 of the canonical JSON (sorted keys, no spaces) of the spec's complete settings."""
-    text = json.dumps(spec.as_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    """sha256 of the canonical JSON (sorted keys, no spaces) of the spec's complete settings; fields
+    added later (``LATER_FIELDS``) are left out at their default, so older results files keep their keys."""
+    settings = {k: v for k, v in spec.as_dict().items() if LATER_FIELDS.get(k, object()) != v}
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
