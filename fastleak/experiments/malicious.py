@@ -24,11 +24,11 @@ from fastleak import data
 from fastleak.errors import InvalidValueError
 from fastleak.experiments.scenario import Scenario, simulate
 from fastleak.experiments.spec import ExperimentSpec
-from fastleak.malicious import EXACT_PSNR, Recovery, RecoveryConfig, RecoveryScore, evaluate, recover
+from fastleak.malicious import Recovery, RecoveryConfig, RecoveryScore, evaluate, recover
+from fastleak.metrics.images import RECOGNISABLE_PSNR
 
 log = logging.getLogger(__name__)
 
-RECOGNISABLE_PSNR = 18.0  # dB, as the honest attack's headline
 EVERY_BIN = RecoveryConfig(checks=(), snap_to_grid=False, labels=None)
 
 
@@ -126,7 +126,7 @@ DEFAULT_PROTECTIONS = (
     Protection("dp_sgd", {"clip": 1.0, "sigma": 1e-3}),
     Protection("dp_sgd", {"clip": 1.0, "sigma": 1.0}),
     Protection("secure_aggregation", {"clients": 4}),
-    Protection("secure_aggregation", {"clients": 16}),
+    Protection("secure_aggregation", {"clients": 8}),
 )
 
 

@@ -65,7 +65,7 @@ def evaluate(recovery: Recovery, model: MaliciousModel, true_images: torch.Tenso
     matched = [-1] * b
     matched_exact = 0
     if len(rec):
-        cost = (true[:, None, :] - rec[None, :, :]).pow(2).mean(-1)
+        cost = ((true.pow(2).sum(1, keepdim=True) + rec.pow(2).sum(1) - 2 * true @ rec.T) / true.shape[1]).clamp_min(0)
         rows, cols = linear_sum_assignment(cost.numpy())
         values = psnr(rec[cols].reshape(len(cols), 1, 1, -1), true[rows].reshape(len(rows), 1, 1, -1))
         for r, c, v in zip(rows.tolist(), cols.tolist(), values.clamp(max=100.0).tolist()):

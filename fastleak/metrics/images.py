@@ -13,6 +13,8 @@ from fastleak.metrics.labels import LabelScores, label_scores
 
 log = logging.getLogger(__name__)
 
+RECOGNISABLE_PSNR = 18.0  # dB; below it a CIFAR-size reconstruction rarely shows its object
+
 
 def _check_images(name: str, x: torch.Tensor) -> None:
     if x.dim() != 4:

@@ -11,6 +11,12 @@ runs/<timestamp>/
   grid.png      ground truth (top) and matched reconstructions (bottom) with PSNR captions
   loss.png      objective per restart against the step
   checkpoint.pt the attack checkpoint (used by --resume)
+
+Under the malicious threat (closed-form recovery, no iterations) metrics.json holds
+``fastleak.experiments.malicious.outcome_metrics`` plus "psnr_per_image" (per true sample),
+"bins" ({"status", "failed_checks"} per bin), grid.png shows the first 32 true samples over
+their matched recoveries (black: none), recovered.pt holds the recovered inputs and their bins,
+and there is no loss.png or checkpoint.pt.
 """
 from __future__ import annotations
 
@@ -91,4 +97,29 @@ def write_outcome(run_dir: Path, spec_dict: dict[str, Any], outcome) -> dict[str
     reconstruction_grid(scenario.images, result.images[order], captions, run_dir / "grid.png")
     loss_plot(result.history_steps, result.history, run_dir / "loss.png",
               title=f"{result.config.name}: objective per restart")
+    return metrics
+
+
+GRID_SAMPLES = 32
+
+
+def write_malicious_outcome(run_dir: Path, spec_dict: dict[str, Any], outcome) -> dict[str, Any]:
+    """Write the report files of a run under the malicious threat (module docs); returns the metrics."""
+    from fastleak.experiments.malicious import outcome_metrics
+
+    scenario, recovery, score = outcome.scenario, outcome.recovery, outcome.score
+    write_config(run_dir, spec_dict)
+    metrics = {**outcome_metrics(outcome), "psnr_per_image": list(score.psnr),
+               "bins": {"status": list(recovery.status), "failed_checks": [list(f) for f in recovery.failed_checks]}}
+    write_json(run_dir / "metrics.json", metrics)
+    recovered = recovery.labels.cpu() if recovery.labels is not None else None
+    write_json(run_dir / "labels.json", {"method": spec_dict.get("label_method") if recovered is not None else None,
+                                         "true": sorted(scenario.labels.tolist()),
+                                         "recovered": sorted(recovered.tolist()) if recovered is not None else None})
+    torch.save({"images": recovery.images.cpu(), "bins": recovery.bins}, run_dir / "recovered.pt")
+    shown = min(len(scenario.images), GRID_SAMPLES)
+    blank = torch.zeros_like(scenario.images[0])
+    matches = torch.stack([recovery.images[m].cpu() if m >= 0 else blank for m in score.matched[:shown]])
+    captions = [f"{p:.0f} dB" if p == p else "none" for p in score.psnr[:shown]]
+    reconstruction_grid(scenario.images[:shown], matches, captions, run_dir / "grid.png")
     return metrics

@@ -19,7 +19,12 @@ def _now() -> str:
 
 
 def outcome_metrics(outcome: Any) -> dict[str, Any]:
-    """The scalar results of an ``Outcome``: image and label metrics, attack speed."""
+    """The scalar results of an ``Outcome``: image and label metrics, attack speed (under the
+    malicious threat: ``fastleak.experiments.malicious.outcome_metrics``)."""
+    from fastleak.experiments.malicious import MaliciousOutcome, outcome_metrics as malicious_metrics
+
+    if isinstance(outcome, MaliciousOutcome):
+        return malicious_metrics(outcome)
     ev, res = outcome.evaluation, outcome.result
     labels = ev.labels
     return {"psnr": ev.psnr, "ssim": ev.ssim, "mse": ev.mse,

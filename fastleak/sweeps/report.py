@@ -23,7 +23,11 @@ from fastleak.sweeps.results import JobResult, latest, read_results
 AVERAGED = ("seed",)
 # (metric key, column title, format)
 COLUMNS = (("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"), ("ln_acc", "LnAcc", "{:.2f}"),
-           ("le_acc", "LeAcc", "{:.2f}"), ("exact", "exact", "{:.0%}"), ("wall_time_s", "time (s)", "{:.1f}"))
+           ("le_acc", "LeAcc", "{:.2f}"), ("exact", "exact", "{:.0%}"),
+           ("recovered_fraction", "recovered exactly", "{:.1%}"), ("singleton_fraction", "alone in their bin", "{:.1%}"),
+           ("recognisable_fraction", "recognisable", "{:.1%}"), ("wall_time_s", "time (s)", "{:.1f}"))
+# Shown only when some job has them: the malicious threat's (fastleak.experiments.malicious.outcome_metrics).
+OPTIONAL_COLUMNS = ("ssim", "recovered_fraction", "singleton_fraction", "recognisable_fraction")
 
 
 def flatten(settings: dict[str, Any]) -> dict[str, Any]:
@@ -78,14 +82,19 @@ class Summary:
     rows: tuple[Row, ...]
     failures: tuple[JobResult, ...]
 
+    def columns(self) -> tuple[tuple[str, str, str], ...]:
+        return tuple(c for c in COLUMNS if c[0] not in OPTIONAL_COLUMNS
+                     or any(row.means[c[0]] is not None for row in self.rows))
+
     def table(self) -> str:
         """The rows as a markdown table."""
-        titles = [*self.varied, "jobs ok", *(title for _, title, _ in COLUMNS)]
+        columns = self.columns()
+        titles = [*self.varied, "jobs ok", *(title for _, title, _ in columns)]
         lines = ["| " + " | ".join(titles) + " |",
                  "|" + "|".join("---" if i < len(self.varied) else "---:" for i in range(len(titles))) + "|"]
         for row in self.rows:
             cells = [show(row.setting[k]) for k in self.varied] + [f"{row.ok}/{row.ok + row.failed}"]
-            for key, _, fmt in COLUMNS:
+            for key, _, fmt in columns:
                 mean, std = row.means[key], row.stds[key]
                 cell = "-" if mean is None else fmt.format(mean)
                 if std is not None and key == "psnr":

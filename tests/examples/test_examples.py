@@ -29,6 +29,24 @@ def test_the_defense_sweep_runs_its_ten_jobs_and_reports(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_malicious_sweep_runs_its_jobs_and_reports_what_the_server_recovers(tmp_path):
+    sweep = sweeps.load(ROOT / "examples" / "sweep_malicious.toml")
+    assert len(sweep.jobs()) == 24  # as its header says
+    run = subprocess.run([sys.executable, "-m", "fastleak", "sweep", str(ROOT / "examples" / "sweep_malicious.toml"),
+                          "--backend", "serial"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    assert "24 jobs: 0 already done, 24 ok, 0 failed" in run.stdout
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "sweep_malicious.jsonl").read_text().splitlines()]
+    baseline = [r["metrics"] for r in rows if r["settings"]["preset"] == "imprint" and r["settings"]["defense"] is None
+                and r["settings"]["clients"] == 1]
+    assert len(baseline) == 3 and all(m["recovered_fraction"] == m["singleton_fraction"] > 0.4 for m in baseline)
+    report = subprocess.run([sys.executable, "-m", "fastleak", "sweep", "--report", "runs/sweep_malicious.jsonl"],
+                            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    assert "recovered exactly" in (tmp_path / "runs" / "sweep_malicious_report" / "summary.md").read_text()
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("flwr") is None, reason="the flower extra is not installed")
 def test_the_flower_audit_example_scores_every_client(tmp_path):
     out = tmp_path / "audit"

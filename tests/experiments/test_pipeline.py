@@ -52,3 +52,35 @@ def test_client_bn_sets_how_the_client_runs_batchnorm(client_bn, bn_train):
 def test_spec_rejects_an_unknown_client_bn():
     with pytest.raises(ValueError, match="client_bn must be 'train' or 'eval', got 'frozen'"):
         ExperimentSpec(client_bn="frozen")
+
+
+def test_secure_aggregation_draws_a_batch_per_client_and_shows_the_server_their_mean():
+    spec = ExperimentSpec(model="lenet", batch=2, clients=3, labels="random")
+    scenario = simulate(spec)
+    assert scenario.images.shape[0] == 6 and scenario.observation.num_samples == 6
+    assert scenario.observation.meta["defenses"][-1] == {"name": "secure_aggregation", "clients": 3}
+    single = simulate(spec.replace(clients=1))
+    assert not torch.equal(single.observation.pairs[0].shared[0], scenario.observation.pairs[0].shared[0])
+
+
+def test_dp_sgd_is_a_defense_of_the_spec():
+    plain = simulate(ExperimentSpec(model="lenet", batch=2, client_bn="eval"))
+    clipped = simulate(ExperimentSpec(model="lenet", batch=2, client_bn="eval", defense="dp_sgd",
+                                      defense_params={"clip": 1e-3, "sigma": 0.0}))
+    assert clipped.observation.meta["defenses"] == ({"name": "dp_sgd", "clip": 1e-3, "sigma": 0.0, "seed": 0},)
+    norm = torch.sqrt(sum(t.double().pow(2).sum() for t in clipped.observation.pairs[0].shared))
+    assert norm <= 1e-3 * (1 + 1e-6)
+    assert torch.sqrt(sum(t.double().pow(2).sum() for t in plain.observation.pairs[0].shared)) > 1e-2
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"threat": "curious"}, "threat must be one of honest, malicious"),
+    ({"clients": 0}, "clients must be a positive integer"),
+    ({"clients": 2, "mode": "fedavg"}, "needs mode 'fedsgd' under the honest threat"),
+    ({"defense": "dp_sgd", "mode": "fedavg"}, "defense 'dp_sgd' clips per-example gradients"),
+    ({"threat": "malicious"}, "preset must be one of imprint, trap under the malicious threat, got 'inverting'"),
+    ({"threat": "malicious", "preset": "imprint", "mode": "multi-pair"}, "mode must be fedsgd or fedavg"),
+])
+def test_spec_checks_the_threat_and_its_defenses(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ExperimentSpec(**changes)

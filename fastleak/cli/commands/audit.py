@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from fastleak.cli.commands.loading import load_observation
+from fastleak.cli.commands.malicious_audit import audit_malicious, malicious_audit_options
 from fastleak.cli.commands.options import constructor_options, key_value_pairs, model_options, run_folder_options
 from fastleak.cli.commands.registry import command
 from fastleak.cli.commands.running import Progress
@@ -18,12 +19,19 @@ from fastleak.cli.errors import CliError
 
 def _configure_audit(p: argparse.ArgumentParser) -> None:
     from fastleak.attacks.presets import PRESETS
+    from fastleak.experiments.spec import THREATS
 
-    p.add_argument("observation", help="observation file (fastleak.federated.save format)")
+    p.add_argument("observation", nargs="?", default=None,
+                   help="observation file (fastleak.federated.save format); none under --threat malicious")
     model_options(p, {"device": "cpu", "model_options": "the constructor's"}, required=True, simulated=False)
     p.add_argument("--num-classes", type=int, default=None, help="classes (default: the observation's)")
     g = p.add_argument_group("attack")
-    g.add_argument("--preset", default="inverting", help="dlg, idlg, inverting, gradinversion, geng")
+    g.add_argument("--threat", default="honest", choices=THREATS,
+                   help="honest: attack the captured observation; malicious: what a server that modifies your model "
+                        "would recover from your data, under each protection (default: honest)")
+    g.add_argument("--preset", default=None,
+                   help="honest: dlg, idlg, inverting, gradinversion, geng (default: inverting); malicious: imprint, "
+                        "trap (default: imprint)")
     g.add_argument("--restarts", type=int, default=4, help="random initialisations, optimised together")
     g.add_argument("--iterations", type=int, default=None,
                    help=f"optimisation steps (default: the preset's, {PRESETS.get('inverting').iterations} for "
@@ -31,7 +39,8 @@ def _configure_audit(p: argparse.ArgumentParser) -> None:
     g.add_argument("--attack-labels", default="recover", help="recover or optimize")
     g.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="override a preset field, e.g. tv=0.1, repeatable (default: the preset's)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the random initialisations")
+    g.add_argument("--seed", type=int, default=0, help="seed of the random initialisations (malicious: of the data)")
+    malicious_audit_options(p)
     run_folder_options(p)
 
 
@@ -49,11 +58,22 @@ def _without_option(argv: list[str], name: str) -> list[str]:
     return out
 
 
-@command("audit", "Attack an observation captured from a real FL system (saved with fastleak.federated.save).",
+@command("audit", "Attack an observation captured from a real FL system (saved with fastleak.federated.save), "
+                  "or, with --threat malicious, measure what a malicious server recovers from your model and data "
+                  "under each defense.",
          "  fastleak audit client7.obs --model convnet --model-option width=32\n"
-         "  fastleak audit client7.obs --model mypkg.nets:Net --state-dict global.pt --iterations 500",
+         "  fastleak audit client7.obs --model mypkg.nets:Net --state-dict global.pt --iterations 500\n"
+         "  fastleak audit --threat malicious --model lenet --dataset mnist --batch 64\n"
+         "  fastleak audit --threat malicious --model mypkg.nets:Net --data-root ~/data/cifar10 --dataset cifar10 "
+         "--mode fedavg --protection none --protection secure_aggregation:clients=8",
          _configure_audit)
 def audit(args: argparse.Namespace) -> int:
+    if args.threat == "malicious":
+        return audit_malicious(args)
+    if args.observation is None:
+        raise CliError("audit needs an observation file under the honest threat",
+                       "pass a file written by fastleak.federated.save, or use --threat malicious")
+    args.preset = args.preset or "inverting"
     from fastleak.attacks import attack
     from fastleak.attacks.presets import PRESETS
     from fastleak.reports import image_rows, loss_plot, new_run_dir

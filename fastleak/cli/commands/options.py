@@ -39,7 +39,8 @@ def shown_defaults(base: dict[str, Any]) -> dict[str, Any]:
 
     shown = {**ExperimentSpec().as_dict(), **base}
     if shown["iterations"] is None:
-        shown["iterations"] = f"the preset's, {PRESETS.get(shown['preset']).iterations} for {shown['preset']}"
+        shown["iterations"] = (f"the preset's, {PRESETS.get(shown['preset']).iterations} for {shown['preset']}"
+                               if shown["preset"] in PRESETS.names() else "none: the malicious presets are closed-form")
     options = shown["model_options"] or {}
     if "width" not in options and ":" not in shown["model"]:
         from fastleak import models
@@ -105,16 +106,26 @@ def scenario_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
                    help="FedAvg mini-batch size (default: the whole batch)")
     g.add_argument("--pairs", type=int, default=None,
                    help=f"multi-pair: number of model states (default: {shown['pairs']})")
-    g.add_argument("--defense", default=None, help="gaussian, laplace, clip, topk, prune, quantize (default: none)")
+    g.add_argument("--defense", default=None,
+                   help="gaussian, laplace, clip, topk, prune, quantize, dp_sgd (default: none)")
+    g.add_argument("--clients", type=int, default=None, metavar="K",
+                   help="secure aggregation: K clients with a batch each, the server sees only their mean "
+                        f"(default: {shown['clients']})")
     g.add_argument("--defense-param", action="append", metavar="KEY=VALUE",
                    help="e.g. sigma=0.01, repeatable (default: the defense's)")
     g.add_argument("--seed", type=int, default=None, help=f"data, model and attack seed (default: {shown['seed']})")
 
 
 def attack_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
+    from fastleak.experiments.spec import THREATS
+
     g = p.add_argument_group("attack")
+    g.add_argument("--threat", default=None, choices=THREATS,
+                   help="honest: the server follows the protocol and optimises dummy inputs; malicious: it sends a "
+                        f"modified model and reads inputs off it in closed form (default: {shown['threat']})")
     g.add_argument("--preset", default=None,
-                   help=f"dlg, idlg, inverting, gradinversion, geng (default: {shown['preset']})")
+                   help="honest: dlg, idlg, inverting, gradinversion, geng; malicious: imprint, trap "
+                        f"(default: {shown['preset']}; imprint under --threat malicious)")
     g.add_argument("--restarts", type=int, default=None,
                    help=f"random initialisations, optimised together (default: {shown['restarts']})")
     g.add_argument("--iterations", type=int, default=None, help=f"optimisation steps (default: {shown['iterations']})")
@@ -126,9 +137,10 @@ def attack_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
                    help="override a preset field, e.g. tv=0.1, repeatable (default: the preset's)")
 
 
+MALICIOUS_PRESET = "imprint"
 _SPEC_KEYS = ("dataset", "data_root", "split", "model", "client_bn", "state_dict", "batch", "labels", "mode",
               "local_steps", "local_lr", "local_batch_size", "pairs", "defense", "seed", "preset", "restarts",
-              "iterations", "attack_labels", "label_method", "device")
+              "iterations", "attack_labels", "label_method", "device", "threat", "clients")
 
 
 def spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
@@ -151,6 +163,8 @@ def spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
                                     **key_value_pairs(args.defense_param, "--defense-param")}
     if getattr(args, "option", None):
         values["attack_options"] = {**values.get("attack_options", {}), **key_value_pairs(args.option, "--option")}
+    if values.get("threat") == "malicious" and getattr(args, "preset", None) is None and "preset" not in base:
+        values["preset"] = MALICIOUS_PRESET
     return ExperimentSpec.from_dict(values)
 
 

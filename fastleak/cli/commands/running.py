@@ -31,6 +31,8 @@ class Progress:
 
 
 def execute(spec, run_dir: Path, thread_policy: str, created: bool = True, command: str = "attack") -> int:
+    if spec.threat == "malicious":
+        return execute_malicious(spec, run_dir, thread_policy, created)
     from fastleak.attacks.presets import PRESETS
     from fastleak.experiments import run
     from fastleak.reports import write_outcome
@@ -78,11 +80,52 @@ def print_summary(spec, outcome, metrics: dict[str, Any], run_dir: Path, thread_
         print(f"{key:<{width}}  {value}")
 
 
-RECOGNISABLE_PSNR = 18.0  # dB; below it a CIFAR-size reconstruction rarely shows its object
+def execute_malicious(spec, run_dir: Path, thread_policy: str, created: bool = True) -> int:
+    from fastleak.experiments import run
+    from fastleak.reports.rundir import removed_if_it_fails_empty, write_config, write_malicious_outcome
+
+    write_config(run_dir, spec.as_dict())
+    with removed_if_it_fails_empty(run_dir, created):
+        outcome = run(spec)
+    metrics = write_malicious_outcome(run_dir, spec.as_dict(), outcome)
+    print_malicious_summary(spec, outcome, metrics, run_dir, thread_policy)
+    return 0
+
+
+def print_malicious_summary(spec, outcome, metrics: dict[str, Any], run_dir: Path, thread_policy: str) -> None:
+    from fastleak.malicious import EXACT_PSNR
+    from fastleak.metrics.images import RECOGNISABLE_PSNR
+
+    n = metrics["samples"]
+    exact = round(metrics["recovered_fraction"] * n)
+    batches = f"{spec.clients} clients' batches of {spec.batch}" if spec.clients > 1 else f"a batch of {spec.batch}"
+    print(f"From {batches}, the malicious server recovered {exact} of the {n} private images exactly "
+          f"(PSNR >= {EXACT_PSNR:.0f} dB) in closed form.\n")
+    options = " ".join(f"{k}={v}" for k, v in spec.attack_options.items())
+    block = outcome.scenario.model.block
+    defense = spec.defense + "".join(f" {k}={v}" for k, v in spec.defense_params.items()) if spec.defense else "none"
+    rows = [("attack", f"{spec.preset}{f' ({options})' if options else ''}: {len(outcome.recovery.status)} "
+                       f"{'bins' if hasattr(block, 'bin_intervals') else 'trap rows'} in front of {spec.model}, "
+                       f"{spec.mode}" + (f", secure aggregation over {spec.clients} clients" if spec.clients > 1 else "")),
+            ("data", f"{spec.dataset}, {n} images ({spec.labels} labels)"),
+            ("defense", defense),
+            ("bins", f"{metrics['single_bins']} single, {metrics['mixed_bins']} mixed, {metrics['empty_bins']} empty"),
+            ("recovered", f"{exact} exact of {n} ({metrics['recovered_fraction']:.1%}); alone in their bin: "
+                          f"{metrics['singleton_fraction']:.1%}; recognisable (>= {RECOGNISABLE_PSNR:.0f} dB) among "
+                          f"every bin's input: {metrics['recognisable_fraction']:.1%}; false: {metrics['false_images']}"),
+            ("labels", "not recovered" if metrics["ln_acc"] is None else
+             f"LnAcc {metrics['ln_acc']:.2f}  LeAcc {metrics['le_acc']:.2f} [{spec.label_method}]"),
+            ("speed", f"recovery {metrics['recovery_time_s']:.3f} s on {spec.device}, {thread_policy}"),
+            ("outputs", str(run_dir))]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
 
 
 def headline(kind: str, psnr_per_image: list[float], ln_acc: float) -> str:
     """One plain sentence: what the server got from this client."""
+    from fastleak.metrics.images import RECOGNISABLE_PSNR
+
     n = len(psnr_per_image)
     good = sum(p >= RECOGNISABLE_PSNR for p in psnr_per_image)
     mean = sum(psnr_per_image) / n
