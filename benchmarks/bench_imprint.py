@@ -2,7 +2,8 @@
 
     python benchmarks/bench_imprint.py [--datasets mnist,cifar] [--batches 64,128,256] [--seeds 0,1,2,3,4]
                                        [--attacks imprint,trap] [--threads 1] [--out runs/bench/imprint.jsonl]
-                                       [--table]
+                                       [--data-root DIR] [--table]
+    python benchmarks/bench_imprint.py --write-folder DIR     # the cifar pools as an image folder on disk
 
 Client pools and the server's public data (disjoint, all real images):
 
@@ -13,6 +14,11 @@ Client pools and the server's public data (disjoint, all real images):
   ``fastleak.data`` are resized to 256x256 and cut into 64 tiles each. The client draws from
   CIFAR-10 (20), CIFAR-100 (20) and the tiles of photos 0-9 (640); the server fits on the tiles
   of photos 10-19 (640).
+* with ``--data-root DIR``, each name in ``--datasets`` is a ``fastleak.data`` dataset read from
+  disk: the client draws from up to 2,000 images of its test split, the server fits on up to
+  5,000 of its train split. ``--write-folder DIR`` writes the cifar pools there as PNG files in the
+  ``folder`` layout (``DIR/test/<class>/``, ``DIR/train/<class>/``), so that
+  ``--datasets folder --data-root DIR`` measures the same images through the on-disk reader.
 
 The model is ``lenet`` (for the input's shape, seeded) with the malicious block in front. Per
 seed a batch of B samples is drawn with its labels and the client computes FedSGD, or FedAvg
@@ -49,10 +55,15 @@ import torch
 LOCAL_STEPS = 4
 
 
-def pools(dataset: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pools(dataset: str, root: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(client images, client labels, server public images) of ``dataset`` (see module docs)."""
     from fastleak import data
 
+    if root is not None:
+        sizes = {split: len(data.open_split(dataset, root=root, split=split).labels) for split in ("test", "train")}
+        x, y = data.load(dataset, min(sizes["test"], 2000), seed=0, root=root)
+        public, _ = data.load(dataset, min(sizes["train"], 5000), seed=0, root=root, split="train")
+        return x, y % 10, public
     if dataset == "mnist":
         x, y = data.load("mnist", 1000, seed=0)
         public, _ = data.load("mnist", 4000, seed=0, split="train")
@@ -66,6 +77,19 @@ def pools(dataset: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x = torch.cat([cifar10, cifar100, tiles[:10].reshape(-1, 3, 32, 32)])
     y = torch.cat([y10, y100 % 10, tile_labels[:10].reshape(-1)])
     return x, y, tiles[10:].reshape(-1, 3, 32, 32)
+
+
+def write_folder(folder: Path) -> None:
+    """The cifar pools as PNG files: ``folder/test/<label>/`` (the client's), ``folder/train/<label>/``."""
+    from PIL import Image
+
+    x, y, public = pools("cifar")
+    for split, images, labels in (("test", x, y), ("train", public, torch.zeros(len(public), dtype=torch.long))):
+        for i, (image, label) in enumerate(zip(images, labels.tolist())):
+            path = folder / split / f"{label}"
+            path.mkdir(parents=True, exist_ok=True)
+            pixels = (image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            Image.fromarray(pixels).save(path / f"{i:05d}.png")
 
 
 def run_case(case: dict, pool: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict:
@@ -201,9 +225,14 @@ def main() -> None:
     ap.add_argument("--attacks", default="imprint,trap")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/bench/imprint.jsonl")
+    ap.add_argument("--data-root", default=None, help="read --datasets from this folder (see module docs)")
+    ap.add_argument("--write-folder", default=None, help="write the cifar pools to this folder and exit")
     ap.add_argument("--table", action="store_true", help="print the table of --out and exit")
     args = ap.parse_args()
     out = Path(args.out)
+    if args.write_folder:
+        write_folder(Path(args.write_folder))
+        return
     if args.table:
         print(table(out))
         return
@@ -215,7 +244,7 @@ def main() -> None:
     loaded: dict[str, tuple] = {}
     for case in todo:
         if case["dataset"] not in loaded:
-            loaded[case["dataset"]] = pools(case["dataset"])
+            loaded[case["dataset"]] = pools(case["dataset"], args.data_root)
         row = run_case(case, loaded[case["dataset"]])
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")

@@ -14,10 +14,10 @@ optimisation.
 
 Blocks: ``imprint`` (Fowl et al., "Robbing the Fed", ICLR 2022), with bins on a measurement
 fitted on the server's public data; ``trap`` (Boenisch et al., "When the Curious Abandon
-Honesty", EuroS&P 2023), trap weights calibrated on it. Recovery: ``recovery``; single-sample checks: ``checks``;
-singleton-fraction theory: ``theory``.
+Honesty", EuroS&P 2023), trap weights calibrated on it; ``presets`` sizes either for a batch.
+Recovery: ``recovery``; single-sample checks: ``checks``; singleton-fraction theory: ``theory``.
 """
-from fastleak.malicious import checks, measurements, theory
+from fastleak.malicious import checks, measurements, presets, theory
 from fastleak.malicious.evaluation import EXACT_PSNR, RecoveryScore, evaluate
 from fastleak.malicious.imprint import ImprintBlock, ImprintConfig, fit_edges, imprint_model
 from fastleak.malicious.model import MaliciousModel
@@ -26,4 +26,4 @@ from fastleak.malicious.trap import TrapBlock, TrapConfig, trap_model
 
 __all__ = ["MaliciousModel", "ImprintBlock", "ImprintConfig", "fit_edges", "imprint_model", "Recovery",
            "RecoveryConfig", "recover", "recover_many", "RecoveryScore", "evaluate", "EXACT_PSNR", "checks",
-           "measurements", "theory", "TrapBlock", "TrapConfig", "trap_model"]
+           "measurements", "presets", "theory", "TrapBlock", "TrapConfig", "trap_model"]
