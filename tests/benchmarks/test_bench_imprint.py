@@ -24,3 +24,14 @@ def test_mnist_fedsgd_case_recovers_its_singletons():
     assert row["recovered"] == row["singleton"] > 0.4 and row["false_singles"] == 0
     assert abs(row["predicted"] - row["equal_mass"]) < 0.05 and row["ln_acc"] is not None
     assert row["threads"] == torch.get_num_threads()
+
+
+def test_the_cifar_pools_written_to_disk_come_back_through_the_folder_reader(tmp_path):
+    from bench_imprint import write_folder
+
+    write_folder(tmp_path)
+    x, y, public = pools("folder", str(tmp_path))
+    expected, _, expected_public = pools("cifar")
+    assert x.shape == expected.shape and public.shape == expected_public.shape and int(y.max()) < 10
+    assert {tuple(row.tolist()) for row in (x.flatten(1) * 255).round().int()[:, :8]} == \
+        {tuple(row.tolist()) for row in (expected.flatten(1) * 255).round().int()[:, :8]}
