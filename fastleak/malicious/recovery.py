@@ -15,8 +15,9 @@ Before the checks, each candidate is re-scaled onto the data's pixel grid where 
 (``snap_to_grid``, ``fastleak.malicious.rescale``): a FedAvg update's bias change is rounded to a
 few digits in float32, while the direction of the weight change, and so the sample, survives.
 
-With a non-cumulative block (trap weights) several rows can hold the same sample; single
-candidates closer than ``duplicate_tolerance`` (RMS) to one kept earlier are reported once.
+With trap weights several rows can hold the same sample; single candidates closer than
+``duplicate_tolerance`` (RMS) to one kept earlier are reported once. An imprint block's bins are
+disjoint intervals of the measurement, so no sample is in two of them.
 
 Labels come from the existing label-count API (``fastleak.labels.recover``) on the same
 observation and model; they are a multiset, not tied to the recovered inputs.
@@ -40,6 +41,7 @@ from fastleak.ops import imprint_recover
 log = logging.getLogger("fastleak.malicious")
 
 STATUSES = ("empty", "single", "mixed")
+SETTLED_GRID_STEPS = 0.1  # float32 rounding leaves a lone sample of a FedSGD gradient within 0.06 steps
 
 
 @dataclass(frozen=True)
@@ -156,11 +158,11 @@ def _judge(images: torch.Tensor, bias_diff: torch.Tensor, model: MaliciousModel,
     return status, failed
 
 
-def _single_inputs(images: torch.Tensor, status: list[str], cumulative: bool,
+def _single_inputs(images: torch.Tensor, status: list[str], rows_overlap: bool,
                    tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
     bins = torch.tensor([k for k, s in enumerate(status) if s == "single"], dtype=torch.long)
     chosen = images[bins.to(images.device)]
-    if cumulative or len(bins) < 2:
+    if not rows_overlap or len(bins) < 2:
         return chosen, bins
     keep: list[int] = []
     flat = chosen.to(torch.float64)
@@ -176,6 +178,10 @@ def _snapped(images: torch.Tensor, bias_diff: torch.Tensor, model: MaliciousMode
     low, high = config.pixel_range if config.pixel_range is not None else (0.0, 1.0)
     occupied = torch.nonzero(bias_diff != 0).flatten()
     flat = images[occupied].detach().to(torch.float64)
+    off = off_grid(flat, config.pixel_levels, low, high)
+    # bias-scaled inputs already this close to the grid (a FedSGD gradient's lone samples) stay as they are
+    unsettled = off > SETTLED_GRID_STEPS
+    occupied, flat, off = occupied[unsettled], flat[unsettled], off[unsettled]
     direction = flat * bias_diff[occupied].detach().to(torch.float64)[:, None]
     estimate = flat
     block = model.block
@@ -185,7 +191,7 @@ def _snapped(images: torch.Tensor, bias_diff: torch.Tensor, model: MaliciousMode
         estimate = torch.where(torch.isfinite(by_measurement), by_measurement, flat)
     snapped = snap_to_grid(direction, estimate, config.pixel_levels, low, high, config.snap_search)
     # a bin whose candidate does not snap closer keeps its bias-scaled candidate
-    keep = off_grid(snapped, config.pixel_levels, low, high) >= off_grid(flat, config.pixel_levels, low, high)
+    keep = off_grid(snapped, config.pixel_levels, low, high) >= off
     out = images.clone()
     out[occupied] = torch.where(keep[:, None], flat, snapped).to(images.dtype)
     return out
@@ -196,7 +202,8 @@ def _recover_bins(images: torch.Tensor, bias_diff: torch.Tensor, observation: Ob
     if config.snap_to_grid and config.pixel_levels is not None:
         images = _snapped(images, bias_diff, model, config)
     status, failed = _judge(images, bias_diff, model, config)
-    chosen, bins = _single_inputs(images, status, model.block.cumulative, config.duplicate_tolerance)
+    rows_overlap = not hasattr(model.block, "bin_intervals")
+    chosen, bins = _single_inputs(images, status, rows_overlap, config.duplicate_tolerance)
     labels = None
     if config.labels is not None:
         from fastleak import labels as label_api
