@@ -173,14 +173,15 @@ def _single_inputs(images: torch.Tensor, status: list[str], rows_overlap: bool,
     return chosen[index.to(chosen.device)], bins[index]
 
 
-def _snapped(images: torch.Tensor, bias_diff: torch.Tensor, model: MaliciousModel,
-             config: RecoveryConfig) -> torch.Tensor:
+def _snapped(images: torch.Tensor, bias_diff: torch.Tensor, model: MaliciousModel, config: RecoveryConfig,
+             exact_bias: bool) -> torch.Tensor:
     low, high = config.pixel_range if config.pixel_range is not None else (0.0, 1.0)
     occupied = torch.nonzero(bias_diff != 0).flatten()
     flat = images[occupied].detach().to(torch.float64)
     off = off_grid(flat, config.pixel_levels, low, high)
-    # bias-scaled inputs already this close to the grid (a FedSGD gradient's lone samples) stay as they are
-    unsettled = off > SETTLED_GRID_STEPS
+    # with a gradient's bias, inputs already this close to the grid (its lone samples) stay as they are;
+    # an update's rounded bias change can scale a dark image by 1% and still leave it this close
+    unsettled = off > (SETTLED_GRID_STEPS if exact_bias else 0.0)
     occupied, flat, off = occupied[unsettled], flat[unsettled], off[unsettled]
     direction = flat * bias_diff[occupied].detach().to(torch.float64)[:, None]
     estimate = flat
@@ -200,7 +201,7 @@ def _snapped(images: torch.Tensor, bias_diff: torch.Tensor, model: MaliciousMode
 def _recover_bins(images: torch.Tensor, bias_diff: torch.Tensor, observation: Observation, model: MaliciousModel,
                   config: RecoveryConfig, started: float) -> Recovery:
     if config.snap_to_grid and config.pixel_levels is not None:
-        images = _snapped(images, bias_diff, model, config)
+        images = _snapped(images, bias_diff, model, config, exact_bias=observation.kind == "gradient")
     status, failed = _judge(images, bias_diff, model, config)
     rows_overlap = not hasattr(model.block, "bin_intervals")
     chosen, bins = _single_inputs(images, status, rows_overlap, config.duplicate_tolerance)
