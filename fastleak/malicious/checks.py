@@ -2,8 +2,9 @@
 
 A bin holding several samples yields ``sum c_i x_i / sum c_i``: with coefficients of one sign a
 convex combination, with mixed signs an extrapolation. Each check is
-``check(images [K, N] float64, block, bias_diff [K], config) -> bool [K]``, True where the input
-passes, registered with ``@register("name")``:
+``check(images [M, N] float64, rows [M], block, bias_diff [K], config) -> bool [M]``: the inputs
+of the bins ``rows`` (the occupied ones), True where the input passes; registered with
+``@register("name")``:
 
 * ``interval`` (imprint blocks): the input's measurement lies in its bin's interval. A single
   sample's does by construction; an extrapolation leaves the interval when the coefficients'
@@ -34,12 +35,12 @@ from fastleak._registry import Registry
 if TYPE_CHECKING:
     from fastleak.malicious.recovery import RecoveryConfig
 
-CheckFn = Callable[[torch.Tensor, nn.Module, torch.Tensor, "RecoveryConfig"], torch.Tensor]
+CheckFn = Callable[[torch.Tensor, torch.Tensor, nn.Module, torch.Tensor, "RecoveryConfig"], torch.Tensor]
 CHECKS: Registry[CheckFn] = Registry("single-sample check")
 
 
 def register(name: str) -> Callable[[CheckFn], CheckFn]:
-    """Register ``check(images, block, bias_diff, config) -> bool [K]`` under ``name``."""
+    """Register ``check(images, rows, block, bias_diff, config) -> bool [M]`` under ``name``."""
     return CHECKS.register(name)
 
 
@@ -48,7 +49,7 @@ def names() -> tuple[str, ...]:
 
 
 @register("interval")
-def in_bin_interval(images: torch.Tensor, block: nn.Module, bias_diff: torch.Tensor,
+def in_bin_interval(images: torch.Tensor, rows: torch.Tensor, block: nn.Module, bias_diff: torch.Tensor,
                     config: "RecoveryConfig") -> torch.Tensor:
     if not hasattr(block, "bin_intervals"):
         return torch.ones(len(images), dtype=torch.bool, device=images.device)
@@ -57,11 +58,11 @@ def in_bin_interval(images: torch.Tensor, block: nn.Module, bias_diff: torch.Ten
     width[-1] = width[-2]  # the cumulative block's last bin is open above; its slack is its neighbour's
     slack = config.interval_tolerance * width
     m = images @ block.measurement
-    return (m >= lower - slack) & (m <= upper + slack)
+    return (m >= (lower - slack)[rows]) & (m <= (upper + slack)[rows])
 
 
 @register("activation")
-def fires_only_occupied_rows(images: torch.Tensor, block: nn.Module, bias_diff: torch.Tensor,
+def fires_only_occupied_rows(images: torch.Tensor, rows: torch.Tensor, block: nn.Module, bias_diff: torch.Tensor,
                              config: "RecoveryConfig") -> torch.Tensor:
     if block.cumulative or hasattr(block, "bin_intervals"):
         return torch.ones(len(images), dtype=torch.bool, device=images.device)
@@ -73,7 +74,7 @@ def fires_only_occupied_rows(images: torch.Tensor, block: nn.Module, bias_diff: 
 
 
 @register("range")
-def in_pixel_range(images: torch.Tensor, block: nn.Module, bias_diff: torch.Tensor,
+def in_pixel_range(images: torch.Tensor, rows: torch.Tensor, block: nn.Module, bias_diff: torch.Tensor,
                    config: "RecoveryConfig") -> torch.Tensor:
     if config.pixel_range is None:
         return torch.ones(len(images), dtype=torch.bool, device=images.device)
@@ -83,7 +84,7 @@ def in_pixel_range(images: torch.Tensor, block: nn.Module, bias_diff: torch.Tens
 
 
 @register("grid")
-def on_pixel_grid(images: torch.Tensor, block: nn.Module, bias_diff: torch.Tensor,
+def on_pixel_grid(images: torch.Tensor, rows: torch.Tensor, block: nn.Module, bias_diff: torch.Tensor,
                   config: "RecoveryConfig") -> torch.Tensor:
     if config.pixel_levels is None:
         return torch.ones(len(images), dtype=torch.bool, device=images.device)

@@ -141,20 +141,17 @@ def _bin_gradients(observation: Observation, model: MaliciousModel) -> tuple[tor
 
 def _judge(images: torch.Tensor, bias_diff: torch.Tensor, model: MaliciousModel,
            config: RecoveryConfig) -> tuple[list[str], list[tuple[str, ...]]]:
-    block = model.block
-    flat = images.detach().to(torch.float64)
     diff = bias_diff.detach().to(torch.float64)
-    empty = (diff.abs() <= config.empty_tolerance * diff.abs().max().clamp_min(1e-300)).cpu()
-    results = {name: _checks.CHECKS.get(name)(flat, block, diff, config).cpu() for name in config.checks}
-    status, failed = [], []
-    for k in range(len(diff)):
-        if empty[k]:
-            status.append("empty")
-            failed.append(())
-            continue
-        fails = tuple(name for name, ok in results.items() if not bool(ok[k]))
-        status.append("mixed" if fails else "single")
-        failed.append(fails)
+    empty = diff.abs() <= config.empty_tolerance * diff.abs().max().clamp_min(1e-300)
+    rows = torch.nonzero(~empty).flatten()
+    flat = images.detach()[rows].to(torch.float64)
+    results = {name: _checks.CHECKS.get(name)(flat, rows, model.block, diff, config).cpu() for name in config.checks}
+    status: list[str] = ["empty"] * len(diff)
+    failed: list[tuple[str, ...]] = [()] * len(diff)
+    for i, k in enumerate(rows.tolist()):
+        fails = tuple(name for name, ok in results.items() if not bool(ok[i]))
+        status[k] = "mixed" if fails else "single"
+        failed[k] = fails
     return status, failed
 
 

@@ -15,7 +15,7 @@ def block(mnist_public, lenet):
 
 def run(name, images, block, config=RecoveryConfig()):
     occupied = torch.ones(len(images), dtype=torch.float64)
-    return checks.CHECKS.get(name)(images.flatten(1).double(), block, occupied, config)
+    return checks.CHECKS.get(name)(images.flatten(1).double(), torch.arange(len(images)), block, occupied, config)
 
 
 def two_digits_in_one_bin(block, x):
