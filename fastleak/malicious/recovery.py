@@ -5,8 +5,11 @@ FedSGD gradient, or a FedAvg update ``W_after - W_before``: the ratio of weight 
 differences does not depend on the scale ``-lr``), turns them into one candidate input per bin
 with ``fastleak.ops.imprint_recover``, and sorts the bins:
 
-* ``empty``: ``|bias_diff| <= empty_tolerance * max |bias_diff|`` (no sample reached the bin;
-  an empty bin's difference is zero up to the rounding of the client's sums);
+* ``empty``: ``|bias_diff| <= empty_tolerance * max |bias_diff|`` (no sample reached the bin).
+  An empty bin's difference is exactly zero: its rows' sums add the same terms in the same order,
+  and a sparse or trap row receives nothing. The default tolerance is therefore 0, since a lone
+  sample the model already classifies confidently has a tiny but real bias difference (down to
+  1e-7 of the largest at B = 256); under noise no bin is empty and the checks judge every one;
 * ``mixed``: occupied, but the candidate fails one of ``config.checks`` (``fastleak.malicious.checks``):
   it cannot be one sample;
 * ``single``: occupied and passes every check; its candidate is reported as a recovered input.
@@ -56,7 +59,7 @@ class RecoveryConfig:
     """
 
     checks: tuple[str, ...] = ("interval", "activation", "range", "grid")
-    empty_tolerance: float = 1e-6
+    empty_tolerance: float = 0.0
     interval_tolerance: float = 0.05
     pixel_range: tuple[float, float] | None = (0.0, 1.0)
     range_tolerance: float = 0.01
