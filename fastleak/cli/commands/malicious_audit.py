@@ -13,7 +13,8 @@ COLUMNS = ("protection", "images", "recovered exactly", "alone in their bin", "r
 
 
 def malicious_audit_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("malicious threat: the simulated round (ignored under the honest threat)")
+    g = p.add_argument_group("malicious threat: the simulated round, BatchNorm in eval mode as DP-SGD's per-example "
+                             "gradients need (ignored under the honest threat)")
     g.add_argument("--dataset", default=None, help=f"the clients' data, any 'fastleak attack' dataset with a train "
                                                    f"split for the server's public data (default: {BASE['dataset']})")
     g.add_argument("--data-root", default=None, metavar="DIR", help="a dataset on disk (default: the shipped samples)")
