@@ -37,13 +37,17 @@ class ImprintRecoverFunction : public torch::autograd::Function<ImprintRecoverFu
 
   // images = weight_diff / bias_diff where bias_diff != 0 (zeros elsewhere, with zero gradient):
   // d images / d weight_diff = 1 / bias_diff and d images / d bias_diff = -images / bias_diff.
+  // The reciprocal is taken of a bias_diff whose zeros are replaced by ones, so that the double
+  // backward through it stays finite at empty bins (a reciprocal of zero there would turn the
+  // where's zero gradient into 0 * inf = NaN).
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor& images = saved[0];
     const at::Tensor& bias_diff = saved[1];
     const bool cumulative = ctx->saved_data["cumulative"].toBool();
     const at::Tensor occupied = bias_diff.ne(0);
-    const at::Tensor inverse = at::where(occupied, bias_diff.reciprocal(), at::zeros_like(bias_diff));
+    const at::Tensor safe = at::where(occupied, bias_diff, at::ones_like(bias_diff));
+    const at::Tensor inverse = at::where(occupied, safe.reciprocal(), at::zeros_like(bias_diff));
     at::Tensor grad_weight;
     at::Tensor grad_bias;
     if (grads[0].defined()) {
