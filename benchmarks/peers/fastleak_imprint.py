@@ -1,0 +1,169 @@
+"""fastleak's side of the imprint comparison with breaching, and the table of both sides.
+
+    .venv/bin/python benchmarks/peers/fastleak_imprint.py [--cases runs/peers/imprint/cases] [--repeat 5]
+        [--out runs/peers/imprint/fastleak]
+    .venv/bin/python benchmarks/peers/fastleak_imprint.py --table [--peer runs/peers/imprint/breaching] ...
+
+``fastleak.malicious.recover`` on each case of ``imprint_cases.py``: the model rebuilt from the
+case's parameters and an observation sharing the case's gradients. Timed as breaching's side is,
+the median of ``--repeat`` calls after one untimed call, with ``labels=None`` (the recovery alone;
+breaching's imprint attack recovers no labels) and again with the default label recovery.
+
+``--table`` scores both sides' images with one scorer: every returned image that is not all zeros
+(breaching pads with zeros up to the batch size) is matched to the true batch by the Hungarian
+algorithm on MSE, values clamped to [0, 1]; a true image is recovered exactly when its match
+reaches 60 dB PSNR (capped at 100 dB), recognisably at 18 dB; a returned image whose match is
+below 60 dB is a false image. Rows are means over seeds; times are medians over seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+EXACT_PSNR, RECOGNISABLE_PSNR, PSNR_CAP = 60.0, 18.0, 100.0
+SIDES = ("fastleak", "breaching")
+
+
+def median_seconds(call, repeat: int) -> tuple[float, object]:
+    result = call()
+    seconds = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = call()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds), result
+
+
+def run(case_path: Path, out: Path, repeat: int) -> Path:
+    from fastleak import malicious
+    from imprint_cases import model_of, observation_of
+
+    case = torch.load(case_path, weights_only=False)
+    model = model_of(case)
+    obs = observation_of(case, model)
+    alone, rec = median_seconds(lambda: malicious.recover(obs, model, malicious.RecoveryConfig(labels=None)), repeat)
+    with_labels, _ = median_seconds(lambda: malicious.recover(obs, model, malicious.RecoveryConfig()), repeat)
+    target = out / case_path.name
+    torch.save({"images": rec.images.detach().cpu(), "seconds": alone, "seconds_with_labels": with_labels,
+                "status": rec.status, "threads": torch.get_num_threads(), "torch": str(torch.__version__)}, target)
+    return target
+
+
+def matched_psnr(images: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Per true image [B], the PSNR of its Hungarian match among the non-zero ``images`` (nan: none left),
+    and how many non-zero images there were."""
+    from scipy.optimize import linear_sum_assignment
+
+    from fastleak.metrics import psnr
+
+    true = truth.to(torch.float64).clamp(0, 1).flatten(1)
+    returned = images.to(torch.float64).clamp(0, 1).flatten(1)
+    returned = returned[returned.abs().sum(1) > 0]
+    values = torch.full((len(true),), math.nan, dtype=torch.float64)
+    if len(returned):
+        cost = ((true.pow(2).sum(1, keepdim=True) + returned.pow(2).sum(1) - 2 * true @ returned.T)
+                / true.shape[1]).clamp_min(0)
+        rows, cols = linear_sum_assignment(cost.numpy())
+        matched = psnr(returned[cols][:, None, None], true[rows][:, None, None]).clamp(max=PSNR_CAP)
+        values[torch.as_tensor(rows)] = matched.to(values)
+    return values, len(returned)
+
+
+def score(images: torch.Tensor, truth: torch.Tensor) -> dict:
+    """Counts of ``images`` [n, ...] against ``truth`` [B, ...]: returned, exact, recognisable, false (module docs)."""
+    values, returned = matched_psnr(images, truth)
+    exact = int((values >= EXACT_PSNR).sum())
+    return {"returned": returned, "exact": exact, "recognisable": int((values >= RECOGNISABLE_PSNR).sum()),
+            "false": returned - exact}
+
+
+def case_row(path: Path, folders: dict[str, Path]) -> dict:
+    case = torch.load(path, weights_only=False)
+    row = {"key": (case["dataset"], case["batch"], case["bins"], case["structure"]),
+           "alone": float(case["alone"].double().mean())}
+    for side, folder in folders.items():
+        result = torch.load(folder / path.name, weights_only=False)
+        if "error" in result:
+            row[side] = {"error": result["error"]}
+            continue
+        row[side] = {**score(result["images"], case["images"]), "seconds": result["seconds"],
+                     "seconds_with_labels": result.get("seconds_with_labels")}
+    return row
+
+
+def pair(rows: list[dict], key: str, batch: int, fmt: str) -> str:
+    cells = []
+    for side in SIDES:
+        done = [r[side] for r in rows if "error" not in r[side]]
+        cells.append(format(statistics.mean(d[key] / batch for d in done), fmt) if done else "failed")
+    return " / ".join(cells)
+
+
+def milliseconds(rows: list[dict], side: str, key: str = "seconds") -> float:
+    done = [r[side][key] for r in rows if "error" not in r[side]]
+    return 1000 * statistics.median(done) if done else math.nan
+
+
+def table_line(key: tuple, rows: list[dict]) -> str:
+    dataset, batch, bins, structure = key
+    ms = {side: milliseconds(rows, side) for side in SIDES}
+    failures = sum("error" in r["breaching"] for r in rows)
+    return (f"| {dataset} | {batch} | {bins} | {structure} | {len(rows)} | "
+            f"{statistics.mean(r['alone'] for r in rows):.3f} | {pair(rows, 'exact', batch, '.3f')} | "
+            f"{pair(rows, 'recognisable', batch, '.3f')} | {pair(rows, 'returned', 1, '.1f')} | "
+            f"{pair(rows, 'false', 1, '.1f')} | {ms['fastleak']:.1f} / {ms['breaching']:.1f} | "
+            f"{ms['breaching'] / ms['fastleak']:.2f} | {milliseconds(rows, 'fastleak', 'seconds_with_labels'):.1f} | "
+            f"{failures} |")
+
+
+def table(cases: Path, ours: Path, peer: Path) -> str:
+    groups: dict[tuple, list[dict]] = {}
+    errors = []
+    for path in sorted(cases.glob("*.pt")):
+        row = case_row(path, {"fastleak": ours, "breaching": peer})
+        groups.setdefault(row["key"], []).append(row)
+        errors += [f"- {path.stem} ({side}): {row[side]['error']}" for side in SIDES if "error" in row[side]]
+    lines = ["| data | B | K | structure | seeds | alone in their bin | exact: fastleak / breaching | "
+             "recognisable: fastleak / breaching | images returned: fastleak / breaching | "
+             "false images: fastleak / breaching | ms per batch: fastleak / breaching | breaching / fastleak time | "
+             "fastleak ms with labels | breaching failures |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    order = {"mnist": 0, "cifar": 1}
+    for key in sorted(groups, key=lambda k: (order.get(k[0], 9), k[1], k[3], k[2])):
+        lines.append(table_line(key, groups[key]))
+    lines += ["", f"Fractions of B, means over seeds; exact: matched PSNR >= {EXACT_PSNR:g} dB, recognisable: "
+              f">= {RECOGNISABLE_PSNR:g} dB; images returned: non-zero images (breaching pads with zeros to B); "
+              "false: returned images matching no true image exactly; times: medians over seeds of each case's "
+              "median call, labels off unless stated."]
+    if errors:
+        lines += ["", "Failures:", *errors]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", default="runs/peers/imprint/cases")
+    ap.add_argument("--out", default="runs/peers/imprint/fastleak")
+    ap.add_argument("--peer", default="runs/peers/imprint/breaching")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--table", action="store_true", help="print the table of both sides and exit")
+    args = ap.parse_args()
+    if args.table:
+        print(table(Path(args.cases), Path(args.out), Path(args.peer)))
+        return
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in sorted(Path(args.cases).glob("*.pt")):
+        print(run(path, out, args.repeat), flush=True)
+
+
+if __name__ == "__main__":
+    main()
