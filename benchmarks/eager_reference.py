@@ -33,6 +33,7 @@ from fastleak.attacks.presets import PRESETS, AttackConfig
 from fastleak.attacks.simulate import layer_weights
 from fastleak.federated.losses import client_loss
 from fastleak.federated.observation import Observation
+from fastleak.models import batchnorm_layers
 
 EPS = 1e-12  # as fastleak.ops.grad_distance
 # step_callback(attack index, restart index, step (1-based), loss at the start of the step)
@@ -87,10 +88,9 @@ class _Client:
         self.obs = obs
         self.bn_terms: list[Tensor] = []
         if track_bn:
-            for m in self.model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    stats = (m.running_mean.detach().clone(), m.running_var.detach().clone())
-                    m.register_forward_pre_hook(self._bn_hook(*stats))
+            for m in batchnorm_layers(self.model):
+                stats = (m.running_mean.detach().clone(), m.running_var.detach().clone())
+                m.register_forward_pre_hook(self._bn_hook(*stats))
 
     def _bn_hook(self, running_mean: Tensor, running_var: Tensor):
         def hook(module: nn.Module, inputs: tuple[Tensor, ...]) -> None:

@@ -28,12 +28,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from fastleak._checks import positive_int
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated.losses import LOSSES, check_reduction, client_loss
 from fastleak.federated.observation import Observation, Pair
+from fastleak.models.batchnorm import has_batchnorm
 from fastleak.models.registry import spec_of
 
 Tensors = Mapping[str, torch.Tensor]
@@ -50,10 +50,6 @@ def trainable_names(model: nn.Module) -> tuple[str, ...]:
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of ``model.state_dict()``: the state the client received."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def bn_in_train_mode(model: nn.Module) -> bool:
-    return any(isinstance(m, _BatchNorm) and m.training for m in model.modules())
 
 
 def validate_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
@@ -165,7 +161,7 @@ def per_example_gradients(model: nn.Module, params: Tensors, x: torch.Tensor, y:
 
     Needs a model without BatchNorm in train mode (batch statistics mix the samples).
     """
-    if bn_in_train_mode(model):
+    if has_batchnorm(model, training=True):
         raise InvalidValueError("per-example gradients need BatchNorm in eval mode (batch statistics mix samples); "
                                 "call model.eval() or use a model without BatchNorm")
     state = _buffers(model, buffers)
@@ -191,7 +187,7 @@ def make_observation(kind: str, model: nn.Module, state: Mapping[str, torch.Tens
     info.update(meta or {})
     return Observation(kind=kind, pairs=(Pair(state=state, shared=tuple(t.detach() for t in shared)),),
                        param_names=names, num_samples=x.shape[0], reduction=reduction, loss=loss,
-                       bn_train=bn_in_train_mode(model), input_shape=tuple(x.shape[1:]), num_classes=num_classes,
+                       bn_train=has_batchnorm(model, training=True), input_shape=tuple(x.shape[1:]), num_classes=num_classes,
                        meta=info, **fields)
 
 

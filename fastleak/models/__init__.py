@@ -4,9 +4,11 @@
 plainconv, resnet18, resnet20, mlp; or "package.module:Class", a user's own nn.Module.
 """
 from fastleak.models import convnet, lenet, mlp, plainconv, resnet  # noqa: F401  (registers the models)
+from fastleak.models.batchnorm import batchnorm_layers, has_batchnorm, is_batchnorm
 from fastleak.models.classifier import features_and_logits, final_linear, final_linear_param_names
 from fastleak.models.registry import MODELS, ModelSpec, build, names, register, spec_of, user_class
 from fastleak.models.state import load_state
 
 __all__ = ["MODELS", "ModelSpec", "build", "names", "register", "spec_of", "user_class", "final_linear",
-           "final_linear_param_names", "features_and_logits", "load_state"]
+           "final_linear_param_names", "features_and_logits", "load_state",
+           "has_batchnorm", "batchnorm_layers", "is_batchnorm"]
