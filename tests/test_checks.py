@@ -4,7 +4,6 @@ import pytest
 
 from fastleak._checks import typed_fields
 from fastleak.attacks import PRESETS
-from fastleak.cli.commands.options import parse_value
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,3 @@ def test_attack_options_are_type_checked():
     with pytest.raises(ValueError, match="attack option lean_conv must be bool, got 'maybe'"):
         PRESETS.get("inverting").replace(lean_conv="maybe")
     assert PRESETS.get("inverting").replace(lean_conv=False, tv=1).tv == 1
-
-
-@pytest.mark.parametrize("text, value", [("false", False), ("True", True), ("TRUE", True), ("0.5", 0.5),
-                                         ("None", None), ("cosine", "cosine")])
-def test_command_line_values(text, value):
-    assert parse_value(text) == value and type(parse_value(text)) is type(value)

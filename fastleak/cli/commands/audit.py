@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
+from fastleak._keyvalue import key_values
 from fastleak.cli.commands.loading import load_observation
 from fastleak.cli.commands.malicious_audit import audit_malicious, malicious_audit_options
-from fastleak.cli.commands.options import constructor_options, key_value_pairs, model_options, run_folder_options
+from fastleak.cli.commands.options import constructor_options, model_options, run_folder_options
 from fastleak.cli.commands.registry import command
 from fastleak.cli.commands.running import Progress
 from fastleak.cli.errors import CliError
@@ -80,7 +81,7 @@ def audit(args: argparse.Namespace) -> int:
     from fastleak.reports.rundir import removed_if_it_fails_empty, write_json
 
     obs, net = load_observation(args)
-    options = key_value_pairs(args.option, "--option")
+    options = key_values(args.option, "--option", "tv=0.1")
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "checkpoint.pt").exists():

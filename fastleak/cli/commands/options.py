@@ -2,34 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import inspect
 import json
 from pathlib import Path
 from typing import Any
 
+from fastleak._keyvalue import key_values
 from fastleak._toml import read_toml
 from fastleak.cli.errors import CliError
-
-
-def parse_value(text: str) -> Any:
-    """A Python literal, true/false in any case, or else the text itself."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def key_value_pairs(items: list[str] | None, option: str) -> dict[str, Any]:
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CliError(f"{option} expects KEY=VALUE, got {item!r}", f"write e.g. {option} sigma=0.01")
-        out[key.replace("-", "_")] = parse_value(value)
-    return out
 
 
 def shown_defaults(base: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +58,7 @@ def model_options(p: argparse.ArgumentParser, shown: dict[str, Any], required: b
 
 def constructor_options(args: argparse.Namespace) -> dict[str, Any]:
     """--model-option pairs, with --width."""
-    options = key_value_pairs(getattr(args, "model_option", None), "--model-option")
+    options = key_values(getattr(args, "model_option", None), "--model-option", "width=32")
     if getattr(args, "width", None) is not None:
         options["width"] = args.width
     return options
@@ -160,9 +140,9 @@ def spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
         values["model_options"] = {**values.get("model_options", {}), **model_kwargs}
     if getattr(args, "defense_param", None):
         values["defense_params"] = {**values.get("defense_params", {}),
-                                    **key_value_pairs(args.defense_param, "--defense-param")}
+                                    **key_values(args.defense_param, "--defense-param", "sigma=0.01")}
     if getattr(args, "option", None):
-        values["attack_options"] = {**values.get("attack_options", {}), **key_value_pairs(args.option, "--option")}
+        values["attack_options"] = {**values.get("attack_options", {}), **key_values(args.option, "--option", "tv=0.1")}
     if values.get("threat") == "malicious" and getattr(args, "preset", None) is None and "preset" not in base:
         values["preset"] = MALICIOUS_PRESET
     return ExperimentSpec.from_dict(values)
