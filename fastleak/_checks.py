@@ -1,18 +1,78 @@
-"""Argument checks shared across packages; each raises a ValueError that names the argument."""
+"""Argument checks shared across packages; each raises a ValueError (a TypeError for ``integer``) that names the
+argument and returns the checked value."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fastleak.errors import InvalidValueError
+from fastleak.errors import InvalidTypeError, InvalidValueError
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def integer(value: Any, name: str) -> int:
+    """``value`` when it is an int (not a bool); else InvalidTypeError."""
+    if not _is_int(value):
+        raise InvalidTypeError(f"{name} must be an int, got {value!r}")
+    return value
 
 
 def positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not _is_int(value) or value < 1:
         raise InvalidValueError(f"{name} must be a positive int, got {value!r}")
     return value
+
+
+def optional_positive_int(value: Any, name: str) -> int | None:
+    if value is not None and (not _is_int(value) or value < 1):
+        raise InvalidValueError(f"{name} must be a positive int or None, got {value!r}")
+    return value
+
+
+def nonnegative_int(value: Any, name: str) -> int:
+    if not _is_int(value) or value < 0:
+        raise InvalidValueError(f"{name} must be a non-negative int, got {value!r}")
+    return value
+
+
+def int_in_range(value: Any, name: str, low: int, high: int) -> int:
+    if not _is_int(value) or not low <= value <= high:
+        raise InvalidValueError(f"{name} must be an int in [{low}, {high}], got {value!r}")
+    return value
+
+
+def positive_ints(value: Any, name: str, example: str = "") -> tuple[int, ...]:
+    """A non-empty sequence of positive ints, as a tuple."""
+    if not isinstance(value, (tuple, list)) or not value or not all(_is_int(v) and v > 0 for v in value):
+        raise InvalidValueError(f"{name} must be a sequence of positive ints{f' such as {example}' if example else ''}"
+                                f", got {value!r}")
+    return tuple(value)
+
+
+def nonnegative_number(value: Any, name: str) -> float:
+    """A finite int or float >= 0, as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InvalidValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def positive_number(value: Any, name: str) -> float:
+    """A finite int or float > 0, as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise InvalidValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def fraction(value: Any, name: str) -> float:
+    """A number in [0, 1], as a float."""
+    if nonnegative_number(value, name) > 1:
+        raise InvalidValueError(f"{name} must be in [0, 1], got {value!r}")
+    return float(value)
 
 
 def first_line(exc: BaseException) -> str:

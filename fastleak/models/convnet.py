@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from fastleak.errors import InvalidValueError
+from fastleak._checks import positive_int
 from fastleak.models.layers import flat_features, image_shape
 from fastleak.models.registry import register
 
@@ -17,8 +17,7 @@ _POOL_AFTER = {5: "pool0", 7: "pool1"}
 class ConvNet(nn.Module):
     def __init__(self, num_classes: int, in_shape: tuple[int, ...], width: int = 64, bias: bool = True) -> None:
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise InvalidValueError(f"width must be a positive int, got {width!r}")
+        positive_int(width, "width")
         channels = image_shape(in_shape, "convnet")[0]
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for i, (cin, cout) in enumerate(_BLOCKS):

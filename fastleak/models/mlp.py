@@ -7,7 +7,7 @@ from typing import Sequence
 
 from torch import nn
 
-from fastleak.errors import InvalidValueError
+from fastleak._checks import positive_ints
 from fastleak.models.layers import ACTIVATIONS
 from fastleak.models.registry import register
 
@@ -18,9 +18,7 @@ def mlp(num_classes: int, in_shape: tuple[int, ...], hidden: Sequence[int] = (51
     """Flatten, then ``Linear -> act`` for each width in ``hidden``, then the Linear classifier.
     Default init of ``nn.Linear``."""
     make_act = ACTIVATIONS.get(act)
-    widths = tuple(hidden)
-    if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in widths):
-        raise InvalidValueError(f"hidden must be a sequence of positive ints, got {hidden!r}")
+    widths = positive_ints(tuple(hidden), "hidden") if hidden else ()
     layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
     fan_in = math.prod(in_shape)
     for i, h in enumerate(widths):

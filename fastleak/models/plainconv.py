@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from fastleak.errors import InvalidValueError
+from fastleak._checks import positive_int
 from fastleak.models.layers import flat_features, image_shape
 from fastleak.models.registry import register
 
@@ -14,9 +14,8 @@ class PlainConvNet(nn.Module):
     def __init__(self, num_classes: int, in_shape: tuple[int, ...], width: int = 16, depth: int = 3,
                  bias: bool = True) -> None:
         super().__init__()
-        for name, value in (("width", width), ("depth", depth)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidValueError(f"{name} must be a positive int, got {value!r}")
+        positive_int(width, "width")
+        positive_int(depth, "depth")
         channels = image_shape(in_shape, "plainconv")[0]
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for i in range(depth):

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from fastleak._checks import integer, positive_int, positive_ints
 from fastleak._registry import Registry
 from fastleak.errors import InvalidTypeError, InvalidValueError
 
@@ -60,13 +61,8 @@ def user_class(path: str) -> type[nn.Module]:
 
 def _check_sizes(sizes: dict[str, Any]) -> None:
     """The sizes a constructor takes: ``num_classes`` a positive int, ``in_shape`` positive ints."""
-    num_classes = sizes.get("num_classes", 1)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise InvalidValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    in_shape = sizes.get("in_shape", (1,))
-    if (not isinstance(in_shape, (tuple, list)) or not in_shape
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in in_shape)):
-        raise InvalidValueError(f"in_shape must be a tuple of positive ints such as (3, 32, 32), got {in_shape!r}")
+    positive_int(sizes.get("num_classes", 1), "num_classes")
+    positive_ints(sizes.get("in_shape", (1,)), "in_shape", "(3, 32, 32)")
 
 
 def build(name: str, num_classes: int | None, in_shape: tuple[int, ...] | None = (3, 32, 32), seed: int = 0,
@@ -81,8 +77,7 @@ def build(name: str, num_classes: int | None, in_shape: tuple[int, ...] | None =
     bias. Other keyword options depend on the model (see each factory's docstring).
     """
     factory: Callable[..., nn.Module] = user_class(name) if ":" in name else MODELS.get(name)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InvalidTypeError(f"seed must be an int, got {seed!r}")
+    integer(seed, "seed")
     params = inspect.signature(factory).parameters
     sizes = {k: v for k, v in (("num_classes", num_classes), ("in_shape", in_shape)) if k in params}
     _check_sizes(sizes)

@@ -5,8 +5,8 @@ from typing import Sequence
 
 from torch import nn
 
+from fastleak._checks import positive_int
 from fastleak._registry import Registry
-from fastleak.errors import InvalidValueError
 from fastleak.models.layers import image_shape
 from fastleak.models.registry import register
 
@@ -47,8 +47,7 @@ class ResNet(nn.Module):
     def __init__(self, num_classes: int, in_shape: tuple[int, ...], blocks: Sequence[int], width: int,
                  stem: str, bias: bool, name: str) -> None:
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise InvalidValueError(f"width must be a positive int, got {width!r}")
+        positive_int(width, "width")
         channels = image_shape(in_shape, name)[0]
         self.stem = STEMS.get(stem)(channels, width)
         stages = []
