@@ -1,15 +1,16 @@
 """Iterations per second of the inverting attack on the GPU (convnet width 32, CIFAR-10, B=4, R=8).
 
-    python benchmarks/attack_speed_cuda.py [--iterations 50]
+    python -m benchmarks.attack_speed_cuda [--iterations 50] [--json runs/bench/attack_speed_cuda.json]
+
 Also checks that the attack's GPU result is finite and that labels are recovered on the GPU.
 """
 import argparse
-import json
 import time
 
 import torch
 
 import fastleak
+from benchmarks.environment import write_json
 from fastleak import data, models
 from fastleak.federated import fedsgd
 from fastleak.metrics import evaluate
@@ -18,7 +19,7 @@ from fastleak.metrics import evaluate
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=50)
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default="runs/bench/attack_speed_cuda.json")
     args = ap.parse_args()
     x, y = data.load("cifar10", 4, seed=0, labels="random")
     rows = []
@@ -39,9 +40,7 @@ def main() -> None:
                "psnr_after": ev.psnr}
         print(row, flush=True)
         rows.append(row)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=2)
+    write_json(args.json, {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """End-to-end attack speed: fastleak's batched engine against the eager reference, in one run.
 
-    python benchmarks/bench_attack.py --json out.json [--device cpu|cuda] [--quick] [--threads N]
+    python -m benchmarks.bench_attack [--json runs/bench/attack.json] [--device cpu|cuda] [--quick] [--threads N]
                                       [--only NAME] [--profile table.txt] [--ablate]
 
 Both sides attack the same model, the same real images (``fastleak.data``), the same FedSGD
@@ -18,7 +18,7 @@ Cases:
   4. limit ratio: one fastleak attack iteration (convnet width 32, B=4, R=1) over one plain
      training step (forward + backward) on the same batch.
   5. scaling: fastleak's time per iteration against B (R=1) and R (B=4), convnet width 32,
-     plotted to ``runs/bench/scaling.png`` (``--plot``; the recorded plots live in benchmarks/).
+     plotted to ``runs/bench/scaling.png`` (``--plot``; the recorded plots live in benchmarks/results/).
 
 Timing: 1 warm-up and 3 timed iterations per case (case 4: 3 and 10), the median time of the
 timed iterations; case 2 times the whole runs, after one untimed two-iteration attack on each
@@ -52,11 +52,13 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from environment import environment, write_results  # noqa: E402
+from benchmarks.environment import environment, write_results
+
+ROOT = Path(__file__).resolve().parents[1]  # the workers run ``python -m`` from here
 
 LOSS_RTOL = 1e-4
 # Plain float32 on both sides: cuDNN's default TF32 convolutions differ from float32 by about
@@ -206,7 +208,7 @@ def _run_fastleak(w: Workload, device: torch.device, model, observations, labels
 
 
 def _run_eager(w: Workload, device: torch.device, model, observations, labels, config) -> dict:
-    from eager_reference import eager_attack_many
+    from benchmarks.eager_reference import eager_attack_many
 
     stamps: dict[str, list[list[float]]] = {}
 
@@ -276,7 +278,7 @@ def worker(case: Case, side: str, device: torch.device, profile_path: str | None
 def run_side(case: Case, side: str, args, profile_path: str | None = None) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         out_path = tmp.name
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", case.name, "--side", side, "--worker-out",
+    cmd = [sys.executable, "-m", __spec__.name, "--worker", case.name, "--side", side, "--worker-out",
            out_path, "--device", args.device, "--threads", str(args.threads)]
     cmd += ["--quick"] if args.quick else []
     cmd += ["--no-cuda-graph"] if args.no_cuda_graph else []
@@ -284,7 +286,7 @@ def run_side(case: Case, side: str, args, profile_path: str | None = None) -> di
     cmd += ["--profile", profile_path] if profile_path else []
     env = {**os.environ, **ABLATIONS[side][2]} if side in ABLATIONS else None
     try:
-        subprocess.run(cmd, check=True, env=env)
+        subprocess.run(cmd, check=True, env=env, cwd=ROOT)
         with open(out_path) as f:
             return json.load(f)
     finally:
@@ -431,10 +433,11 @@ def case_sides(case: Case, args) -> tuple[str, ...]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", default=None, help="write results to this JSON file")
+    ap.add_argument("--json", default=os.path.join("runs", "bench", "attack.json"),
+                    help="write results to this JSON file (default: runs/bench/attack.json)")
     ap.add_argument("--plot", default=os.path.join("runs", "bench", "scaling.png"),
                     help="where the scaling plot goes (default: runs/bench/scaling.png; the recorded plots are "
-                         "benchmarks/scaling.png and scaling_cuda.png, written with --plot)")
+                         "benchmarks/results/scaling.png and scaling_cuda.png, written with --plot)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the harness")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
@@ -484,11 +487,10 @@ def main() -> int:
     if any(r["kind"] == "scale" for r in rows):
         plot_scaling(rows, args.plot)
         print(f"scaling plot written to {args.plot}")
-    if args.json:
-        meta = environment(args.device, threads=args.threads, quick=args.quick, tf32=ALLOW_TF32,
-                           engine=engine_options(args),
-                           load_average_before=load, load_average_after=load_after)
-        write_results(args.json, meta, rows)
+    meta = environment(args.device, threads=args.threads, quick=args.quick, tf32=ALLOW_TF32,
+                       engine=engine_options(args), load_average_before=load, load_average_after=load_after)
+    write_results(args.json, meta, rows)
+    print(f"results written to {args.json}")
     return 0
 
 

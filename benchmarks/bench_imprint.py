@@ -1,9 +1,9 @@
 """A malicious server's closed-form recovery: fraction of a batch recovered exactly against theory.
 
-    python benchmarks/bench_imprint.py [--datasets mnist,cifar] [--batches 64,128,256] [--seeds 0,1,2,3,4]
+    python -m benchmarks.bench_imprint [--datasets mnist,cifar] [--batches 64,128,256] [--seeds 0,1,2,3,4]
                                        [--attacks imprint,trap] [--threads 1] [--out runs/bench/imprint.jsonl]
                                        [--data-root DIR] [--table]
-    python benchmarks/bench_imprint.py --write-folder DIR     # the cifar pools as an image folder on disk
+    python -m benchmarks.bench_imprint --write-folder DIR     # the cifar pools as an image folder on disk
 
 Client pools and the server's public data (disjoint, all real images):
 

@@ -1,7 +1,8 @@
 """How far the count estimates of the statistics methods are from the truth, per class, before
 rounding: max_c |n̂_c − n_c| (rounding is exact below 0.5).
 
-    python benchmarks/bench_label_prior.py --model lenet --classes 10 --batches 32,64,128
+    python -m benchmarks.bench_label_prior --model lenet --classes 10 --batches 32,64,128 \
+        [--json runs/bench/label_prior.json]
 
 Besides the methods it scores an oracle that no attacker has: n̂ = B·p̄ − B·Δb with p̄ the
 mean softmax over ``--pool-batches`` real batches of the same data (the victim's population).
@@ -11,18 +12,15 @@ built on population statistics, as ``geng_bias`` is.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import fastleak.data as D  # noqa: E402
-import fastleak.labels as L  # noqa: E402
-import fastleak.models as M  # noqa: E402
-from fastleak.federated import fedsgd  # noqa: E402
-from fastleak.models import features_and_logits, final_linear_param_names  # noqa: E402
+import fastleak.data as D
+import fastleak.labels as L
+import fastleak.models as M
+from benchmarks.environment import environment, write_results
+from fastleak.federated import fedsgd
+from fastleak.models import features_and_logits, final_linear_param_names
 
 DATA = {10: "cifar10", 100: "cifar100"}
 
@@ -47,6 +45,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--pool-batches", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", default="runs/bench/label_prior.json", help="the rows and what they depend on")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     model = M.build(a.model, a.classes, seed=a.seed).train(a.bn == "train")
@@ -73,6 +72,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(row)
             print(f"{a.model} C={a.classes} bn={a.bn} B={batch:4d} {name:28s} mean max |n̂−n| "
                   f"{row['mean_max_error']:5.2f}  below 0.5 in {row['exact_share']:.2f} of batches")
+    write_results(a.json, environment("cpu", args=vars(a)), rows)
     return rows
 
 

@@ -1,19 +1,19 @@
 """Accuracy and throughput of fastleak.labels on real images (fastleak.data), FedSGD and FedAvg.
 
-    python benchmarks/bench_labels.py --quick
-    python benchmarks/bench_labels.py --models lenet,resnet18 --batches 8,32,128 --trials 10 \
-        --json runs/bench_labels.json --markdown benchmarks/RESULTS_labels.md
+    python -m benchmarks.bench_labels --quick
+    python -m benchmarks.bench_labels --models lenet,resnet18 --batches 8,32,128 --trials 10 \
+        --json runs/bench/labels.json --markdown runs/bench/labels.md
 
 Grid: model x dataset (``--datasets``: cifar10, cifar100, mnist; ``--classes 10,100`` is the older
 spelling of cifar10,cifar100) x state (``untrained``; ``roundN``: the global model of the MNIST
 trainer after N rounds of FedAvg on the 4,000 train digits, attacked on the 1,000 held-out digits it
-never saw, see trained_states.py; cached under runs/trained/) x BatchNorm
+never saw, see trained_states; cached under runs/trained/) x BatchNorm
 mode (train: batch statistics; eval: running statistics; models without BatchNorm run once) x
 protocol (fedsgd, fedavgK: K full-batch local SGD steps at ``--local-lr``) x batch size x label
 pattern. Every cell draws ``--trials`` batches (seeds seed..seed+trials-1) and scores every
 applicable method on all of them with one batched ``counts_many`` call.
 
-``--grid`` runs the trained-model grid of trained_grid.py (its models, states, batches, patterns
+``--grid`` runs the trained-model grid of trained_states.GRID (its models, states, batches, patterns
 and protocols; options given as well override them) and adds the population oracle
 (``--population``): ``geng_bias`` with dummies from the victim's own distribution, which knows the
 population but not the batch.
@@ -26,26 +26,20 @@ samples than classes that have images) are skipped and listed.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from environment import environment  # noqa: E402
-from trained_states import DATASET as TRAINED_DATASET  # noqa: E402
-from trained_states import trained_model  # noqa: E402
-from trained_grid import GRID  # noqa: E402
-
-import fastleak.data as D  # noqa: E402
-import fastleak.labels as L  # noqa: E402
-import fastleak.models as M  # noqa: E402
-from fastleak.federated import fedavg, fedsgd  # noqa: E402
+import fastleak.data as D
+import fastleak.labels as L
+import fastleak.models as M
+from benchmarks.environment import environment, write_json
+from benchmarks.trained_states import DATASET as TRAINED_DATASET
+from benchmarks.trained_states import GRID, trained_model
+from fastleak.federated import fedavg, fedsgd
 
 CLASSES_TO_DATASET = {10: "cifar10", 100: "cifar100"}
 HAS_BN = {"lenet": False, "convnet": True, "resnet18": True}
@@ -216,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--bn", default="train,eval", help="BatchNorm modes for models that have BatchNorm")
     p.add_argument("--protocols", default="fedsgd,fedavg1,fedavg4,fedavg16")
     p.add_argument("--methods", default="idlg,yin,llg,bias,geng,geng_bias,geng_shift,ilrg,rlg,auto")
-    p.add_argument("--grid", action="store_true", help="the trained-model grid of trained_grid.py (its states, "
+    p.add_argument("--grid", action="store_true", help="the trained-model grid of trained_states.GRID (its states, "
                    "batches, patterns and protocols; options given as well override them)")
     p.add_argument("--population", action="store_true", help="also score the population oracle: geng_bias with "
                    "dummies from the victim's own distribution (on with --grid)")
@@ -230,8 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="the inputs of the dummy statistics: noise, or real images of other datasets")
     p.add_argument("--throughput", type=int, default=0, help="observations for the throughput comparison (0: skip)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", default=None)
-    p.add_argument("--markdown", default=None)
+    p.add_argument("--json", default="runs/bench/labels.json", help="the report, after every cell")
+    p.add_argument("--markdown", default=None, help="the report's markdown tables, after every cell")
     argv = sys.argv[1:] if argv is None else list(argv)
     a = p.parse_args(argv)
     if a.grid:
@@ -245,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("fastleak.data").setLevel(logging.ERROR)
     methods = a.methods.split(",")
-    report = {"command": "python benchmarks/bench_labels.py " + " ".join(argv),
+    report = {"command": "python -m benchmarks.bench_labels " + " ".join(argv),
               "args": vars(a), **environment("cpu"), "cells": [], "skipped": [], "trained": {}, "throughput": []}
     t_start = time.time()
     datasets = [CLASSES_TO_DATASET[int(c)] for c in a.classes.split(",")] if a.classes else a.datasets.split(",")
@@ -298,12 +292,10 @@ def main(argv: list[str] | None = None) -> dict:
 def write(report: dict, a: argparse.Namespace, t_start: float) -> None:
     """The report so far (after every cell, so that an interrupted run keeps its finished cells)."""
     report["seconds"] = time.time() - t_start
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(report, f, indent=1)
+    write_json(a.json, report, indent=1)
     if a.markdown:
-        with open(a.markdown, "w") as f:
-            f.write(markdown(report))
+        Path(a.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.markdown).write_text(markdown(report))
 
 
 if __name__ == "__main__":

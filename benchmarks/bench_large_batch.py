@@ -1,6 +1,6 @@
 """Large batches: attack quality, seconds per iteration and peak memory against the batch size.
 
-    python benchmarks/bench_large_batch.py [--models plainconv,convnet,resnet18] [--presets inverting,gradinversion]
+    python -m benchmarks.bench_large_batch [--models plainconv,convnet,resnet18] [--presets inverting,gradinversion]
                                            [--batches 16,32,64] [--iterations 300] [--restarts 2]
                                            [--dataset mnist] [--seed 0] [--threads 2]
                                            [--set tv=0.01 ...] [--out runs/bench/large_batch.jsonl] [--table]
@@ -25,6 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]  # each case runs ``python -m`` from here
 TARGETS = {16: 18.0, 32: 16.0, 64: 14.0}
 WIDTHS = {"plainconv": 16, "convnet": 16, "resnet18": 64}
 
@@ -116,7 +117,7 @@ def main() -> None:
         if case_key(case) in done:
             print(f"skip (done): {case_key(case)}", flush=True)
             continue
-        proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], env=env,
+        proc = subprocess.run([sys.executable, "-m", __spec__.name, "--case", json.dumps(case)], env=env, cwd=ROOT,
                               capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"failed: {case_key(case)}\n{proc.stderr[-2000:]}", flush=True)

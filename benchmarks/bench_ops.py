@@ -1,6 +1,6 @@
 """Fused fastleak ops against eager, per-tensor PyTorch, measured side by side in one run.
 
-    python benchmarks/bench_ops.py --json out.json [--device cpu|cuda] [--repeat N]
+    python -m benchmarks.bench_ops [--json runs/bench/ops.json] [--device cpu|cuda] [--repeat N] [--only NAME]
 
 Each case module under benchmarks/cases/ contributes Case objects; every case is run
 with both implementations on the same inputs, and the median times and the ratio
@@ -9,25 +9,15 @@ eager/fused are printed and written as JSON.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from environment import environment, write_results  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    fused: Callable[[], object]
-    eager: Callable[[], object]
-    target: float  # ratio eager/fused that the case must reach
+from benchmarks.cases import Case
+from benchmarks.environment import environment, write_results
 
 
 def _sync(device: str) -> None:
@@ -56,14 +46,14 @@ def median_time(fn: Callable[[], object], device: str, repeat: int, warmup: int 
 
 
 def all_cases(device: str) -> list[Case]:
-    from cases import fc_row_stats, grad_distance, imprint_recover, total_variation
+    from benchmarks.cases import fc_row_stats, grad_distance, imprint_recover, total_variation
 
     return [c for mod in (grad_distance, total_variation, fc_row_stats, imprint_recover) for c in mod.cases(device)]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", default=None, help="write results to this JSON file")
+    ap.add_argument("--json", default="runs/bench/ops.json", help="write results to this JSON file")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeat", type=int, default=None,
                     help="timed calls per side (default 20 on the CPU, 200 on CUDA, where one call takes "
@@ -87,8 +77,8 @@ def main() -> int:
         print(f"{case.name:58s} {t_eager*1e3:9.3f} {t_fused*1e3:9.3f} {ratio:6.2f} {case.target:5.1f}x {ok}")
         rows.append({"case": case.name, "eager_ms": t_eager * 1e3, "fused_ms": t_fused * 1e3,
                      "ratio": ratio, "target": case.target, "met": ratio >= case.target})
-    if args.json:
-        write_results(args.json, environment(args.device, repeat=args.repeat), rows)
+    write_results(args.json, environment(args.device, repeat=args.repeat), rows)
+    print(f"results written to {args.json}")
     return 0
 
 

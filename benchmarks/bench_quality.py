@@ -1,6 +1,6 @@
 """Attack quality on real images: PSNR/SSIM and label accuracy of the attack presets.
 
-    python benchmarks/bench_quality.py [--quick] [--only a,b] [--json out.json] [--device cpu|cuda]
+    python -m benchmarks.bench_quality [--quick] [--only a,b] [--json runs/bench/quality.json] [--device cpu|cuda]
                                        [--width 64] [--iterations N] [--dlg-steps 300] [--dlg-inner 20]
                                        [--dlg-restarts 1]
 
@@ -23,13 +23,13 @@ Cases (targets in brackets; a case's targets are reported as met/missed, never a
      FedAvg on the 4,000 train digits), attacked on held-out digits it never saw, labels recovered:
      idlg on the DLG LeNet, one digit per observation (``--images`` of them, one ``attack_many``
      call), and inverting on the ConvNet (``--width``, default 16 here) at B=1 and B=4
-  g  the trained-model grid (trained_grid.py): inverting, gradinversion and geng on the LeNet and
+  g  the trained-model grid (trained_states.GRID): inverting, gradinversion and geng on the LeNet and
      the width-16 ConvNet (BatchNorm in train mode) at rounds 0, 1, 5, 20 and final, B = 1, 4, 8,
      labels recovered [B=1 >= 25 dB; B=4 >= 18 dB with exact labels]
 
 Models are built with seed MODEL_SEED. The ConvNet is put in eval mode (BatchNorm uses its
 running statistics), as in the Inverting Gradients experiments; ``--bn-train`` keeps train mode
-(batch statistics), which makes the single-image attack far harder (see RESULTS_quality.md).
+(batch statistics), which makes the single-image attack far harder (see RESULTS.md, case b).
 Data, model and attack seeds are fixed and printed.
 The defaults are the full settings; ``--quick`` shrinks everything to a smoke run, and the
 ``--width``/``--iterations``/``--dlg-*``/``--restarts`` options give reduced settings when the
@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import platform
 import sys
 import time
@@ -49,15 +48,11 @@ from typing import Any, Callable
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from environment import environment  # noqa: E402
-from trained_grid import GRID  # noqa: E402
-from trained_states import rounds_of, trained_model  # noqa: E402
-
-from fastleak import data, defenses, federated, models  # noqa: E402
-from fastleak.attacks import attack, attack_many, registration  # noqa: E402
-from fastleak.metrics import evaluate  # noqa: E402
+from benchmarks.environment import environment, write_json
+from benchmarks.trained_states import GRID, rounds_of, trained_model
+from fastleak import data, defenses, federated, models
+from fastleak.attacks import attack, attack_many, registration
+from fastleak.metrics import evaluate
 
 DATA_SEED = 0
 MODEL_SEED = 0
@@ -317,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="abcdef", help="cases to run, e.g. 'a' or 'b,c' (default: all)")
     ap.add_argument("--quick", action="store_true", help="smoke-test settings (minutes, not targets)")
-    ap.add_argument("--json", help="write the results here (after every case)")
+    ap.add_argument("--json", default="runs/bench/quality.json",
+                    help="write the results here, after every case (default: runs/bench/quality.json)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--width", type=int, help="ConvNet width (default 64; quick 8)")
@@ -379,9 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         for target, met in out.get("targets", {}).items():
             print(f"  target {'MET   ' if met else 'MISSED'} {target}", flush=True)
         report["cases"][c] = out
-        if s.json:
-            with open(s.json, "w") as f:
-                json.dump(report, f, indent=1)
+        write_json(s.json, report, indent=1)
+    print(f"results written to {s.json}")
     return 0
 
 

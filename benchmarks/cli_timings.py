@@ -1,6 +1,6 @@
 """Wall time of the commands the README shows, on an idle machine and with one core kept busy.
 
-    python benchmarks/cli_timings.py [--only demo,labels] [--loads idle,busy] [--json runs/bench/cli.json]
+    python -m benchmarks.cli_timings [--only demo,labels] [--loads idle,busy] [--json runs/bench/cli.json]
 
 Every command runs as a user runs it: the ``fastleak`` console script beside this Python, with the
 CLI's default threading policy, in a scratch folder that holds what the commands read (the README's
@@ -16,7 +16,7 @@ loaded before the CLI could set ``OMP_WAIT_POLICY``, as in a library user's proc
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -25,6 +25,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchmarks.environment import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FASTLEAK = [str(Path(sys.executable).parent / "fastleak")]
@@ -99,11 +101,12 @@ def prepare(scratch: Path) -> None:
     (scratch / "mypkg").mkdir()
     (scratch / "mypkg" / "__init__.py").write_text("")
     (scratch / "mypkg" / "nets.py").write_text(USER_MODEL)
-    sys.path.insert(0, str(scratch))
-    from mypkg.nets import Net
+    spec = importlib.util.spec_from_file_location("mypkg.nets", scratch / "mypkg" / "nets.py")
+    nets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nets)
 
     torch.manual_seed(0)
-    net = Net()
+    net = nets.Net()
     x, y = data.load("cifar10", 4, seed=0, labels="random")
     federated.save(federated.fedsgd(net, x, y), scratch / "captured.obs")
     torch.save(net.state_dict(), scratch / "global.pt")
@@ -146,7 +149,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default=None, help="comma-separated substrings of the commands to time")
     ap.add_argument("--loads", default="idle,busy", help="idle and/or busy")
-    ap.add_argument("--json", default=None, help="write the rows here as well")
+    ap.add_argument("--json", default="runs/bench/cli.json", help="write the rows here as well")
     args = ap.parse_args()
     wanted = [w for w in (args.only or "").split(",") if w]
     cases = [c for c in CASES if not wanted or any(w in c.name for w in wanted)]
@@ -163,10 +166,7 @@ def main() -> None:
                 rows.append(timed(case, scratch, busy=load == "busy"))
                 print(f"{rows[-1]['seconds']:>7.1f} s  {load:<4}  fastleak {case.name}", flush=True)
     print("\n" + table(rows))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
-                                               "rows": rows}, indent=2))
+    write_json(args.json, {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +19,12 @@ def environment(device: str, **extra: Any) -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **extra}
 
 
-def write_results(path: str, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    with open(path, "w") as f:
-        json.dump({"meta": meta, "results": rows}, f, indent=2)
+def write_json(path: str | Path, value: Any, indent: int = 2) -> None:
+    """``value`` as JSON at ``path``, its folder created if missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=indent))
+
+
+def write_results(path: str | Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    write_json(path, {"meta": meta, "results": rows})

@@ -1,7 +1,7 @@
 """Label counts refined through the attack's reconstructions, against the gradient-only methods.
 
-    python benchmarks/labels_from_images.py --model convnet --rounds 1,5 --batch 8 --trials 3 \
-        --iterations 300 --json runs/grid/labels_from_images.json
+    python -m benchmarks.labels_from_images --model convnet --rounds 1,5 --batch 8 --trials 3 \
+        --iterations 300 [--json runs/grid/labels_from_images.json]
 
 With mean reduction the FC bias gradient is Δb_c = (1/B)·Σ_k p_kc − n_c/B exactly, so
 n_c = Σ_k p_kc − B·Δb_c: the counts follow from the batch's softmax outputs. ``geng_bias``
@@ -13,28 +13,22 @@ replaced by
   (one round of the alternation between images and counts);
 - ``joint``: the images of an attack that optimised soft labels jointly with them; its own
   labels (the argmax of the soft labels) are scored as ``joint labels``.
-The trained states are those of trained_states.py (MNIST trainer, batches of held-out digits).
+The trained states are those of ``trained_states.GRID`` (MNIST trainer, batches of held-out digits).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from bench_labels import population_config, score  # noqa: E402
-from environment import environment  # noqa: E402
-from trained_grid import GRID  # noqa: E402
-
-import fastleak.data as D  # noqa: E402
-import fastleak.labels as L  # noqa: E402
-from fastleak.attacks import attack  # noqa: E402
-from fastleak.federated import fedsgd  # noqa: E402
+import fastleak.data as D
+import fastleak.labels as L
+from benchmarks.bench_labels import population_config, score
+from benchmarks.environment import environment, write_json
+from benchmarks.trained_states import GRID
+from fastleak.attacks import attack
+from fastleak.federated import fedsgd
 
 
 def fixed(counts: torch.Tensor, batch: int) -> L.LabelCounts:
@@ -51,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", default=None)
+    p.add_argument("--json", default="runs/grid/labels_from_images.json", help="the report, after every round")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     population = population_config("mnist")
@@ -85,9 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
         report["rounds"][str(r)] = {"info": info, "scores": scores, "seconds": time.time() - t0}
         print(f"{a.model} round {r} (held-out acc {info['test_accuracy']:.3f}), B={a.batch} {a.pattern}: "
               + ", ".join(f"{k} {v['LnAcc']:.2f}" for k, v in scores.items()), flush=True)
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump(report, f, indent=1)
+        write_json(a.json, report, indent=1)
     return report
 
 

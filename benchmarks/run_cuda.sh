@@ -6,7 +6,7 @@
 #   the CUDA twins of the op and attack tests, the end-to-end attack benchmark (with the
 #   scaling plot and a profile of case 1), cases 1 and 4 again with eager Adam steps (no CUDA
 #   graph), the op benchmark, and the GPU attack-speed check.
-# With GRID_LIMIT > 0, the trained-model grid (trained_grid.py; the cached states of runs/trained
+# With GRID_LIMIT > 0, the trained-model grid (benchmarks.trained_grid; the cached states of runs/trained
 # must travel with the tree) runs beside them from the start: the image part on the GPU in four
 # processes (B = 1 and 4; B = 8; B = 1 and 4 with tv=1e-4; B = 1 and 4 with the l2_relative
 # distance) and the ConvNet's label part on the CPU cores in two, each writing grid_*.log/json to
@@ -61,12 +61,12 @@ grid() {  # grid NAME COMMAND...: one background job of the trained-model grid
   grid_jobs+=($!)
 }
 if [ "${GRID_LIMIT:-0}" -gt 0 ]; then
-  quality="$py benchmarks/bench_quality.py --only g --device cuda --restarts 2"
+  quality="$py -m benchmarks.bench_quality --only g --device cuda --restarts 2"
   grid images_b14 $quality --g-batches 1,4 --json "$out/grid_images_b14.json"
   grid images_b8 $quality --g-batches 8 --json "$out/grid_images_b8.json"
   grid images_tv $quality --g-batches 1,4 --set tv=1e-4 --json "$out/grid_images_tv.json"
   grid images_l2rel $quality --g-batches 1,4 --set distance=l2_relative --json "$out/grid_images_l2rel.json"
-  labels="$py benchmarks/bench_labels.py --grid --models convnet --threads 3 --trials 5"
+  labels="$py -m benchmarks.bench_labels --grid --models convnet --threads 3 --trials 5"
   grid labels_a $labels --protocols fedsgd,fedavg1 --json "$out/grid_labels_convnet_a.json"
   grid labels_b $labels --protocols fedavg4,fedavg16 --json "$out/grid_labels_convnet_b.json"
 fi
@@ -76,12 +76,12 @@ fi
 step "${TESTS_LIMIT:-150}" "cuda tests" $py -m pytest -q -p no:cacheprovider tests/ops tests/attacks \
   -m cuda -k "not error" \
   -n 4 -rf --tb=short
-step "${ATTACK_LIMIT:-240}" "bench_attack" $py benchmarks/bench_attack.py --device cuda \
+step "${ATTACK_LIMIT:-240}" "bench_attack" $py -m benchmarks.bench_attack --device cuda \
   --json "$out/bench_attack_cuda.json" --plot "$out/scaling_cuda.png" --profile "$out/profile_case1_cuda.txt"
-step "${EAGER_STEPS_LIMIT:-90}" "bench_attack, eager steps" $py benchmarks/bench_attack.py --device cuda \
+step "${EAGER_STEPS_LIMIT:-90}" "bench_attack, eager steps" $py -m benchmarks.bench_attack --device cuda \
   --only "1 inverting,4 limit" --no-cuda-graph --json "$out/bench_attack_cuda_eager_steps.json"
-step "${OPS_LIMIT:-60}" "bench_ops" $py benchmarks/bench_ops.py --device cuda --json "$out/bench_ops_cuda.json"
-step "${SPEED_LIMIT:-45}" "attack_speed_cuda" $py benchmarks/attack_speed_cuda.py --iterations 50 \
+step "${OPS_LIMIT:-60}" "bench_ops" $py -m benchmarks.bench_ops --device cuda --json "$out/bench_ops_cuda.json"
+step "${SPEED_LIMIT:-45}" "attack_speed_cuda" $py -m benchmarks.attack_speed_cuda --iterations 50 \
   --json "$out/attack_speed_cuda.json"
 if [ ${#grid_jobs[@]} -gt 0 ]; then
   wait "${grid_jobs[@]}"

@@ -1,16 +1,16 @@
 """The trained-model grid: what leaks at which training round, from one command.
 
-    python benchmarks/trained_grid.py                 # train the states, then labels and images
-    python benchmarks/trained_grid.py --part labels   # or images; --quick for a smoke run
+    python -m benchmarks.trained_grid                 # train the states, then labels and images
+    python -m benchmarks.trained_grid --part labels   # or images; --quick for a smoke run
 
-States: the MNIST trainer's global model (trained_states.py) at rounds 0, 1, 5, 20 and the final
-round (the first with >= 95% held-out accuracy), for the DLG LeNet and the width-16 ConvNet, whose
-BatchNorm runs in train mode as a FedSGD client's does. Victim batches are held-out digits.
+States (``trained_states.GRID``): the MNIST trainer's global model at rounds 0, 1, 5, 20 and the
+final round (the first with >= 95% held-out accuracy), for the DLG LeNet and the width-16 ConvNet,
+whose BatchNorm runs in train mode as a FedSGD client's does. Victim batches are held-out digits.
 
-- Labels (``bench_labels.py --grid``): B = 1, 8, 32, 64; labels random and repeat:4; FedSGD and
+- Labels (``bench_labels --grid``): B = 1, 8, 32, 64; labels random and repeat:4; FedSGD and
   FedAvg with 1, 4 and 16 full-batch local steps; every method, ``auto``, and the population-oracle
   floor (``geng_bias`` with the dummies drawn from the victim's own distribution).
-- Images (``bench_quality.py --only g``): the inverting, gradinversion and geng presets at B = 1, 4
+- Images (``bench_quality --only g``): the inverting, gradinversion and geng presets at B = 1, 4
   and 8 (random labels), FedSGD, labels recovered by the engine.
 
 Both benchmarks read GRID; they take their usual options after it (e.g. ``--trials``).
@@ -22,44 +22,9 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from torch import nn  # noqa: E402
-from trained_states import FINAL_ROUND, rounds_of, trained_model  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Grid:
-    models: tuple[str, ...] = ("lenet", "convnet")
-    rounds: tuple[str, ...] = ("0", "1", "5", "20", "final")
-    convnet_width: int = 16
-    bn: str = "train"
-    label_batches: tuple[int, ...] = (1, 8, 32, 64)
-    label_patterns: tuple[str, ...] = ("random", "repeat:4")
-    protocols: tuple[str, ...] = ("fedsgd", "fedavg1", "fedavg4", "fedavg16")
-    image_batches: tuple[int, ...] = (1, 4, 8)
-    image_presets: tuple[str, ...] = ("inverting", "gradinversion", "geng")
-
-    def round_numbers(self, model: str) -> list[int]:
-        return rounds_of(model, list(self.rounds))
-
-    def states(self, model: str) -> list[str]:
-        return [f"round{r}" for r in self.round_numbers(model)]
-
-    def trained(self, model: str, round_number: int) -> tuple[nn.Module, dict]:
-        """The grid's ``model`` after ``round_number`` rounds (trained_states.trained_model), eval mode."""
-        return trained_model(model, round_number, width=self.convnet_width if model == "convnet" else None)
-
-    def label_args(self) -> list[str]:
-        """bench_labels.py options for the grid's label part (one model at a time: their rounds differ)."""
-        return ["--datasets", "mnist", "--bn", self.bn, "--convnet-width", str(self.convnet_width),
-                "--batches", ",".join(map(str, self.label_batches)), "--patterns", ",".join(self.label_patterns),
-                "--protocols", ",".join(self.protocols)]
-
-
-GRID = Grid()
+from benchmarks import bench_labels, bench_quality
+from benchmarks.trained_states import FINAL_ROUND, GRID, Grid
 
 
 def build_states(grid: Grid = GRID) -> dict[str, dict]:
@@ -124,13 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     build_states()
     if a.part in ("labels", "all"):
-        import bench_labels
         for model in GRID.models:
             bench_labels.main(["--grid", "--models", model, "--trials", "1" if a.quick else "5",
                                "--json", os.path.join(a.out, f"labels_{model}.json"),
                                "--markdown", os.path.join(a.out, f"labels_{model}.md")])
     if a.part in ("images", "all"):
-        import bench_quality
         bench_quality.main(["--only", "g", "--device", a.device, "--json", os.path.join(a.out, "images.json")]
                            + (["--iterations", "50", "--restarts", "1"] if a.quick else []))
     print(f"grid: {time.time() - t0:.0f} s; reports in {a.out}", flush=True)

@@ -1,4 +1,5 @@
-"""Honest trained states for the benchmarks: the global model of the MNIST trainer after round N.
+"""Honest trained states for the benchmarks: the global model of the MNIST trainer after round N,
+and the grid of states the trained-model benchmarks attack (``GRID``).
 
 The models are trained with ``fastleak.training`` on the 4,000 train digits of the shipped MNIST
 split and attacked on the 1,000 held-out digits, which they have never seen. Runs are cached
@@ -8,6 +9,7 @@ every round is saved, so any round up to the longest run loads without training.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -64,3 +66,38 @@ def trained_model(name: str, round_number: int, seed: int = 0, width: int | None
             "command": command, "train_images": summary["data"]["train_images"],
             "test_images": summary["data"]["test_images"]}
     return load_round(out, round_number), info
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The trained-model grid (``trained_grid``): the states it attacks, and what ``bench_labels --grid``
+    and ``bench_quality --only g`` run on them."""
+
+    models: tuple[str, ...] = ("lenet", "convnet")
+    rounds: tuple[str, ...] = ("0", "1", "5", "20", "final")
+    convnet_width: int = 16
+    bn: str = "train"
+    label_batches: tuple[int, ...] = (1, 8, 32, 64)
+    label_patterns: tuple[str, ...] = ("random", "repeat:4")
+    protocols: tuple[str, ...] = ("fedsgd", "fedavg1", "fedavg4", "fedavg16")
+    image_batches: tuple[int, ...] = (1, 4, 8)
+    image_presets: tuple[str, ...] = ("inverting", "gradinversion", "geng")
+
+    def round_numbers(self, model: str) -> list[int]:
+        return rounds_of(model, list(self.rounds))
+
+    def states(self, model: str) -> list[str]:
+        return [f"round{r}" for r in self.round_numbers(model)]
+
+    def trained(self, model: str, round_number: int) -> tuple[nn.Module, dict]:
+        """The grid's ``model`` after ``round_number`` rounds (``trained_model``), eval mode."""
+        return trained_model(model, round_number, width=self.convnet_width if model == "convnet" else None)
+
+    def label_args(self) -> list[str]:
+        """bench_labels options for the grid's label part (one model at a time: their rounds differ)."""
+        return ["--datasets", "mnist", "--bn", self.bn, "--convnet-width", str(self.convnet_width),
+                "--batches", ",".join(map(str, self.label_batches)), "--patterns", ",".join(self.label_patterns),
+                "--protocols", ",".join(self.protocols)]
+
+
+GRID = Grid()

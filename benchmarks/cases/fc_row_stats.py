@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from bench_ops import Case
-from cases.total_variation import foolbox_images
+from benchmarks.cases import Case, foolbox_images
 from fastleak.ops import fc_row_stats
 
 

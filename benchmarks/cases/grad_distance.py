@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from bench_ops import Case
+from benchmarks.cases import Case
 from fastleak.ops import grad_distance
 
 

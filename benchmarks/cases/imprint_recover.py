@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from bench_ops import Case
+from benchmarks.cases import Case
 from fastleak import data, federated, malicious, models
 from fastleak.ops import imprint_recover, imprint_recover_reference
 

@@ -1,9 +1,9 @@
 """breaching's side of the imprint comparison: its ``ImprintAttacker`` on the cases' gradients.
 
-    benchmarks/peers/.venv/bin/python benchmarks/peers/breaching_imprint.py [--cases runs/peers/imprint/cases]
-        [--repeat 5] [--out runs/peers/imprint/breaching]
+    benchmarks/peers/.venv/bin/python -m benchmarks.peers.breaching_imprint [--cases runs/peers/imprint/cases]
+        [--only mnist_] [--repeat 5] [--threads 1] [--out runs/peers/imprint/breaching]
 
-Runs in the peer venv (``make_venv.sh``) on the files of ``imprint_cases.py``. The model breaching
+Runs in the peer venv (``make_venv.sh``), from the repository root, on the files of ``imprint_cases``. The model breaching
 attacks is its own ``ImprintBlock`` (cumulative) or ``SparseImprintBlock`` (sparse), constructed
 with the case's shape, bin count and gain and then loaded with the case's block parameters,
 followed by the rest of the case's parameters (LeNet's, which the attack never runs). Before the
@@ -23,18 +23,14 @@ included), the times and the block check; a case that raises is written with its
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib.metadata
-import io
 import logging
-import statistics
-import time
 import traceback
-import warnings
 from pathlib import Path
 
 import torch
+
+from benchmarks.peers.common import (breaching_attacker, breaching_payloads, load, median_seconds, options,
+                                     run_record, selected_cases, start)
 
 BLOCK_NAMES = {"linear0.weight": "bins.weight", "linear0.bias": "bins.bias",
                "linear2.weight": "readout.weight", "linear2.bias": "readout.bias"}
@@ -82,26 +78,8 @@ def rest_parameters(case: dict) -> list[torch.Tensor]:
     return [case["rest"][name] for name in case["param_names"] if not name.startswith("block.")]
 
 
-def attacker_for(model: torch.nn.Module):
-    import breaching
-
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cfg = breaching.get_attack_config("imprint")
-    return breaching.attacks.prepare_attack(model, torch.nn.CrossEntropyLoss(), cfg,
-                                            dict(device=torch.device("cpu"), dtype=torch.float))
-
-
 def inputs_of(case: dict, model: torch.nn.Module) -> tuple[list[dict], list[dict], dict]:
-    from omegaconf import OmegaConf
-
-    metadata = OmegaConf.create({"shape": list(case["shape"]), "modality": "vision", "task": "classification",
-                                 "classes": 10})
-    server = [{"parameters": [p.detach().clone() for p in model.parameters()], "buffers": None,
-               "metadata": metadata}]
-    user = [{"gradients": [g.clone() for g in case["gradients"]], "buffers": None,
-             "metadata": {"num_data_points": case["batch"], "labels": case["labels"].clone(),
-                          "local_hyperparams": None}}]
+    server, user = breaching_payloads(model, case["shape"], 10, case["gradients"], case["batch"], case["labels"])
     secrets = {"ImprintBlock": {"weight_idx": case["weight_idx"], "bias_idx": case["bias_idx"],
                                 "shape": tuple(case["shape"]), "structure": case["structure"]}}
     return server, user, secrets
@@ -114,42 +92,33 @@ def attack(case: dict, repeat: int) -> dict:
         raise RuntimeError(f"breaching's block differs from the case's: relative errors {check}")
     model = ModifiedModel(block, rest_parameters(case))
     assert [tuple(p.shape) for p in model.parameters()] == [tuple(g.shape) for g in case["gradients"]]
-    attacker = attacker_for(model)
-    server, user, secrets = inputs_of(case, model)
-    attacker.reconstruct(server, user, server_secrets=secrets)
-    seconds = []
-    for _ in range(repeat):
-        server, user, secrets = inputs_of(case, model)
-        started = time.perf_counter()
-        data, _ = attacker.reconstruct(server, user, server_secrets=secrets)
-        seconds.append(time.perf_counter() - started)
-    return {"images": data["data"].detach().float(), "seconds": statistics.median(seconds), "all_seconds": seconds,
+    attacker = breaching_attacker(model, torch.nn.CrossEntropyLoss(), "imprint")
+    median, seconds, (data, _) = median_seconds(
+        lambda server, user, secrets: attacker.reconstruct(server, user, server_secrets=secrets), repeat,
+        lambda: inputs_of(case, model))
+    return {"images": data["data"].detach().float(), "seconds": median, "all_seconds": seconds,
             "block_check": check}
 
 
 def run(case_path: Path, out: Path, repeat: int) -> Path:
-    case = torch.load(case_path, weights_only=False)
+    case = load(case_path)
     try:
         result = attack(case, repeat)
     except Exception as exc:  # recorded in the table, not hidden
         traceback.print_exc()
         result = {"error": f"{type(exc).__name__}: {exc}"}
     target = out / case_path.name
-    torch.save({**result, "threads": torch.get_num_threads(), "torch": str(torch.__version__),
-                "breaching": importlib.metadata.version("breaching")}, target)
+    torch.save({**result, **run_record(peer=True)}, target)
     return target
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="runs/peers/imprint/cases")
-    ap.add_argument("--out", default="runs/peers/imprint/breaching")
-    ap.add_argument("--repeat", type=int, default=5)
+    ap = options(__doc__.split("\n\n")[0], "runs/peers/imprint/cases", "runs/peers/imprint/breaching")
+    ap.add_argument("--repeat", type=int, default=5, help="timed calls per case, after one untimed call")
     args = ap.parse_args()
     logging.getLogger("breaching").setLevel(logging.WARNING)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in sorted(Path(args.cases).glob("*.pt")):
+    out = start(args)
+    for path in selected_cases(args.cases, args.only):
         print(run(path, out, args.repeat), flush=True)
 
 

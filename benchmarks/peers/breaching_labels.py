@@ -1,12 +1,12 @@
 """breaching's side of the label comparison: every label strategy of breaching 0.1.2, through its public API.
 
-    benchmarks/peers/.venv/bin/python benchmarks/peers/breaching_labels.py [--cases runs/peers/labels/cases]
+    benchmarks/peers/.venv/bin/python -m benchmarks.peers.breaching_labels [--cases runs/peers/labels/cases]
         [--only convnet_] [--threads 1] [--out runs/peers/labels/breaching]
 
-Runs in the peer venv (``make_venv.sh``) on the case files of ``label_cases.py``. For every
+Runs in the peer venv (``make_venv.sh``), from the repository root, on the case files of ``label_cases``. For every
 strategy of ``STRATEGIES`` it takes Inverting Gradients' stock configuration with only
 ``label_strategy`` overridden, builds the attacker with ``breaching.attacks.prepare_attack`` and
-calls its ``prepare_attack`` on the case as breaching_side.py hands it over, with the labels left
+calls its ``prepare_attack`` on the case as breaching_side hands it over, with the labels left
 out of the user's metadata (``num_data_points`` is the batch size): the labels that come back are
 what breaching recovers from the shared gradient. A strategy that raises is recorded with its
 error. ``torch.manual_seed(trial)`` precedes each call: ``random``, ``wainakh-whitebox`` and the
@@ -18,30 +18,24 @@ the client's BatchNorm mode. Writes ``<out>/<case>.pt`` with the labels, errors 
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import logging
 import time
 import warnings
 from pathlib import Path
 
 import torch
-from breaching_side import model_of, payloads
-from common import selected_cases
+
+from benchmarks.peers.breaching_side import payloads
+from benchmarks.peers.common import (breaching_attacker, load, model_of, options, quiet, run_record,
+                                     selected_cases, start)
 
 STRATEGIES = ("iDLG", "analytic", "yin", "wainakh-simple", "wainakh-whitebox", "bias-corrected", "bias-text",
               "random", "exhaustive")
 
 
 def attacker_for(case: dict, strategy: str):
-    import breaching
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        cfg = breaching.get_attack_config("invertinggradients", overrides=[f"label_strategy={strategy}"])
-    loss = torch.nn.CrossEntropyLoss(reduction=case["reduction"])
-    return breaching.attacks.prepare_attack(model_of(case), loss, cfg, dict(device=torch.device("cpu"),
-                                                                             dtype=torch.float))
+    return breaching_attacker(model_of(case), torch.nn.CrossEntropyLoss(reduction=case["reduction"]),
+                              "invertinggradients", [f"label_strategy={strategy}"])
 
 
 def gradient_error(case: dict) -> float:
@@ -56,22 +50,19 @@ def gradient_error(case: dict) -> float:
 
 
 def run(case_path: Path, out: Path) -> Path:
-    import breaching
-
-    case = torch.load(case_path, weights_only=False)
+    case = load(case_path)
     error = gradient_error(case)
     if not error <= 1e-4:
         raise RuntimeError(f"{case['name']}: breaching's model gives a gradient {error:.2g} away from the case's")
     result = {"case": case["name"], "gradient_error": error, "strategies": list(STRATEGIES), "labels": {},
-              "errors": {}, "seconds": {}, "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "peer": f"breaching {getattr(breaching, '__version__', '0.1.2')}"}
+              "errors": {}, "seconds": {}, **run_record(peer=True)}
     for strategy in STRATEGIES:
         attacker = attacker_for(case, strategy)
         server, user = payloads(case, model_of(case), labels_given=False)
         torch.manual_seed(case["trial"])
         start = time.perf_counter()
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with quiet():
                 _, labels, _ = attacker.prepare_attack(server, user)
         except Exception as exc:  # a strategy that cannot run here is a result, not a failure of the run
             result["errors"][strategy] = f"{type(exc).__name__}: {exc}"
@@ -84,19 +75,12 @@ def run(case_path: Path, out: Path) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="runs/peers/labels/cases")
-    ap.add_argument("--only", default="", help="comma-separated prefixes of case names")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="runs/peers/labels/breaching")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = options(__doc__.split("\n\n")[0], "runs/peers/labels/cases", "runs/peers/labels/breaching").parse_args()
+    out = start(args)
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", module=r"breaching|torch\.jit")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for case_path in selected_cases(args.cases, args.only):
-        result = torch.load(run(case_path, out), weights_only=False)
+        result = load(run(case_path, out))
         print(f"{case_path.stem}: gradient error {result['gradient_error']:.1e}, {len(result['labels'])} strategies "
               f"ran, failed: {', '.join(result['errors']) or 'none'}", flush=True)
 

@@ -1,6 +1,6 @@
 """The cases both sides attack: one FedSGD gradient each, written once and read by both.
 
-    python benchmarks/peers/cases.py [--out runs/peers/cases]          # fastleak's venv
+    python -m benchmarks.peers.cases [--out runs/peers/cases]          # fastleak's venv
 
 A case file (``torch.save``) holds what a server sees and what only the evaluation may see: the
 model's registry name, options and seed, its state dict, whether BatchNorm ran in train mode,
@@ -11,11 +11,12 @@ same weights, the same gradient and the same images.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from benchmarks.peers.common import output_folder, writer_options
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,7 @@ def write(case: Case, out: Path) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="runs/peers/cases")
-    args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(writer_options(__doc__.split("\n\n")[0], "runs/peers/cases").parse_args().out)
     for case in CASES:
         print(write(case, out))
 

@@ -6,12 +6,9 @@
 #
 # e.g. bash benchmarks/peers/compare_labels.sh 3 runs/peers/labels     (1 thread per side, OMP_WAIT_POLICY=PASSIVE)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/common.sh"
 trials="${1:-3}"; out="${2:-runs/peers/labels}"
-ours="${PYTHON:-.venv/bin/python}"; peer="${PEER_PYTHON:-benchmarks/peers/.venv/bin/python}"
-export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1
-[ -d "$out/cases" ] || "$ours" benchmarks/peers/label_cases.py --out "$out/cases" --trials "$trials"
-"$peer" benchmarks/peers/breaching_labels.py --cases "$out/cases" --out "$out/breaching"
-"$ours" benchmarks/peers/fastleak_labels.py --cases "$out/cases" --out "$out/fastleak"
-"$ours" benchmarks/peers/fastleak_labels.py --table --cases "$out/cases" --out "$out/fastleak" --peer "$out/breaching" \
-  | tee "$out/table.md"
+[ -d "$out/cases" ] || ours label_cases --out "$out/cases" --trials "$trials"
+peer breaching_labels --cases "$out/cases" --out "$out/breaching"
+ours fastleak_labels --cases "$out/cases" --out "$out/fastleak"
+ours fastleak_labels --table --cases "$out/cases" --out "$out/fastleak" --peer "$out/breaching" | tee "$out/table.md"

@@ -1,10 +1,10 @@
 """fastleak's side of the imprint comparison with breaching, and the table of both sides.
 
-    .venv/bin/python benchmarks/peers/fastleak_imprint.py [--cases runs/peers/imprint/cases] [--repeat 5]
-        [--out runs/peers/imprint/fastleak]
-    .venv/bin/python benchmarks/peers/fastleak_imprint.py --table [--peer runs/peers/imprint/breaching] ...
+    python -m benchmarks.peers.fastleak_imprint [--cases runs/peers/imprint/cases] [--only mnist_] [--repeat 5]
+        [--threads 1] [--out runs/peers/imprint/fastleak]
+    python -m benchmarks.peers.fastleak_imprint --table [--peer runs/peers/imprint/breaching] ...
 
-``fastleak.malicious.recover`` on each case of ``imprint_cases.py``: the model rebuilt from the
+``fastleak.malicious.recover`` on each case of ``imprint_cases``: the model rebuilt from the
 case's parameters and an observation sharing the case's gradients. Timed as breaching's side is,
 the median of ``--repeat`` calls after one untimed call, with ``labels=None`` (the recovery alone;
 breaching's imprint attack recovers no labels) and again with the default label recovery.
@@ -17,43 +17,31 @@ below 60 dB is a false image. Rows are means over seeds; times are medians over 
 """
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
-import sys
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.peers.common import load, median_seconds, options, run_record, selected_cases, start
+from benchmarks.peers.imprint_cases import model_of, observation_of
 
 EXACT_PSNR, RECOGNISABLE_PSNR, PSNR_CAP = 60.0, 18.0, 100.0
 SIDES = ("fastleak", "breaching")
 
 
-def median_seconds(call, repeat: int) -> tuple[float, object]:
-    result = call()
-    seconds = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = call()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds), result
-
-
 def run(case_path: Path, out: Path, repeat: int) -> Path:
     from fastleak import malicious
-    from imprint_cases import model_of, observation_of
 
-    case = torch.load(case_path, weights_only=False)
+    case = load(case_path)
     model = model_of(case)
     obs = observation_of(case, model)
-    alone, rec = median_seconds(lambda: malicious.recover(obs, model, malicious.RecoveryConfig(labels=None)), repeat)
-    with_labels, _ = median_seconds(lambda: malicious.recover(obs, model, malicious.RecoveryConfig()), repeat)
+    alone, _, rec = median_seconds(lambda: malicious.recover(obs, model, malicious.RecoveryConfig(labels=None)),
+                                   repeat)
+    with_labels, _, _ = median_seconds(lambda: malicious.recover(obs, model, malicious.RecoveryConfig()), repeat)
     target = out / case_path.name
     torch.save({"images": rec.images.detach().cpu(), "seconds": alone, "seconds_with_labels": with_labels,
-                "status": rec.status, "threads": torch.get_num_threads(), "torch": str(torch.__version__)}, target)
+                "status": rec.status, **run_record()}, target)
     return target
 
 
@@ -86,11 +74,11 @@ def score(images: torch.Tensor, truth: torch.Tensor) -> dict:
 
 
 def case_row(path: Path, folders: dict[str, Path]) -> dict:
-    case = torch.load(path, weights_only=False)
+    case = load(path)
     row = {"key": (case["dataset"], case["batch"], case["bins"], case["structure"]),
            "alone": float(case["alone"].double().mean())}
     for side, folder in folders.items():
-        result = torch.load(folder / path.name, weights_only=False)
+        result = load(folder / path.name)
         if "error" in result:
             row[side] = {"error": result["error"]}
             continue
@@ -149,19 +137,15 @@ def table(cases: Path, ours: Path, peer: Path) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="runs/peers/imprint/cases")
-    ap.add_argument("--out", default="runs/peers/imprint/fastleak")
-    ap.add_argument("--peer", default="runs/peers/imprint/breaching")
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--table", action="store_true", help="print the table of both sides and exit")
+    ap = options(__doc__.split("\n\n")[0], "runs/peers/imprint/cases", "runs/peers/imprint/fastleak",
+                 peer="runs/peers/imprint/breaching")
+    ap.add_argument("--repeat", type=int, default=5, help="timed calls per case, after one untimed call")
     args = ap.parse_args()
     if args.table:
         print(table(Path(args.cases), Path(args.out), Path(args.peer)))
         return
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in sorted(Path(args.cases).glob("*.pt")):
+    out = start(args)
+    for path in selected_cases(args.cases, args.only):
         print(run(path, out, args.repeat), flush=True)
 
 

@@ -1,14 +1,14 @@
 """fastleak's side of the label comparison (``auto`` label counts), and the table of both.
 
-    python benchmarks/peers/fastleak_labels.py [--cases runs/peers/labels/cases] [--only convnet_] [--threads 1]
+    python -m benchmarks.peers.fastleak_labels [--cases runs/peers/labels/cases] [--only convnet_] [--threads 1]
         [--out runs/peers/labels/fastleak]
-    python benchmarks/peers/fastleak_labels.py --table [--peer runs/peers/labels/breaching]
+    python -m benchmarks.peers.fastleak_labels --table [--peer runs/peers/labels/breaching]
         [--out runs/peers/labels/fastleak]
 
-Runs in fastleak's venv on the case files of ``label_cases.py``: ``fastleak.labels.counts`` with
+Runs in fastleak's venv on the case files of ``label_cases``: ``fastleak.labels.counts`` with
 method ``auto`` on an observation that carries the case's own gradient, the very tensors
 breaching is given, and its batch size. ``--table`` scores both sides against the true labels as
-bench_labels.py does, over the classes present in the truth or in the recovery: LnAcc is the share
+bench_labels does, over the classes present in the truth or in the recovery: LnAcc is the share
 of them whose count is exact, exact the share of batches whose whole label multiset is exact. One
 markdown row per model, state and batch size, averaged over the trials; a cell reads
 exact / LnAcc ("failed" where the strategy raised on every trial). A strategy that raised on every
@@ -16,27 +16,27 @@ case has no column; every error is listed under the table.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
-from common import selected_cases
-from fastleak_side import observation
+
+from benchmarks.peers.common import load, options, paired_results, run_record, selected_cases, start
+from benchmarks.peers.fastleak_side import observation
 
 
 def run(case_path: Path, out: Path) -> Path:
     from fastleak import labels
 
-    case = torch.load(case_path, weights_only=False)
+    case = load(case_path)
     model, obs = observation(case)
     start = time.perf_counter()
     found = labels.counts(obs, model, "auto", num_samples=case["batch"])
     seconds = time.perf_counter() - start
     path = out / f"{case['name']}.pt"
     torch.save({"case": case["name"], "labels": found.labels, "counts": found.counts, "method": found.method,
-                "seconds": seconds, "threads": torch.get_num_threads(), "torch": torch.__version__}, path)
+                "seconds": seconds, **run_record()}, path)
     return path
 
 
@@ -51,12 +51,8 @@ def table(cases: Path, ours: Path, peer: Path) -> str:
     chose: dict[tuple, set[str]] = defaultdict(set)
     strategies: list[str] = []
     errors: dict[str, list[str]] = defaultdict(list)
-    for path in sorted(ours.glob("*.pt")):
-        other_path = peer / path.name
-        if not other_path.exists():
-            continue
-        mine, other = (torch.load(p, weights_only=False) for p in (path, other_path))
-        truth = torch.load(cases / path.name, weights_only=False)
+    for path, mine, other in paired_results(ours, peer):
+        truth = load(cases / path.name)
         key = (truth["model"], truth["state"] != "untrained", truth["state"], truth["dataset"], truth["batch"])
         counts = torch.bincount(truth["labels"], minlength=truth["num_classes"])
         rows[key]["fastleak auto"].append(score(mine["counts"].long(), counts))
@@ -89,22 +85,14 @@ def table(cases: Path, ours: Path, peer: Path) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="runs/peers/labels/cases")
-    ap.add_argument("--only", default="", help="comma-separated prefixes of case names")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="runs/peers/labels/fastleak")
-    ap.add_argument("--peer", default="runs/peers/labels/breaching")
-    ap.add_argument("--table", action="store_true")
-    args = ap.parse_args()
+    args = options(__doc__.split("\n\n")[0], "runs/peers/labels/cases", "runs/peers/labels/fastleak",
+                   peer="runs/peers/labels/breaching").parse_args()
     if args.table:
         print(table(Path(args.cases), Path(args.out), Path(args.peer)))
         return
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = start(args)
     for case_path in selected_cases(args.cases, args.only):
-        result = torch.load(run(case_path, out), weights_only=False)
+        result = load(run(case_path, out))
         print(f"{case_path.stem}: {result['method']}, {1e3 * result['seconds']:.1f} ms", flush=True)
 
 

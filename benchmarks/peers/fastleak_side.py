@@ -1,11 +1,11 @@
 """fastleak's side of the peer comparison, and the table of both.
 
-    python benchmarks/peers/fastleak_side.py [--cases runs/peers/cases] [--only ig_convnet16]
+    python -m benchmarks.peers.fastleak_side [--cases runs/peers/cases] [--only ig_convnet16]
         [--iterations 300] [--restarts 1] [--threads 1] [--out runs/peers/fastleak]
-    python benchmarks/peers/fastleak_side.py --to-peer --iterations 2000 [--restarts 1] [--only ...]
-    python benchmarks/peers/fastleak_side.py --table [--peer runs/peers/breaching] [--out runs/peers/fastleak]
+    python -m benchmarks.peers.fastleak_side --to-peer --iterations 2000 [--restarts 1] [--only ...]
+    python -m benchmarks.peers.fastleak_side --table [--peer runs/peers/breaching] [--out runs/peers/fastleak]
 
-Runs in fastleak's venv on the case files of ``cases.py``: ``inverting`` for the ``ig_`` cases
+Runs in fastleak's venv on the case files of ``cases``: ``inverting`` for the ``ig_`` cases
 and ``dlg`` for the ``dlg_`` ones, the presets' defaults with only the budget changed, the labels
 given as breaching is given them (DLG: optimised jointly on both sides), one problem per case,
 after one untimed one-iteration attack (imports and first calls, as on breaching's side).
@@ -22,11 +22,12 @@ the answer, reached or not; when that run falls short, the smaller budgets are n
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
-from common import profiled, selected_cases, side_options
+
+from benchmarks.peers.common import (attack_options, load, model_of, paired_results, profiled, run_record,
+                                     selected_cases, start, with_gradients)
 
 PRESETS = {"ig": "inverting", "dlg": "dlg"}
 LADDER = (100, 250, 500, 1000)
@@ -35,24 +36,20 @@ LADDER = (100, 250, 500, 1000)
 def observation(case: dict):
     """The case's model (its BatchNorm mode set) and an observation whose shared gradient is the case's,
     bit for bit what breaching is given (after checking that fastleak recomputes it)."""
-    from fastleak import models
-    from fastleak.federated import Pair, fedsgd
+    from fastleak.federated import fedsgd
 
-    model = models.build(case["model"], case["num_classes"], in_shape=case["in_shape"], seed=case["seed"],
-                         **case["options"])
-    model.load_state_dict(case["state_dict"])
-    model.train(case["bn_train"])
+    model = model_of(case)
     obs = fedsgd(model, case["images"], case["labels"])
     ours, theirs = (torch.cat([g.flatten() for g in gs]) for gs in (obs.pairs[0].shared, case["gradients"]))
     if not (ours - theirs).norm() <= 1e-4 * theirs.norm():
         raise RuntimeError(f"{case['name']}: the recomputed gradient differs from the case's")
-    return model, dataclasses.replace(obs, pairs=(Pair(state=obs.pairs[0].state, shared=tuple(case["gradients"])),))
+    return model, with_gradients(obs, case["gradients"])
 
 
 def run(case_path: Path, iterations: int, restarts: int, out: Path, profile: bool = False) -> Path:
     from fastleak.attacks import attack
 
-    case = torch.load(case_path, weights_only=False)
+    case = load(case_path)
     model, obs = observation(case)
     kind = case["name"].split("_")[0]
     labels = None if kind == "dlg" else case["labels"]  # DLG optimises the labels jointly, as in breaching
@@ -63,8 +60,7 @@ def run(case_path: Path, iterations: int, restarts: int, out: Path, profile: boo
     path = out / f"{stem}.pt"
     torch.save({"case": case["name"], "attack": kind, "iterations": iterations, "restarts": restarts,
                 "images": res.images, "labels": res.labels, "seconds": res.wall_time,
-                "seconds_per_iteration": res.wall_time / iterations, "threads": torch.get_num_threads(),
-                "torch": torch.__version__}, path)
+                "seconds_per_iteration": res.wall_time / iterations, **run_record()}, path)
     return path
 
 
@@ -76,22 +72,21 @@ def psnr(result: dict, truth: dict) -> float:
 
 def to_peer(case_path: Path, iterations: int, restarts: int, out: Path, peer: Path) -> Path | None:
     """The cheapest ladder budget that reaches the peer's PSNR at ``iterations`` (see the docstring)."""
-    truth = torch.load(case_path, weights_only=False)
+    truth = load(case_path)
     kind = case_path.stem.split("_")[0]
     other_path = peer / f"{case_path.stem}_{kind}_{iterations}x{restarts}.pt"
-    if not other_path.exists() or "error" in (other := torch.load(other_path, weights_only=False)):
+    if not other_path.exists() or "error" in (other := load(other_path)):
         return None
     target = psnr(other, truth)
     rungs = []
     full = out / f"{case_path.stem}_{kind}_{iterations}x{restarts}.pt"
     # a full-budget run that falls short settles it: the smaller budgets are not run
-    ladder = [b for b in LADDER if b < iterations] if not full.exists() or psnr(
-        torch.load(full, weights_only=False), truth) >= target else []
+    ladder = [b for b in LADDER if b < iterations] if not full.exists() or psnr(load(full), truth) >= target else []
     for budget in ladder + [iterations]:
         path = out / f"{case_path.stem}_{kind}_{budget}x{restarts}.pt"
         if not path.exists():
             path = run(case_path, budget, restarts, out)
-        mine = torch.load(path, weights_only=False)
+        mine = load(path)
         rungs.append({"iterations": budget, "psnr": psnr(mine, truth), "seconds": mine["seconds"]})
         if rungs[-1]["psnr"] >= target:
             break
@@ -105,7 +100,7 @@ def to_peer_table(ours: Path) -> str:
     lines = ["| case | restarts | breaching: iterations, PSNR, s | fastleak: iterations to reach it, PSNR, s | "
              "time to the peer's quality (breaching s / fastleak s) |", "|---|---:|---|---|---:|"]
     for path in sorted(ours.glob("*_to_peer.pt")):
-        t = torch.load(path, weights_only=False)
+        t = load(path)
         last = t["rungs"][-1]
         ratio = f"{t['peer_seconds'] / last['seconds']:.1f}" if t["reached"] else "not reached"
         lines.append(f"| {t['case']} | {t['restarts']} | {t['peer_iterations']}, {t['peer_psnr']:.1f} dB, "
@@ -117,12 +112,8 @@ def to_peer_table(ours: Path) -> str:
 def table(cases: Path, ours: Path, peer: Path) -> str:
     lines = ["| case | iterations × restarts | PSNR fastleak | PSNR breaching | s fastleak | s breaching | "
              "per-iteration ratio (breaching / fastleak) |", "|---|---|---:|---:|---:|---:|---:|"]
-    for path in sorted(ours.glob("*.pt")):
-        other_path = peer / path.name
-        if not other_path.exists():
-            continue
-        mine, other = (torch.load(p, weights_only=False) for p in (path, other_path))
-        truth = torch.load(cases / f"{mine['case']}.pt", weights_only=False)
+    for _, mine, other in paired_results(ours, peer):
+        truth = load(cases / f"{mine['case']}.pt")
         if "error" in other:
             lines.append(f"| {mine['case']} | {mine['iterations']} × {mine['restarts']} | | {other['error']} | | | |")
             continue
@@ -135,9 +126,7 @@ def table(cases: Path, ours: Path, peer: Path) -> str:
 
 
 def main() -> None:
-    ap = side_options(__doc__.split("\n\n")[0], "runs/peers/fastleak")
-    ap.add_argument("--peer", default="runs/peers/breaching")
-    ap.add_argument("--table", action="store_true")
+    ap = attack_options(__doc__.split("\n\n")[0], "runs/peers/fastleak", peer="runs/peers/breaching")
     ap.add_argument("--to-peer", action="store_true", help="the time to the peer's PSNR at --iterations (docstring)")
     args = ap.parse_args()
     if args.table:
@@ -145,16 +134,14 @@ def main() -> None:
         print()
         print(to_peer_table(Path(args.out)))
         return
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = start(args)
     for case_path in selected_cases(args.cases, args.only):
         if args.to_peer:
             summary = to_peer(case_path, args.iterations, args.restarts, out, Path(args.peer))
             print(f"{case_path.stem}: " + (f"{summary}" if summary else "no breaching result to reach"), flush=True)
             continue
         path = run(case_path, args.iterations, args.restarts, out, args.profile)
-        result = torch.load(path, weights_only=False)
+        result = load(path)
         print(f"{case_path.stem}: {result['seconds']:.1f} s, {1e3 * result['seconds_per_iteration']:.1f} ms/it",
               flush=True)
 

@@ -1,7 +1,7 @@
 """Cases for the imprint comparison with breaching: one modified model in breaching's layout, one client
 batch, one FedSGD gradient.
 
-    python benchmarks/peers/imprint_cases.py --out runs/peers/imprint/cases [--datasets mnist,cifar]
+    python -m benchmarks.peers.imprint_cases [--out runs/peers/imprint/cases] [--datasets mnist,cifar]
                                              [--batches 64,128,256] [--seeds 0,1,2] [--breaching-bins 64]
 
 Per case the client's batch of B images is drawn (seeded) from ``bench_imprint.pools``: MNIST test
@@ -34,14 +34,13 @@ its own block against); ``alone`` (per sample: no other sample in its bin).
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_imprint import pools
+from benchmarks.peers.common import output_folder, with_gradients, writer_options
 
 STRUCTURES = ("cumulative", "sparse")
 GAIN = {"cumulative": 1e-3, "sparse": 1.0}
@@ -93,13 +92,9 @@ def model_of(case: dict):
 
 def observation_of(case: dict, model):
     """A FedSGD observation of ``model`` whose shared tensors are the case's gradients."""
-    import dataclasses
-
     from fastleak import federated
-    from fastleak.federated.observation import Pair
 
-    fresh = federated.fedsgd(model, case["images"], case["labels"])
-    return dataclasses.replace(fresh, pairs=(Pair(fresh.pairs[0].state, tuple(case["gradients"])),))
+    return with_gradients(federated.fedsgd(model, case["images"], case["labels"]), case["gradients"])
 
 
 def block_output_and_grad(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,17 +142,13 @@ def write_case(folder: Path, dataset: str, batch: int, bins: int, structure: str
 
 
 def main() -> None:
-    from bench_imprint import pools
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="runs/peers/imprint/cases")
+    ap = writer_options(__doc__.split("\n\n")[0], "runs/peers/imprint/cases")
     ap.add_argument("--datasets", default="mnist,cifar")
     ap.add_argument("--batches", default="64,128,256")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--breaching-bins", type=int, default=BREACHING_BINS, help="0: K = 2B only")
     args = ap.parse_args()
-    folder = Path(args.out)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = output_folder(args.out)
     for dataset in args.datasets.split(","):
         pool = pools(dataset)
         for batch in (int(b) for b in args.batches.split(",")):

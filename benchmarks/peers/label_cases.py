@@ -1,25 +1,24 @@
 """The cases of the label comparison: FedSGD gradients of real images whose labels repeat.
 
-    python benchmarks/peers/label_cases.py [--out runs/peers/labels/cases] [--trials 3]     # fastleak's venv
+    python -m benchmarks.peers.label_cases [--out runs/peers/labels/cases] [--trials 3]     # fastleak's venv
 
-A case file holds the keys of a ``cases.py`` case, so that ``breaching_side.model_of`` and
-``payloads`` read it as they read those, plus the model's ``state`` and the ``trial``. Each model
-runs untrained, built from the registry on CIFAR-10 images as ``cases.py`` builds it, and in the
-final trained state of ``trained_states.py`` (cached under runs/trained/, trained there if not),
+A case file holds the keys of a ``cases`` case, so that ``common.model_of`` and
+``breaching_side.payloads`` read it as they read those, plus the model's ``state`` and the ``trial``.
+Each model runs untrained, built from the registry on CIFAR-10 images as ``cases`` builds it, and in
+the final trained state of ``trained_states`` (cached under runs/trained/, trained there if not),
 on held-out MNIST digits it never saw. Trial t draws its batch with seed t, with labels drawn at
 random so that classes repeat; an untrained model is built with seed t as well. BatchNorm runs in
 train mode, as a FedSGD client's does.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.peers.common import output_folder, writer_options
+from benchmarks.trained_states import FINAL_ROUND, trained_model
 
 BATCHES = (8, 32, 64)
 
@@ -34,8 +33,6 @@ class Model:
 
 
 def models_compared() -> tuple[Model, ...]:
-    from trained_states import FINAL_ROUND
-
     return (Model("lenet", (), "untrained", "cifar10", False),
             Model("convnet", (("width", 16),), "untrained", "cifar10", True),
             Model("lenet", (), f"round{FINAL_ROUND['lenet']}", "mnist", False),
@@ -45,7 +42,6 @@ def models_compared() -> tuple[Model, ...]:
 def victim(spec: Model, seed: int) -> tuple[torch.nn.Module, int]:
     """The client's model and the seed that rebuilds its architecture from the registry."""
     from fastleak import data, models
-    from trained_states import trained_model
 
     options = dict(spec.options)
     if spec.state == "untrained":
@@ -77,12 +73,10 @@ def write(spec: Model, batch: int, trial: int, out: Path) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="runs/peers/labels/cases")
+    ap = writer_options(__doc__.split("\n\n")[0], "runs/peers/labels/cases")
     ap.add_argument("--trials", type=int, default=3)
     args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     for spec in models_compared():
         for batch in BATCHES:
             for trial in range(args.trials):

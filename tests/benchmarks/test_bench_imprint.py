@@ -1,12 +1,8 @@
 """bench_imprint: its pools are real, disjoint between client and server, and one case reproduces
 the exact-recovery claim it tabulates."""
-import sys
-from pathlib import Path
-
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from bench_imprint import pools, run_case  # noqa: E402
+from benchmarks.bench_imprint import pools, run_case, write_folder
 
 
 def test_cifar_pool_is_cifar_size_and_client_and_server_share_no_image():
@@ -27,8 +23,6 @@ def test_mnist_fedsgd_case_recovers_its_singletons():
 
 
 def test_the_cifar_pools_written_to_disk_come_back_through_the_folder_reader(tmp_path):
-    from bench_imprint import write_folder
-
     write_folder(tmp_path)
     x, y, public = pools("folder", str(tmp_path))
     expected, _, expected_public = pools("cifar")

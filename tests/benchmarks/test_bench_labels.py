@@ -1,13 +1,8 @@
 """bench_labels' dummy inputs: noise, or real images that never come from the victim's dataset."""
-import sys
-from pathlib import Path
-
 import torch
 
 import fastleak.data as data
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from bench_labels import AUXILIARY, label_config  # noqa: E402
+from benchmarks.bench_labels import AUXILIARY, label_config
 
 
 def test_noise_dummies_keep_the_library_default():

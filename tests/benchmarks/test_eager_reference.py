@@ -1,20 +1,16 @@
 """The eager baseline of bench_attack.py computes what fastleak's engine computes, step for step."""
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 import fastleak.data as data
 import fastleak.models as models
+from benchmarks import eager_reference
+from benchmarks.eager_reference import eager_attack_many, gradient_distance, total_variation
 from fastleak.attacks import PRESETS, attack, attack_many
 from fastleak.attacks.simulate import layer_weights
 from fastleak.federated import fedavg, fedsgd
 from fastleak.ops import grad_distance
 from fastleak.ops import total_variation as fused_tv
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from eager_reference import eager_attack_many, gradient_distance, total_variation  # noqa: E402
 
 STEPS = 5
 # L-BFGS on the sigmoid LeNet amplifies rounding differences (float64 vs float32 sums, the engine's
@@ -108,8 +104,6 @@ def test_unsupported_settings_are_refused(convnet_case):
 
 
 def test_only_the_images_receive_gradients(convnet_case, monkeypatch):
-    import eager_reference
-
     clients = []
 
     class Recorded(eager_reference._Client):

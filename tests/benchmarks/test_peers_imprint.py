@@ -2,17 +2,11 @@
 a case holds a model in breaching's block layout and that model's gradient, fastleak recovers the
 batch's lone samples from it, and the scorer counts exact, recognisable and false images the same
 way for any framework's output."""
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-PEERS = Path(__file__).resolve().parents[2] / "benchmarks" / "peers"
-sys.path.insert(0, str(PEERS))
-sys.path.insert(0, str(PEERS.parent))
-from fastleak_imprint import matched_psnr, run, score  # noqa: E402
-from imprint_cases import GAIN, model_of, write_case  # noqa: E402
+from benchmarks.peers.fastleak_imprint import matched_psnr, run, score
+from benchmarks.peers.imprint_cases import GAIN, model_of, write_case
 
 
 @pytest.fixture(scope="module")

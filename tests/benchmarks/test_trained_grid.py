@@ -1,17 +1,11 @@
 """The trained-model grid: its states, the benchmarks' reading of it, and its label summary."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import bench_labels  # noqa: E402
-import trained_grid  # noqa: E402
-import trained_states  # noqa: E402
+from benchmarks import bench_labels, trained_grid, trained_states
 
 
 def test_the_grid_states_end_at_each_models_final_round():
-    assert trained_grid.GRID.states("lenet") == ["round0", "round1", "round5", "round20",
-                                                 f"round{trained_states.FINAL_ROUND['lenet']}"]
-    assert trained_grid.GRID.states("convnet") == ["round0", "round1", "round5", "round20"]  # final is round 5
+    assert trained_states.GRID.states("lenet") == ["round0", "round1", "round5", "round20",
+                                                   f"round{trained_states.FINAL_ROUND['lenet']}"]
+    assert trained_states.GRID.states("convnet") == ["round0", "round1", "round5", "round20"]  # final is round 5
 
 
 def test_bench_labels_grid_options_are_the_grids_and_can_be_narrowed(monkeypatch):

@@ -1,15 +1,10 @@
 """The benchmarks' trained states come from the trainer, cached, and never from the held-out digits."""
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import trained_states  # noqa: E402
-from bench_labels import state_model  # noqa: E402
-
-from fastleak.training import read_summary  # noqa: E402
+from benchmarks import trained_states
+from benchmarks.bench_labels import state_model
+from fastleak.training import read_summary
 
 
 def test_a_round_is_trained_once_then_read_from_the_cache(tmp_path, monkeypatch):
