@@ -6,9 +6,9 @@ logging.getLogger("fastleak").addHandler(logging.NullHandler())
 
 # Loaded on first use, so that ``fastleak.cli`` can set OpenMP's wait policy before torch loads.
 _LAZY = {"attack": "fastleak.attacks", "attack_many": "fastleak.attacks", "has_cuda_kernels": "fastleak._ext",
-         "info": "fastleak._about"}
+         "info": "fastleak._about", "inspect": "fastleak.inspection"}
 
-__all__ = ["attack", "attack_many", "has_cuda_kernels", "info"]
+__all__ = ["attack", "attack_many", "has_cuda_kernels", "info", "inspect"]
 __version__ = "0.1.0"
 
 
