@@ -7,29 +7,29 @@
 
 namespace fastleak {
 
-at::Tensor total_variation(const at::Tensor& x) {
+at::Tensor total_variation(const at::Tensor& x, int64_t p) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("fastleak::total_variation", "")
                        .typed<decltype(total_variation)>();
-  return op.call(x);
+  return op.call(x, p);
 }
 
 namespace detail {
 
-at::Tensor total_variation_backward(const at::Tensor& grad_out, const at::Tensor& x) {
+at::Tensor total_variation_backward(const at::Tensor& grad_out, const at::Tensor& x, int64_t p) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("fastleak::total_variation_backward", "")
                        .typed<decltype(total_variation_backward)>();
-  return op.call(grad_out, x);
+  return op.call(grad_out, x, p);
 }
 
 }  // namespace detail
 
 TORCH_LIBRARY_FRAGMENT(fastleak, m) {
-  // Per-image mean |horizontal diff| + mean |vertical diff| of x [N, C, H, W].
-  m.def("total_variation(Tensor x) -> Tensor");
+  // Per-image mean |horizontal diff|^p + mean |vertical diff|^p of x [N, C, H, W], p = 1 or 2.
+  m.def("total_variation(Tensor x, int p=1) -> Tensor");
   // Gradient of total_variation w.r.t. x, given grad_out [N].
-  m.def("total_variation_backward(Tensor grad_out, Tensor x) -> Tensor");
+  m.def("total_variation_backward(Tensor grad_out, Tensor x, int p) -> Tensor");
 }
 
 }  // namespace fastleak

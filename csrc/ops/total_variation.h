@@ -4,11 +4,11 @@
 
 namespace fastleak {
 
-at::Tensor total_variation(const at::Tensor& x);
+at::Tensor total_variation(const at::Tensor& x, int64_t p);
 
 namespace detail {
 
-at::Tensor total_variation_backward(const at::Tensor& grad_out, const at::Tensor& x);
+at::Tensor total_variation_backward(const at::Tensor& grad_out, const at::Tensor& x, int64_t p);
 
 }  // namespace detail
 }  // namespace fastleak

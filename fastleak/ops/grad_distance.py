@@ -30,9 +30,9 @@ pass a tensor on the inputs' device to avoid a host-to-device copy per call.
 The result is differentiable with respect to ``rec``, ``target`` and a weights tensor. The
 compiled path computes the per-(restart, tensor) sums sum (r-t)^2, sum r.t, sum r^2 and sum t^2
 in one deterministic pass over all tensors (``fastleak::grad_distance_partials``) and their
-gradient in one fused pass (``fastleak::grad_distance_backward``, itself not differentiable: the
-compiled path has first derivatives only, the reference any order); the metric itself is plain
-torch on the [R, N, 4] sums. Both ops take per-row targets natively (``row_targets``), without
+gradient in one fused pass (``fastleak::grad_distance_backward``, itself differentiable through
+ATen ops, so that both paths are differentiable to any order); the metric itself is plain torch
+on the [R, N, 4] sums. Both ops take per-row targets natively (``row_targets``), without
 splitting the rows.
 """
 from __future__ import annotations

@@ -1,5 +1,7 @@
 // Autograd of the gradient-distance ops, registered for every device. The gradient of the
-// partial sums is one fused grad_distance_backward pass per side; that pass is not differentiable.
+// partial sums is one fused grad_distance_backward pass per side; that pass is differentiable in
+// turn (through ATen ops, which are differentiable to any order), so the compiled op has the
+// reference's derivatives of every order.
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
@@ -63,18 +65,69 @@ class GradDistancePartialsFunction : public torch::autograd::Function<GradDistan
   }
 };
 
+// The coefficient column i of a [R, N] coefficient tensor, shaped to broadcast against tensor i
+// ([R, ...] when batched, a scalar otherwise).
+at::Tensor coef_column(const at::Tensor& coef, size_t i, const at::Tensor& like, bool batched) {
+  const at::Tensor column = coef.select(1, static_cast<int64_t>(i));
+  if (!batched) return column.squeeze(0);
+  std::vector<int64_t> shape(like.dim(), 1);
+  shape[0] = column.size(0);
+  return column.view(shape);
+}
+
+// Per-row sums of t: [R] for a batched t [R, ...], [1] otherwise.
+at::Tensor row_sums(const at::Tensor& t, bool batched) {
+  if (!batched) return t.sum().reshape({1});
+  std::vector<int64_t> dims;
+  for (int64_t d = 1; d < t.dim(); ++d) dims.push_back(d);
+  return dims.empty() ? t : t.sum(dims);
+}
+
+// out[i] = coef_rec[:, i] * rec[i] + coef_target[:, i] * target[i] is bilinear: its derivatives
+// are the other factor times the incoming gradient gg[i], reduced over a shared target's rows or
+// over each tensor's elements for the coefficients.
 class GradDistanceBackwardFunction : public torch::autograd::Function<GradDistanceBackwardFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, at::TensorList rec, at::TensorList target,
                                const at::Tensor& coef_rec, const at::Tensor& coef_target, bool batched,
                                bool row_targets) {
+    variable_list saved(rec.begin(), rec.end());
+    saved.insert(saved.end(), target.begin(), target.end());
+    saved.push_back(coef_rec);
+    saved.push_back(coef_target);
+    ctx->save_for_backward(saved);
+    ctx->saved_data["batched"] = batched;
+    ctx->saved_data["row_targets"] = row_targets;
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return detail::grad_distance_backward(rec, target, coef_rec, coef_target, batched, row_targets);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    TORCH_CHECK(false, "fastleak::grad_distance_backward is not differentiable: the compiled grad_distance "
-                "has first derivatives only (use fastleak.ops.grad_distance_reference for higher orders)");
+    const variable_list saved = ctx->get_saved_variables();
+    const size_t n = grads.size();
+    const at::Tensor& coef_rec = saved[2 * n];
+    const at::Tensor& coef_target = saved[2 * n + 1];
+    const bool batched = ctx->saved_data["batched"].toBool();
+    const bool shared_target = batched && !ctx->saved_data["row_targets"].toBool();
+    const bool coef_rec_grad = ctx->needs_input_grad(2 * n);
+    const bool coef_target_grad = ctx->needs_input_grad(2 * n + 1);
+    variable_list out(2 * n + 4);  // rec..., target..., coef_rec, coef_target, batched, row_targets
+    std::vector<at::Tensor> grad_coef_rec, grad_coef_target;
+    for (size_t i = 0; i < n; ++i) {
+      const at::Tensor& gg = grads[i];
+      const at::Tensor& rec = saved[i];
+      const at::Tensor& target = saved[n + i];
+      if (ctx->needs_input_grad(i)) out[i] = gg * coef_column(coef_rec, i, rec, batched);
+      if (ctx->needs_input_grad(n + i)) {
+        const at::Tensor grad_target = gg * coef_column(coef_target, i, rec, batched);
+        out[n + i] = shared_target ? grad_target.sum(0) : grad_target;
+      }
+      if (coef_rec_grad) grad_coef_rec.push_back(row_sums(gg * rec, batched));
+      if (coef_target_grad) grad_coef_target.push_back(row_sums(gg * target, batched));
+    }
+    if (coef_rec_grad) out[2 * n] = at::stack(grad_coef_rec, 1);
+    if (coef_target_grad) out[2 * n + 1] = at::stack(grad_coef_target, 1);
+    return out;
   }
 };
 

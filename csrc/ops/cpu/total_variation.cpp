@@ -57,7 +57,7 @@ inline double segmented_sum(int64_t n, const F& f) {
   return total;
 }
 
-// Sums of penalty(x[h, w+1] - x[h, w]) and penalty(x[h+1, w] - x[h, w]) over `rows` rows of a
+// Sums of penalty<P>(x[h, w+1] - x[h, w]) and penalty<P>(x[h+1, w] - x[h, w]) over `rows` rows of a
 // plane starting at `base`, of which the first `vrows` have a row below; `scratch` holds
 // max(rows * W, 2 * kSegment) values.
 // Wide rows: within each segment of columns, every column accumulates its own opmath_t sums over
@@ -65,10 +65,10 @@ inline double segmented_sum(int64_t n, const F& f) {
 // sums are added up in double. Narrow rows would spend more on per-row loop overhead than on the
 // pairs, so there the rows form one flat range: the horizontal penalties go to `scratch`, those
 // of the pairs that would cross a row end are zeroed, and both directions are summed flat.
-template <typename scalar_t, typename opmath_t>
+template <int P, typename scalar_t, typename opmath_t>
 FL_CPU_MULTIVERSION void rows_sums(const scalar_t* base, int64_t rows, int64_t vrows, int64_t W, opmath_t* scratch,
                                    double& sh, double& sv) {
-  auto diff = [&](int64_t i, int64_t j) { return tv::penalty(opmath_t(base[j]) - opmath_t(base[i])); };
+  auto diff = [&](int64_t i, int64_t j) { return tv::penalty<P>(opmath_t(base[j]) - opmath_t(base[i])); };
   sh = sv = 0;
   if (W >= kWideRow) {
     opmath_t* col_h = scratch;
@@ -100,7 +100,7 @@ FL_CPU_MULTIVERSION void rows_sums(const scalar_t* base, int64_t rows, int64_t v
   sv = segmented_sum<opmath_t>(vrows * W, [&](int64_t i) { return diff(i, i + W); });
 }
 
-template <typename scalar_t>
+template <int P, typename scalar_t>
 void forward_impl(const scalar_t* x, const Geometry& g, at::opmath_type<scalar_t>* out) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t items = g.items();
@@ -111,7 +111,7 @@ void forward_impl(const scalar_t* x, const Geometry& g, at::opmath_type<scalar_t
       const int64_t plane = item / g.items_per_plane;
       const int64_t h0 = (item % g.items_per_plane) * g.rows_per_item;
       const int64_t h1 = std::min(g.H, h0 + g.rows_per_item);
-      rows_sums(x + (plane * g.H + h0) * g.W, h1 - h0, std::min(h1, g.H - 1) - h0, g.W, scratch.data(),
+      rows_sums<P>(x + (plane * g.H + h0) * g.W, h1 - h0, std::min(h1, g.H - 1) - h0, g.W, scratch.data(),
                 partial[2 * item], partial[2 * item + 1]);
     }
   });
@@ -128,15 +128,18 @@ void forward_impl(const scalar_t* x, const Geometry& g, at::opmath_type<scalar_t
   }
 }
 
-at::Tensor total_variation_cpu(const at::Tensor& x_in) {
+at::Tensor total_variation_cpu(const at::Tensor& x_in, int64_t p) {
   constexpr const char* op = "fastleak::total_variation";
-  tv::check_input(x_in, op);
+  tv::check_input(x_in, p, op);
   const at::Tensor x = x_in.contiguous();
   const Geometry g(x);
   at::Tensor out = at::zeros({g.N}, x.options().dtype(at::toOpMathType(x.scalar_type())));
   if (g.items() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), op, [&] {
-    forward_impl(x.const_data_ptr<scalar_t>(), g, out.mutable_data_ptr<at::opmath_type<scalar_t>>());
+  tv::dispatch_exponent(p, [&](auto exponent) {
+    constexpr int P = decltype(exponent)::value;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), op, [&] {
+      forward_impl<P>(x.const_data_ptr<scalar_t>(), g, out.mutable_data_ptr<at::opmath_type<scalar_t>>());
+    });
   });
   return out;
 }
@@ -147,7 +150,7 @@ at::Tensor total_variation_cpu(const at::Tensor& x_in) {
 // those that would cross a row end are zeroed), then every pixel combines its two pairs with its
 // vertical neighbours. Rows with the same vertical neighbourhood (first, interior, last) run as
 // one flat loop each, so narrow images pay no per-row loop overhead.
-template <typename scalar_t, typename opmath_t>
+template <int P, typename scalar_t, typename opmath_t>
 FL_CPU_MULTIVERSION void rows_grad(const scalar_t* x, int64_t h0, int64_t h1, int64_t H, int64_t W, opmath_t sh,
                                    opmath_t sv, opmath_t* pairs, scalar_t* grad) {
   const int64_t block_rows = std::max<int64_t>(1, kGradBlockElems / W);
@@ -158,14 +161,14 @@ FL_CPU_MULTIVERSION void rows_grad(const scalar_t* x, int64_t h0, int64_t h1, in
     const int64_t offset = b0 * W, n = (b1 - b0) * W;
     const scalar_t* base = x + offset;
 #pragma omp simd
-    for (int64_t j = 0; j < n - 1; ++j) right[j] = tv::penalty_grad(opmath_t(base[j + 1]) - opmath_t(base[j]));
+    for (int64_t j = 0; j < n - 1; ++j) right[j] = tv::penalty_grad<P>(opmath_t(base[j + 1]) - opmath_t(base[j]));
     for (int64_t r = 0; r < b1 - b0; ++r) right[r * W + W - 1] = 0;
     // Rows [r0, r1) whose upper and lower neighbours sit at offsets -up and +down (0: none).
     auto span = [&](int64_t r0, int64_t r1, int64_t up, int64_t down) {
 #pragma omp simd
       for (int64_t i = r0 * W; i < r1 * W; ++i) {
         const int64_t j = i - offset;
-        grad[i] = static_cast<scalar_t>(tv::pixel_grad_from_pairs(
+        grad[i] = static_cast<scalar_t>(tv::pixel_grad_from_pairs<P>(
             sh, sv, pairs[j], right[j], opmath_t(x[i]), opmath_t(x[i - up]), opmath_t(x[i + down])));
       }
     };
@@ -179,7 +182,7 @@ FL_CPU_MULTIVERSION void rows_grad(const scalar_t* x, int64_t h0, int64_t h1, in
   }
 }
 
-template <typename scalar_t>
+template <int P, typename scalar_t>
 void backward_impl(const at::opmath_type<scalar_t>* grad_out, const scalar_t* x, const Geometry& g, scalar_t* grad) {
   using opmath_t = at::opmath_type<scalar_t>;
   const double wh = tv::mean_weight<double>(g.C * g.H * (g.W - 1));
@@ -192,23 +195,26 @@ void backward_impl(const at::opmath_type<scalar_t>* grad_out, const scalar_t* x,
       const int64_t h0 = (item % g.items_per_plane) * g.rows_per_item;
       const int64_t h1 = std::min(g.H, h0 + g.rows_per_item);
       const int64_t offset = plane * g.H * g.W;
-      rows_grad(x + offset, h0, h1, g.H, g.W, static_cast<opmath_t>(go * wh), static_cast<opmath_t>(go * wv),
+      rows_grad<P>(x + offset, h0, h1, g.H, g.W, static_cast<opmath_t>(go * wh), static_cast<opmath_t>(go * wv),
                 pairs.data(), grad + offset);
     }
   });
 }
 
-at::Tensor total_variation_backward_cpu(const at::Tensor& grad_out_in, const at::Tensor& x_in) {
+at::Tensor total_variation_backward_cpu(const at::Tensor& grad_out_in, const at::Tensor& x_in, int64_t p) {
   constexpr const char* op = "fastleak::total_variation_backward";
-  tv::check_backward_input(grad_out_in, x_in, op);
+  tv::check_backward_input(grad_out_in, x_in, p, op);
   const at::Tensor x = x_in.contiguous();
   const at::Tensor grad_out = grad_out_in.contiguous();
   const Geometry g(x);
   at::Tensor grad = at::empty(x.sizes(), x.options());
   if (g.items() == 0) return grad.zero_();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), op, [&] {
-    backward_impl(grad_out.const_data_ptr<at::opmath_type<scalar_t>>(), x.const_data_ptr<scalar_t>(), g,
-                  grad.mutable_data_ptr<scalar_t>());
+  tv::dispatch_exponent(p, [&](auto exponent) {
+    constexpr int P = decltype(exponent)::value;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), op, [&] {
+      backward_impl<P>(grad_out.const_data_ptr<at::opmath_type<scalar_t>>(), x.const_data_ptr<scalar_t>(), g,
+                       grad.mutable_data_ptr<scalar_t>());
+    });
   });
   return grad;
 }

@@ -39,7 +39,7 @@ __device__ opmath_t block_sum(opmath_t v) {
 }
 
 // Block b reduces chunk b % chunks of image b / chunks: pixels k*kThreads + t + j*chunks*kThreads.
-template <typename scalar_t, typename opmath_t = at::opmath_type<scalar_t>>
+template <int P, typename scalar_t, typename opmath_t = at::opmath_type<scalar_t>>
 __global__ void __launch_bounds__(kThreads)
     forward_partial_kernel(const scalar_t* __restrict__ x, int64_t M, int64_t H, int64_t W, int64_t chunks,
                            opmath_t wh, opmath_t wv, opmath_t* __restrict__ partial) {
@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(kThreads)
     const opmath_t c = static_cast<opmath_t>(img[i]);
     const opmath_t right = w + 1 < W ? static_cast<opmath_t>(img[i + 1]) : c;
     const opmath_t down = h + 1 < H ? static_cast<opmath_t>(img[i + W]) : c;
-    s += wh * tv::penalty(right - c) + wv * tv::penalty(down - c);
+    s += wh * tv::penalty<P>(right - c) + wv * tv::penalty<P>(down - c);
   }
   s = block_sum(s);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) out[blockIdx.x] = s;
 }
 
-template <typename scalar_t, typename opmath_t = at::opmath_type<scalar_t>>
+template <int P, typename scalar_t, typename opmath_t = at::opmath_type<scalar_t>>
 __global__ void __launch_bounds__(kThreads)
     backward_kernel(const opmath_t* __restrict__ grad_out, const scalar_t* __restrict__ x, int64_t total, int64_t M,
                     int64_t H, int64_t W, opmath_t wh, opmath_t wv, scalar_t* __restrict__ grad) {
@@ -82,13 +82,13 @@ __global__ void __launch_bounds__(kThreads)
     const opmath_t right = w + 1 < W ? static_cast<opmath_t>(x[i + 1]) : c;
     const opmath_t up = h > 0 ? static_cast<opmath_t>(x[i - W]) : c;
     const opmath_t down = h + 1 < H ? static_cast<opmath_t>(x[i + W]) : c;
-    grad[i] = static_cast<scalar_t>(tv::pixel_grad(go * wh, go * wv, c, left, right, up, down));
+    grad[i] = static_cast<scalar_t>(tv::pixel_grad<P>(go * wh, go * wv, c, left, right, up, down));
   }
 }
 
-at::Tensor total_variation_cuda(const at::Tensor& x_in) {
+at::Tensor total_variation_cuda(const at::Tensor& x_in, int64_t p) {
   constexpr const char* op = "fastleak::total_variation";
-  tv::check_input(x_in, op);
+  tv::check_input(x_in, p, op);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -100,23 +100,26 @@ at::Tensor total_variation_cuda(const at::Tensor& x_in) {
   TORCH_CHECK(N * chunks <= std::numeric_limits<int32_t>::max(), op, ": x has too many images (", N, ")");
   at::Tensor partial = at::empty({N * chunks}, out.options());
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), op, [&] {
-    using opmath_t = at::opmath_type<scalar_t>;
-    const auto wh = static_cast<opmath_t>(tv::mean_weight<double>(C * H * (W - 1)));
-    const auto wv = static_cast<opmath_t>(tv::mean_weight<double>(C * (H - 1) * W));
-    forward_partial_kernel<scalar_t><<<static_cast<unsigned>(N * chunks), kThreads, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), M, H, W, chunks, wh, wv, partial.mutable_data_ptr<opmath_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    combine_kernel<opmath_t><<<static_cast<unsigned>(N), kThreads, 0, stream>>>(
-        partial.const_data_ptr<opmath_t>(), chunks, out.mutable_data_ptr<opmath_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  tv::dispatch_exponent(p, [&](auto exponent) {
+    constexpr int P = decltype(exponent)::value;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), op, [&] {
+      using opmath_t = at::opmath_type<scalar_t>;
+      const auto wh = static_cast<opmath_t>(tv::mean_weight<double>(C * H * (W - 1)));
+      const auto wv = static_cast<opmath_t>(tv::mean_weight<double>(C * (H - 1) * W));
+      forward_partial_kernel<P, scalar_t><<<static_cast<unsigned>(N * chunks), kThreads, 0, stream>>>(
+          x.const_data_ptr<scalar_t>(), M, H, W, chunks, wh, wv, partial.mutable_data_ptr<opmath_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      combine_kernel<opmath_t><<<static_cast<unsigned>(N), kThreads, 0, stream>>>(
+          partial.const_data_ptr<opmath_t>(), chunks, out.mutable_data_ptr<opmath_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
   return out;
 }
 
-at::Tensor total_variation_backward_cuda(const at::Tensor& grad_out_in, const at::Tensor& x_in) {
+at::Tensor total_variation_backward_cuda(const at::Tensor& grad_out_in, const at::Tensor& x_in, int64_t p) {
   constexpr const char* op = "fastleak::total_variation_backward";
-  tv::check_backward_input(grad_out_in, x_in, op);
+  tv::check_backward_input(grad_out_in, x_in, p, op);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const at::Tensor grad_out = grad_out_in.contiguous();
@@ -126,14 +129,17 @@ at::Tensor total_variation_backward_cuda(const at::Tensor& grad_out_in, const at
   if (total == 0) return grad;
   const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 20);
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), op, [&] {
-    using opmath_t = at::opmath_type<scalar_t>;
-    const auto wh = static_cast<opmath_t>(tv::mean_weight<double>(C * H * (W - 1)));
-    const auto wv = static_cast<opmath_t>(tv::mean_weight<double>(C * (H - 1) * W));
-    backward_kernel<scalar_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-        grad_out.const_data_ptr<opmath_t>(), x.const_data_ptr<scalar_t>(), total, M, H, W, wh, wv,
-        grad.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  tv::dispatch_exponent(p, [&](auto exponent) {
+    constexpr int P = decltype(exponent)::value;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), op, [&] {
+      using opmath_t = at::opmath_type<scalar_t>;
+      const auto wh = static_cast<opmath_t>(tv::mean_weight<double>(C * H * (W - 1)));
+      const auto wv = static_cast<opmath_t>(tv::mean_weight<double>(C * (H - 1) * W));
+      backward_kernel<P, scalar_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+          grad_out.const_data_ptr<opmath_t>(), x.const_data_ptr<scalar_t>(), total, M, H, W, wh, wv,
+          grad.mutable_data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
   return grad;
 }
