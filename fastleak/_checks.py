@@ -64,7 +64,7 @@ def nonnegative_number(value: Any, name: str) -> float:
 def positive_number(value: Any, name: str) -> float:
     """A finite int or float > 0, as a float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise InvalidValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise InvalidValueError(f"{name} must be a positive finite number, got {value!r}")
     return float(value)
 
 

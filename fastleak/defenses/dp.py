@@ -1,7 +1,7 @@
 """DP-SGD (Abadi et al. 2016) on the client: per-example clipping plus Gaussian noise.
 
-This needs per-example gradients, so it runs the client computation itself rather than
-transforming an existing observation. The client computes each sample's gradient g_i (all trainable
+This needs per-example gradients, so it replaces the client's FedSGD step (a ``ClientStep`` of the
+registry, for the "fedsgd" protocol only) rather than transforming an existing observation. The client computes each sample's gradient g_i (all trainable
 parameters together), scales it to global L2 norm at most ``clip`` (g_i * min(1, clip / ||g_i||)),
 sums them, adds N(0, (sigma * clip)^2) to every coordinate (one CPU generator seeded with ``seed``,
 parameters in order) and divides by n for ``reduction="mean"``. BatchNorm must be in eval mode.
@@ -13,21 +13,21 @@ import dataclasses
 import torch
 from torch import nn
 
-from fastleak.defenses.checks import nonnegative, positive
-from fastleak.defenses.registry import defense_meta
-from fastleak.errors import InvalidTypeError
+from fastleak._checks import integer, nonnegative_number, positive_number
+from fastleak.defenses.registry import defense_meta, register_client
 from fastleak.federated.client import (_check_loss, make_observation, per_example_gradients, snapshot,
                                        trainable_names, validate_batch)
 from fastleak.federated.observation import Observation
 
 
+@register_client("dp_sgd", protocols=("fedsgd",), why="clips the per-example gradients of one FedSGD step",
+                 use="fastleak.defenses.dp_sgd(model, x, y, clip=..., sigma=...)")
 def dp_sgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, clip: float, sigma: float, seed: int = 0,
            loss: str = "ce", reduction: str = "mean") -> Observation:
     """A FedSGD observation (kind "gradient") protected by DP-SGD; see the module docstring."""
-    clip = positive(clip, "clip")
-    sigma = nonnegative(sigma, "sigma")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InvalidTypeError(f"seed must be an int, got {seed!r}")
+    clip = positive_number(clip, "clip")
+    sigma = nonnegative_number(sigma, "sigma")
+    integer(seed, "seed")
     _check_loss(loss, reduction)
     num_classes = validate_batch(model, x, y)
     state = snapshot(model)

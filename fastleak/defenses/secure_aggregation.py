@@ -19,7 +19,8 @@ from typing import Sequence
 
 import torch
 
-from fastleak.defenses.registry import defense_meta
+from fastleak._checks import positive_int
+from fastleak.defenses.registry import defense_meta, register_aggregation
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated.observation import Observation, Pair
 
@@ -58,3 +59,12 @@ def secure_aggregate(observations: Sequence[Observation]) -> Observation:
     record = {"name": "secure_aggregation", "clients": k}
     return dataclasses.replace(first, pairs=pairs, num_samples=sum(obs.num_samples for obs in observations),
                                meta=defense_meta(first.meta, record))
+
+
+@register_aggregation("secure_aggregation", use="fastleak.defenses.secure_aggregate(observations)")
+def _over_clients(observations: Sequence[Observation], clients: int) -> Observation:
+    """``secure_aggregate`` of the observations of exactly ``clients`` clients."""
+    if len(observations) != positive_int(clients, "clients"):
+        raise InvalidValueError(f"secure aggregation over clients={clients} got {len(observations)} clients' "
+                                "observations")
+    return secure_aggregate(observations)

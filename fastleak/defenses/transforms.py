@@ -5,9 +5,8 @@ import math
 
 import torch
 
-from fastleak.defenses.checks import fraction, nonnegative, positive
+from fastleak._checks import fraction, int_in_range, nonnegative_number, positive_number
 from fastleak.defenses.registry import Tensors, register
-from fastleak.errors import InvalidValueError
 
 
 def _normal(generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
@@ -17,14 +16,14 @@ def _normal(generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
 @register("gaussian", stochastic=True)
 def gaussian(tensors: Tensors, generator: torch.Generator, sigma: float) -> Tensors:
     """Add i.i.d. N(0, sigma^2) noise to every entry."""
-    sigma = nonnegative(sigma, "sigma")
+    sigma = nonnegative_number(sigma, "sigma")
     return tuple(t + sigma * _normal(generator, t) for t in tensors)
 
 
 @register("laplace", stochastic=True)
 def laplace(tensors: Tensors, generator: torch.Generator, scale: float) -> Tensors:
     """Add i.i.d. Laplace(0, scale) noise (density exp(-|v|/scale) / (2 scale)) to every entry."""
-    scale = nonnegative(scale, "scale")
+    scale = nonnegative_number(scale, "scale")
     out = []
     for t in tensors:
         # the difference of two Exp(1) variables is Laplace(0, 1); 1 - U lies in (0, 1]
@@ -48,7 +47,7 @@ def _scale_to(tensors: Tensors, max_norm: float) -> Tensors:
 def clip(tensors: Tensors, max_norm: float, per_layer: bool = False) -> Tensors:
     """Scale the shared tensors down so their global L2 norm is at most ``max_norm`` (unchanged when
     already within). ``per_layer=True``: bound every tensor's own norm by ``max_norm`` instead."""
-    max_norm = positive(max_norm, "max_norm")
+    max_norm = positive_number(max_norm, "max_norm")
     if per_layer:
         return tuple(_scale_to((t,), max_norm)[0] for t in tensors)
     return _scale_to(tensors, max_norm)
@@ -83,8 +82,7 @@ def prune(tensors: Tensors, ratio: float) -> Tensors:
 def quantize(tensors: Tensors, bits: int) -> Tensors:
     """Uniform quantisation per tensor: round every entry to the nearest of 2**bits evenly spaced
     levels from the tensor's minimum to its maximum (both are levels). Constant tensors are unchanged."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
-        raise InvalidValueError(f"bits must be an int in [1, 16], got {bits!r}")
+    int_in_range(bits, "bits", 1, 16)
     out = []
     for t in tensors:
         if t.numel() == 0:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from fastleak import data
+from fastleak import data, defenses
 from fastleak.errors import InvalidValueError
 from fastleak.experiments.scenario import Scenario, simulate
 from fastleak.experiments.spec import ExperimentSpec
@@ -81,38 +81,34 @@ def outcome_metrics(outcome: MaliciousOutcome) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Protection:
-    """One row of the defenses table: ``defense`` ("none", a ``fastleak.defenses`` name, "dp_sgd" or
-    "secure_aggregation") and its parameters (``clients`` for secure aggregation)."""
+    """One row of the defenses table: ``defense`` ("none" or a ``fastleak.defenses`` name: a
+    transform, dp_sgd, secure_aggregation) and its parameters (``clients`` for secure aggregation)."""
 
     defense: str
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from fastleak import defenses
-
-        known = ("none", "dp_sgd", "secure_aggregation") + defenses.names()
+        known = ("none",) + defenses.names()
         if self.defense not in known:
             raise InvalidValueError(f"protection must be one of {', '.join(known)}, got {self.defense!r}")
-        if self.defense == "secure_aggregation" and set(self.params) != {"clients"}:
-            raise InvalidValueError(f"secure_aggregation takes one parameter, clients=K, got {dict(self.params)}")
+        if self.defense != "none":
+            defenses.get(self.defense).check_params(self.params)
 
     @property
     def label(self) -> str:
         return self.defense + "".join(f" {k}={v}" for k, v in self.params.items())
 
+    def applies_to(self, spec: ExperimentSpec) -> bool:
+        """Whether the defense applies to the spec's mode (the defenses registry says)."""
+        return self.defense == "none" or defenses.get(self.defense).applies_to(spec.mode)
+
     def applied_to(self, spec: ExperimentSpec) -> ExperimentSpec:
-        if self.defense == "none":
-            return spec
-        if self.defense == "secure_aggregation":
-            return spec.replace(clients=int(self.params["clients"]))
-        if self.defense == "dp_sgd" and spec.mode != "fedsgd":
-            raise InvalidValueError(f"the dp_sgd row needs mode 'fedsgd' (per-example clipping of one gradient), "
-                                    f"got {spec.mode!r}; leave it out of the protections for FedAvg")
-        return spec.replace(defense=self.defense, defense_params=dict(self.params))
+        return spec if self.defense == "none" else spec.with_defense(self.defense, dict(self.params))
 
 
 # Strengths chosen to show each defense's regime on MNIST with LeNet at B = 64 (RESULTS.md, "The
-# malicious server"): noise and DP-SGD at a level the image survives and one it does not.
+# malicious server"): noise and DP-SGD at a level the image survives and one it does not. A table
+# leaves out the rows whose defense does not apply to its mode (DP-SGD under FedAvg).
 DEFAULT_PROTECTIONS = (
     Protection("none"),
     Protection("clip", {"max_norm": 1.0}),
@@ -139,11 +135,15 @@ class ProtectionRow:
 
 def protection_table(spec: ExperimentSpec, protections: Sequence[Protection] = DEFAULT_PROTECTIONS, *,
                      callback: Callable[[ProtectionRow], None] | None = None) -> tuple[ProtectionRow, ...]:
-    """``run_malicious`` of ``spec`` under each protection (module docs); ``callback`` gets each row."""
+    """``run_malicious`` of ``spec`` under each protection (module docs) that applies to its mode (the
+    others are left out, with a log message); ``callback`` gets each row."""
     if spec.threat != "malicious":
         raise InvalidValueError(f"spec.threat must be 'malicious' for a protection table, got {spec.threat!r}")
     rows = []
     for protection in protections:
+        if not protection.applies_to(spec):
+            log.info("protection %s left out: it does not apply to mode %r", protection.label, spec.mode)
+            continue
         started = time.perf_counter()
         outcome = run_malicious(protection.applied_to(spec))
         row = ProtectionRow(protection, outcome_metrics(outcome), time.perf_counter() - started)
@@ -152,22 +152,3 @@ def protection_table(spec: ExperimentSpec, protections: Sequence[Protection] = D
         rows.append(row)
     return tuple(rows)
 
-
-def protections_from(specs: Sequence[str]) -> tuple[Protection, ...]:
-    """Protections from ``"name"`` or ``"name:key=value,key=value"`` strings (values as Python literals)."""
-    import ast
-
-    out = []
-    for text in specs:
-        name, _, params = text.partition(":")
-        values: dict[str, Any] = {}
-        for item in filter(None, params.split(",")):
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise InvalidValueError(f"a protection is NAME or NAME:KEY=VALUE,..., got {text!r}")
-            try:
-                values[key] = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                values[key] = value
-        out.append(Protection(name, values))
-    return tuple(out)

@@ -23,8 +23,6 @@ PUBLIC_SAMPLES = 5000  # at most this many images of the other split make the ma
 
 @CLIENTS.register("fedsgd")
 def _fedsgd(model, x, y, spec):
-    if spec.defense == "dp_sgd":
-        return defenses.dp_sgd(model, x, y, **spec.defense_params)
     return fedsgd(model, x, y)
 
 
@@ -74,14 +72,12 @@ def _server_model(spec: ExperimentSpec, model: nn.Module) -> nn.Module:
 
 
 def _observe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: ExperimentSpec) -> Observation:
-    """Every client computes on its own batch and applies the defense; the server sees their mean."""
-    shared = []
-    for start in range(0, len(x), spec.batch):
-        obs = CLIENTS.get(spec.mode)(model, x[start:start + spec.batch], y[start:start + spec.batch], spec)
-        if spec.defense and spec.defense != "dp_sgd":
-            obs = defenses.apply(obs, spec.defense, **spec.defense_params)
-        shared.append(obs)
-    return shared[0] if len(shared) == 1 else defenses.secure_aggregate(shared)
+    """Every client computes on its own batch under the spec's defenses; what the server sees."""
+    def step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Observation:
+        return CLIENTS.get(spec.mode)(model, x, y, spec)
+
+    batches = [(x[start:start + spec.batch], y[start:start + spec.batch]) for start in range(0, len(x), spec.batch)]
+    return defenses.protect(step, model, batches, spec.mode, spec.defenses())
 
 
 def simulate(spec: ExperimentSpec) -> Scenario:

@@ -5,15 +5,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastleak._checks import known_fields
+from fastleak import defenses
+from fastleak._checks import known_fields, optional_positive_int, positive_int, positive_number
 from fastleak.errors import InvalidValueError
 
-MODES = ("fedsgd", "fedavg", "multi-pair")
+MODES = tuple(defenses.PROTOCOLS)  # the FL protocols: "fedsgd", "fedavg", "multi-pair"
 CLIENT_BN = ("train", "eval")
 THREATS = ("honest", "malicious")
 # Fields added after results files existed, and the value that reproduces the experiments written
 # before them; ``fastleak.sweeps.job_key`` leaves them out at that value so old results stay valid.
 LATER_FIELDS = {"threat": "honest", "clients": 1}
+# The aggregation defense that ``clients`` > 1 selects, over that many clients (its one parameter).
+AGGREGATION = "secure_aggregation"
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,11 @@ class ExperimentSpec:
     mode: "fedsgd" (one gradient), "fedavg" (an update after ``local_steps`` local SGD steps with
     ``local_lr`` and ``local_batch_size``) or "multi-pair" (``pairs`` gradients of the batch under
     re-initialised models).
-    defense/defense_params: a ``fastleak.defenses`` name and its parameters, applied to the observation,
-    or "dp_sgd" (``fastleak.defenses.dp_sgd``: the client clips and noises per-example gradients; FedSGD).
-    clients: secure aggregation over this many clients (``fastleak.defenses.secure_aggregate``): each
-    draws its own batch of ``batch`` images (``clients * batch`` in all, the ground truth), and the
+    defense/defense_params: a ``fastleak.defenses`` name that acts on every client and its parameters:
+    a transform of what the client shares (gaussian, clip, ...) or a client step (dp_sgd: the client
+    clips and noises per-example gradients); the registry says which modes each applies to.
+    clients: secure aggregation over this many clients (``AGGREGATION``, ``fastleak.defenses.secure_aggregate``):
+    each draws its own batch of ``batch`` images (``clients * batch`` in all, the ground truth), and the
     server sees only the mean of their shared tensors. With the honest threat this needs FedSGD.
     threat: "honest" (an honest-but-curious server: the attack ``preset`` optimises dummy inputs) or
     "malicious" (the server sends a modified model, ``fastleak.malicious``; ``preset`` is "imprint" or
@@ -80,14 +84,12 @@ class ExperimentSpec:
         if self.attack_labels not in ("recover", "optimize", "true"):
             raise InvalidValueError(f"attack_labels must be recover, optimize or true, got {self.attack_labels!r}")
         for name in ("batch", "restarts", "pairs", "local_steps", "clients"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.iterations is not None and (not isinstance(self.iterations, int) or self.iterations < 1):
-            raise InvalidValueError(f"iterations must be a positive integer, got {self.iterations!r}")
-        if not self.local_lr > 0:
-            raise InvalidValueError(f"local_lr must be positive, got {self.local_lr!r}")
+            positive_int(getattr(self, name), name)
+        optional_positive_int(self.iterations, "iterations")
+        optional_positive_int(self.local_batch_size, "local_batch_size")
+        positive_number(self.local_lr, "local_lr")
         self._check_threat()
+        self._check_defenses()
 
     def _check_threat(self) -> None:
         if self.threat not in THREATS:
@@ -104,9 +106,27 @@ class ExperimentSpec:
             raise InvalidValueError(f"clients={self.clients} (secure aggregation) needs mode 'fedsgd' under the honest "
                                     f"threat, got {self.mode!r}: the mean of several clients' FedAvg updates is no "
                                     "single client's update; the malicious threat reads it in closed form")
-        if self.defense == "dp_sgd" and self.mode != "fedsgd":
-            raise InvalidValueError(f"defense 'dp_sgd' clips per-example gradients of one FedSGD step; mode must be "
-                                    f"'fedsgd', got {self.mode!r}")
+
+    def _check_defenses(self) -> None:
+        if self.defense is not None and self.defense not in defenses.names("client", "shared"):
+            raise InvalidValueError(f"defense must be one of {', '.join(defenses.names('client', 'shared'))} (each "
+                                    f"client's), got {self.defense!r}"
+                                    + (f"; {self.defense} is set by clients=K" if self.defense == AGGREGATION else ""))
+        defenses.check(self.mode, self.defenses())
+
+    def defenses(self) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """The round's defenses as ``fastleak.defenses`` (name, params) pairs: ``defense`` on every
+        client, then ``AGGREGATION`` over the clients when there are several."""
+        own = ((self.defense, dict(self.defense_params)),) if self.defense is not None else ()
+        return own + (((AGGREGATION, {"clients": self.clients}),) if self.clients > 1 else ())
+
+    def with_defense(self, name: str, params: dict[str, Any]) -> "ExperimentSpec":
+        """This spec with the registered defense ``name`` added: ``AGGREGATION`` sets ``clients``, any
+        other defense replaces ``defense``/``defense_params``."""
+        if name == AGGREGATION:
+            defenses.get(name).check_params(params)
+            return self.replace(clients=params["clients"])
+        return self.replace(defense=name, defense_params=dict(params))
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

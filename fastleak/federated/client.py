@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from fastleak._checks import positive_int
+from fastleak._checks import positive_int, positive_number
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated.losses import LOSSES, check_reduction, client_loss
 from fastleak.federated.observation import Observation, Pair
@@ -213,8 +213,7 @@ def fedavg(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, local_steps: i
     """FedAvg: the client runs ``epochs * local_steps`` real SGD steps (schedule in the module
     docstring) on a copy of the model and shares ``W_after - W_before`` (kind "update")."""
     _check_loss(loss, reduction)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise InvalidValueError(f"lr must be a positive finite number, got {lr!r}")
+    positive_number(lr, "lr")
     num_classes = validate_batch(model, x, y)
     schedule = local_schedule(x.shape[0], local_steps, batch_size, epochs)
     state = snapshot(model)

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from fastleak._checks import optional_positive_int, positive_int
 from fastleak._registry import Registry
 from fastleak.errors import InvalidValueError
 from fastleak.sweeps.execute import execute_job, failed_result
@@ -33,10 +34,9 @@ class BackendOptions:
     cpus_per_job: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("attempts", "workers", "cpus_per_job"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise InvalidValueError(f"{name} must be a positive integer, got {value!r}")
+        positive_int(self.attempts, "attempts")
+        optional_positive_int(self.workers, "workers")
+        optional_positive_int(self.cpus_per_job, "cpus_per_job")
 
 
 Backend = Callable[[Sequence[Job], BackendOptions], Iterator[JobResult]]

@@ -36,6 +36,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastleak._checks import nonnegative_int
 from fastleak._toml import read_toml
 from fastleak.errors import InvalidValueError
 from fastleak.experiments import ExperimentSpec
@@ -149,8 +150,7 @@ class SweepSpec:
     source: str = "sweep"
 
     def __post_init__(self) -> None:
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise InvalidValueError(f"{self.source}: retries must be a non-negative integer, got {self.retries!r}")
+        nonnegative_int(self.retries, f"{self.source}: retries")
         if self.output is not None and (not isinstance(self.output, str) or not self.output):
             raise InvalidValueError(f"{self.source}: output must be a non-empty path string, got {self.output!r}")
         if not isinstance(self.cases, tuple) or not self.cases:

@@ -165,7 +165,7 @@ def test_interrupted_audit_prints_its_resume_command_and_resumes(saved_observati
     (["attack", "--preset", "nope", "--model", "lenet", "--batch", "1"], "unknown attack preset 'nope'"),
     (["attack", "--config", "missing.toml"], "config file 'missing.toml' does not exist"),
     (["audit", "missing.obs", "--model", "lenet"], "observation file 'missing.obs' does not exist"),
-    (["attack", "--batch", "0"], "batch must be a positive integer"),
+    (["attack", "--batch", "0"], "batch must be a positive int, got 0"),
     (["attack", "--model", "lenet", "--batch", "1", "--dataset", "nosuch"], "unknown dataset 'nosuch'"),
     (["attack", "--defense-param", "sigma"], "--defense-param expects KEY=VALUE"),
     (["attack", "--model", "lenet", "--batch", "1", "--option", "lean_conv=maybe"],

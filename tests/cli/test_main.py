@@ -51,7 +51,7 @@ def test_debug_shows_the_traceback_of_an_input_error_too(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fastleak", "attack", "--batch", "0", "--debug"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
-    assert "Traceback" in proc.stderr and "InvalidValueError: batch must be a positive integer" in proc.stderr
+    assert "Traceback" in proc.stderr and "InvalidValueError: batch must be a positive int" in proc.stderr
 
 
 def test_version_reports_the_build_the_kernels_and_the_threading_policy():

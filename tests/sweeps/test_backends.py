@@ -32,9 +32,9 @@ def test_unknown_backends_and_options_are_errors(tmp_path):
     sweep = SweepSpec.from_dict({"fixed": {"model": "lenet"}})
     with pytest.raises(ValueError, match="unknown sweep backend 'dask'; valid names: ray, serial"):
         run_sweep(sweep, tmp_path / "r.jsonl", backend="dask")
-    with pytest.raises(ValueError, match="workers must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="workers must be a positive int or None, got 0"):
         BackendOptions(workers=0)
-    with pytest.raises(ValueError, match="cpus_per_job must be a positive integer"):
+    with pytest.raises(ValueError, match="cpus_per_job must be a positive int or None"):
         run_sweep(sweep, tmp_path / "r.jsonl", backend="serial", cpus_per_job=-1)
 
 

@@ -62,7 +62,7 @@ def test_an_explicit_default_is_the_same_job():
     ({"grid": {"defense_params": [{"sigma": 1}]}, "cases": [{"defense_params": {"sigma": 2}}]},
      "defense_params.sigma set in both [grid] and [[cases]] #1"),
     ({"cases": []}, "cases must be a non-empty array"),
-    ({"retries": -1}, "retries must be a non-negative integer"),
+    ({"retries": -1}, "retries must be a non-negative int, got -1"),
     ({"output": 3}, "output must be a non-empty path string"),
 ])
 def test_bad_sweeps_name_the_setting(values, message):
@@ -74,7 +74,7 @@ def test_bad_sweeps_name_the_setting(values, message):
 
 def test_an_invalid_value_names_the_job():
     sweep = SweepSpec.from_dict({"grid": {"batch": [1, 0]}}, source="s.toml")
-    with pytest.raises(ValueError, match=r"s.toml: job batch=0: batch must be a positive integer"):
+    with pytest.raises(ValueError, match=r"s.toml: job batch=0: batch must be a positive int"):
         sweep.jobs()
 
 
@@ -87,7 +87,7 @@ def test_load_reads_and_validates_a_toml_file(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('output = "out.jsonl"\nretries = 2\n[fixed]\nmodel = "lenet"\nlocal-steps = 2\n'
                     '[grid]\nbatch = [1, 2]\ndefense_params.sigma = [0.1]\n'
-                    '[[cases]]\ndefense = "gaussian"\n[[cases]]\ndefense = "laplace"\n')
+                    '[[cases]]\ndefense = "gaussian"\n[[cases]]\ndefense = "gaussian"\nseed = 1\n')
     sweep = load(path)
     assert sweep.output == "out.jsonl" and sweep.attempts == 3
     jobs = sweep.jobs()

@@ -6,7 +6,7 @@ from PIL import Image
 from fastleak.experiments import ExperimentSpec
 from fastleak.sweeps import JobResult, ResultsWriter, job_key, summarize, write_report
 
-BASE = ExperimentSpec(model="lenet", batch=1, defense="gaussian")
+BASE = ExperimentSpec(model="lenet", batch=1, defense="gaussian", defense_params={"sigma": 0.01})
 
 
 def _result(sigma, seed, psnr=None, ln_acc=1.0, status="ok", wall=2.0):

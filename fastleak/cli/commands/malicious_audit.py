@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fastleak.cli.commands.options import spec_from_args
+from fastleak.cli.commands.options import defense_names, spec_from_args
 from fastleak.cli.errors import CliError
 
 BASE = {"threat": "malicious", "preset": "imprint", "dataset": "mnist", "batch": 64, "client_bn": "eval"}
+EXAMPLE = "gaussian:sigma=1e-5"
 COLUMNS = ("protection", "images", "recovered exactly", "alone in their bin", "recognisable (>= 18 dB)",
            "false images", "labels LnAcc", "seconds")
 
@@ -24,10 +25,26 @@ def malicious_audit_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--local-steps", type=int, default=None, help="FedAvg local SGD steps (default: 4)")
     g.add_argument("--local-lr", type=float, default=None, help="FedAvg local learning rate (default: 0.01)")
     g.add_argument("--local-batch-size", type=int, default=None, help="FedAvg mini-batch size (default: the batch)")
-    g.add_argument("--protection", action="append", metavar="NAME[:KEY=VALUE,...]",
-                   help="a row of the table, repeatable: none, a --defense name with its parameters, dp_sgd:clip=1,"
-                        "sigma=0.1 or secure_aggregation:clients=8 (default: the table of "
-                        "fastleak.experiments.malicious.DEFAULT_PROTECTIONS; dp_sgd rows only for fedsgd)")
+    g.add_argument("--protection", action="append", metavar="NAME[:KEY=VALUE,...]", help=_protection_help())
+
+
+def _protection_help() -> str:
+    return (f"a row of the table, repeatable: none or a defense ({defense_names()}) with its parameters, e.g. "
+            f"{EXAMPLE}, dp_sgd:clip=1,sigma=0.1 or secure_aggregation:clients=8 (default: the table of "
+            "fastleak.experiments.malicious.DEFAULT_PROTECTIONS, less the rows that do not apply to --mode)")
+
+
+def _protections(args: argparse.Namespace, spec) -> tuple:
+    """The rows of --protection, or the default rows that apply to the spec's mode."""
+    from fastleak._keyvalue import named_key_values
+    from fastleak.experiments.malicious import DEFAULT_PROTECTIONS, Protection
+
+    if not args.protection:
+        return tuple(p for p in DEFAULT_PROTECTIONS if p.applies_to(spec))
+    chosen = tuple(Protection(*named_key_values(text, "--protection", EXAMPLE)) for text in args.protection)
+    for protection in chosen:
+        protection.applied_to(spec)  # a row asked for that does not apply to --mode is an error, with the reason
+    return chosen
 
 
 def _cell(value, spec: str) -> str:
@@ -45,8 +62,7 @@ def table_lines(rows) -> list[str]:
 
 
 def audit_malicious(args: argparse.Namespace) -> int:
-    from fastleak.errors import InvalidValueError
-    from fastleak.experiments.malicious import DEFAULT_PROTECTIONS, protection_table, protections_from
+    from fastleak.experiments.malicious import protection_table
     from fastleak.reports import new_run_dir
     from fastleak.reports.rundir import removed_if_it_fails_empty, write_config, write_json
 
@@ -56,11 +72,7 @@ def audit_malicious(args: argparse.Namespace) -> int:
     base = dict(BASE)
     base["preset"] = args.preset or base["preset"]
     spec = spec_from_args(args, base)
-    try:
-        protections = protections_from(args.protection) if args.protection else tuple(
-            p for p in DEFAULT_PROTECTIONS if spec.mode == "fedsgd" or p.defense != "dp_sgd")
-    except InvalidValueError as exc:
-        raise CliError(str(exc), "write e.g. --protection gaussian:sigma=1e-5") from None
+    protections = _protections(args, spec)
     run_dir = new_run_dir(args.out)
     print(f"malicious server, {spec.preset} preset: {spec.model} on {spec.dataset}, batch {spec.batch}, {spec.mode}; "
           f"{len(protections)} protections")

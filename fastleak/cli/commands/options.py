@@ -64,6 +64,15 @@ def constructor_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def defense_names(*stages: str) -> str:
+    """The registered defenses (acting at ``stages``), each with the modes it is limited to."""
+    from fastleak import defenses
+
+    every = tuple(defenses.PROTOCOLS)
+    return ", ".join(d.name + ("" if d.protocols == every else f" ({' and '.join(d.protocols)} only)")
+                     for d in map(defenses.get, defenses.names(*stages)))
+
+
 def scenario_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
     g = p.add_argument_group("simulated client")
     g.add_argument("--dataset", default=None,
@@ -87,7 +96,8 @@ def scenario_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
     g.add_argument("--pairs", type=int, default=None,
                    help=f"multi-pair: number of model states (default: {shown['pairs']})")
     g.add_argument("--defense", default=None,
-                   help="gaussian, laplace, clip, topk, prune, quantize, dp_sgd (default: none)")
+                   help=f"a defense on every client: {defense_names('client', 'shared')}; secure aggregation is "
+                        "--clients (default: none)")
     g.add_argument("--clients", type=int, default=None, metavar="K",
                    help="secure aggregation: K clients with a batch each, the server sees only their mean "
                         f"(default: {shown['clients']})")
