@@ -10,7 +10,11 @@ from fastleak.cli.commands.registry import command
 from fastleak.cli.commands.running import execute
 
 
-# A FedSGD client as it trains (BatchNorm on batch statistics), sized for about 20 s on two CPU cores.
+# A FedSGD client as it trains (BatchNorm on batch statistics). The wall times, in seconds on two idle CPU
+# cores with the default threads (the median of three runs of `fastleak demo [--fast]`), are the figures the
+# help and the README quote (tests/test_readme.py holds the README to them).
+DEMO_SECONDS = 15
+DEMO_FAST_SECONDS = 7
 DEMO = {"dataset": "cifar10", "model": "plainconv", "model_options": {"width": 16, "depth": 3}, "client_bn": "train",
         "batch": 4, "labels": "random", "mode": "fedsgd", "preset": "inverting", "restarts": 2, "iterations": 300,
         "seed": 0}
@@ -18,7 +22,8 @@ DEMO_FAST = {**DEMO, "batch": 1, "restarts": 1, "iterations": 200}
 
 
 def _configure_demo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fast", action="store_true", help="a smaller, shorter run")
+    p.add_argument("--fast", action="store_true", help=f"a smaller, shorter run: one image, one restart, "
+                   f"{DEMO_FAST['iterations']} iterations (about {DEMO_FAST_SECONDS} s on two CPU cores)")
     run_folder_options(p)
     model_options(p, shown_defaults(DEMO))
     p.add_argument("--seed", type=int, default=None, help=f"data, model and attack seed (default: {DEMO['seed']})")
@@ -26,7 +31,7 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
 
 @command("demo", "Simulate a CIFAR-10 FedSGD client (plainconv, BatchNorm in train mode, batch of 4, duplicate "
          "labels allowed), recover its labels and reconstruct its images with the inverting attack from its one "
-         "gradient; writes runs/<timestamp>/.",
+         f"gradient; about {DEMO_SECONDS} s on two CPU cores; writes runs/<timestamp>/.",
          "  fastleak demo\n  fastleak demo --fast --out /tmp/runs\n"
          "  fastleak demo --state-dict runs/train/lenet/round_005.pt", _configure_demo)
 def demo(args: argparse.Namespace) -> int:
