@@ -14,4 +14,5 @@ from fastleak.defenses.registry import (DEFENSES, PROTOCOLS, STAGES, Aggregation
 from fastleak.defenses.secure_aggregation import secure_aggregate
 
 __all__ = ["apply", "dp_sgd", "secure_aggregate", "protect", "check", "names", "get", "register", "register_client",
-           "register_aggregation", "DEFENSES", "PROTOCOLS", "STAGES", "Defense", "Transform", "ClientStep", "Aggregation"]
+           "register_aggregation", "DEFENSES", "PROTOCOLS", "STAGES", "Defense", "Transform", "ClientStep",
+           "Aggregation"]

@@ -1,10 +1,11 @@
 """DP-SGD (Abadi et al. 2016) on the client: per-example clipping plus Gaussian noise.
 
 This needs per-example gradients, so it replaces the client's FedSGD step (a ``ClientStep`` of the
-registry, for the "fedsgd" protocol only) rather than transforming an existing observation. The client computes each sample's gradient g_i (all trainable
-parameters together), scales it to global L2 norm at most ``clip`` (g_i * min(1, clip / ||g_i||)),
-sums them, adds N(0, (sigma * clip)^2) to every coordinate (one CPU generator seeded with ``seed``,
-parameters in order) and divides by n for ``reduction="mean"``. BatchNorm must be in eval mode.
+registry, for the "fedsgd" protocol only) rather than transforming an existing observation. The
+client computes each sample's gradient g_i (all trainable parameters together), scales it to global
+L2 norm at most ``clip`` (g_i * min(1, clip / ||g_i||)), sums them, adds N(0, (sigma * clip)^2) to
+every coordinate (one CPU generator seeded with ``seed``, parameters in order) and divides by n for
+``reduction="mean"``. BatchNorm must be in eval mode.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated.observation import Observation, Pair
 
 Tensors = tuple[torch.Tensor, ...]
-ClientFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], Observation]  # a client's step: (model, x, y) -> what it shares
+ClientFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], Observation]  # (model, x, y) -> what a client shares
 # The FL protocols (ExperimentSpec.mode) and the kind of observation each produces.
 PROTOCOLS: dict[str, str] = {"fedsgd": "gradient", "fedavg": "update", "multi-pair": "gradient"}
 STAGES = ("client", "shared", "aggregate")  # in the order a round meets them
