@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fastleak.attacks.presets import PRESETS, AttackConfig
+from fastleak.attacks.presets import AttackConfig, configure
 from fastleak.attacks.simulate import layer_weights
 from fastleak.federated.losses import client_loss
 from fastleak.federated.observation import Observation
@@ -112,12 +112,12 @@ def _objective(clients: Sequence[_Client], x: Tensor, y: Tensor, config: AttackC
     loss = 0.0
     for client in clients:
         loss = loss + gradient_distance(client.gradient(x, y), client.target, config.distance, weights)
-        if config.bn > 0 and client.bn_terms:
-            loss = loss + config.bn * torch.stack(client.bn_terms).sum()
-    if config.tv > 0:
-        loss = loss + config.tv * total_variation(x)
-    if config.l2 > 0:
-        loss = loss + config.l2 * x.pow(2).mean()
+        if config.prior_weight("bn") > 0 and client.bn_terms:
+            loss = loss + config.prior_weight("bn") * torch.stack(client.bn_terms).sum()
+    if config.prior_weight("tv") > 0:
+        loss = loss + config.prior_weight("tv") * total_variation(x)
+    if config.prior_weight("l2") > 0:
+        loss = loss + config.prior_weight("l2") * x.pow(2).mean()
     return loss
 
 
@@ -176,8 +176,11 @@ _OPTIMIZERS = {"adam": _run_adam, "lbfgs": _run_lbfgs}
 def _check_supported(observations: Sequence[Observation], config: AttackConfig) -> None:
     if any(obs.kind != "gradient" for obs in observations):
         raise ValueError("the eager reference attacks gradient observations only")
-    if config.group > 0:
-        raise ValueError("the eager reference does not implement group consistency (group must be 0)")
+    others = sorted(name for name, params in config.priors.items()
+                    if params["weight"] > 0 and name not in ("bn", "tv", "l2"))
+    if others:
+        raise ValueError(f"the eager reference implements the bn, tv and l2 priors only, not {others} (group "
+                         "consistency and the rest must have weight 0)")
     if config.optimizer == "lbfgs" and config.line_search is not None:
         raise ValueError("the eager reference runs torch.optim.LBFGS without line search (line_search must be None)")
     if config.optimizer not in _OPTIMIZERS:
@@ -198,8 +201,7 @@ def eager_attack_many(observations: Sequence[Observation], model: nn.Module, pre
     labels: one int64 tensor [B] per observation (fixed labels), or "optimize" (soft labels
     optimised jointly, as DLG does). Overrides replace fields of the preset's config.
     """
-    config = preset if isinstance(preset, AttackConfig) else PRESETS.get(preset)
-    config = config.replace(**overrides)
+    config = configure(preset, **overrides)[0]
     _check_supported(observations, config)
     device = torch.device(device)
     model = copy.deepcopy(model).to(device)
@@ -222,7 +224,7 @@ def eager_attack_many(observations: Sequence[Observation], model: nn.Module, pre
     run = _OPTIMIZERS[config.optimizer]
     results = []
     for p, obs in enumerate(observations):
-        clients = [_Client(model, obs, k, track_bn=config.bn > 0) for k in range(obs.num_pairs)]
+        clients = [_Client(model, obs, k, track_bn=config.prior_weight("bn") > 0) for k in range(obs.num_pairs)]
         images, losses = [], []
         for r in range(restarts):
             q = p * restarts + r

@@ -4,7 +4,7 @@ import pytest
 
 from fastleak import _checks
 from fastleak._checks import typed_fields
-from fastleak.attacks import PRESETS
+from fastleak.attacks import PRESETS, Execution
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,11 @@ def test_values_of_another_type_are_refused_by_name(values, message):
 
 
 def test_attack_options_are_type_checked():
+    with pytest.raises(ValueError, match="attack option boxed must be bool, got 'maybe'"):
+        PRESETS.get("inverting").replace(boxed="maybe")
     with pytest.raises(ValueError, match="attack option lean_conv must be bool, got 'maybe'"):
-        PRESETS.get("inverting").replace(lean_conv="maybe")
-    assert PRESETS.get("inverting").replace(lean_conv=False, tv=1).tv == 1
+        Execution(lean_conv="maybe")
+    assert PRESETS.get("inverting").replace(boxed=False, tv=1).prior_weight("tv") == 1
 
 
 @pytest.mark.parametrize("check, args, good, bad, message", [
@@ -48,11 +50,13 @@ def test_attack_options_are_type_checked():
     (_checks.optional_positive_int, (), [None, 1], [0, False, 1.5], "n must be a positive int or None, got"),
     (_checks.nonnegative_int, (), [0, 4], [-1, True, 0.0], "n must be a non-negative int, got"),
     (_checks.int_in_range, (1, 16), [1, 16], [0, 17, True, 8.0], r"n must be an int in \[1, 16\], got"),
-    (_checks.positive_ints, (), [(1,), [3, 32, 32]], [(), (0,), (1, True), 3, "ab"], "n must be a sequence of positive ints, got"),
+    (_checks.positive_ints, (), [(1,), [3, 32, 32]], [(), (0,), (1, True), 3, "ab"],
+     "n must be a sequence of positive ints, got"),
     (_checks.nonnegative_number, (), [0, 0.5, 3], [-0.1, float("inf"), float("nan"), True, "1"],
      "n must be a finite number >= 0, got"),
     (_checks.positive_number, (), [1e-9, 2], [0, -1.0, float("inf"), True], "n must be a positive finite number, got"),
-    (_checks.fraction, (), [0, 0.25, 1], [1.5, -0.5, float("nan")], r"n must be (in \[0, 1\]|a finite number >= 0), got"),
+    (_checks.fraction, (), [0, 0.25, 1], [1.5, -0.5, float("nan")],
+     r"n must be (in \[0, 1\]|a finite number >= 0), got"),
 ])
 def test_each_check_returns_what_passes_and_names_the_argument_of_what_does_not(check, args, good, bad, message):
     for value in good:
@@ -63,5 +67,6 @@ def test_each_check_returns_what_passes_and_names_the_argument_of_what_does_not(
 
 
 def test_a_sequence_check_shows_the_example():
-    with pytest.raises(ValueError, match=r"in_shape must be a sequence of positive ints such as \(3, 32, 32\), got \(0,\)"):
+    with pytest.raises(ValueError, match=r"in_shape must be a sequence of positive ints such as \(3, 32, 32\), "
+                                         r"got \(0,\)"):
         _checks.positive_ints((0,), "in_shape", "(3, 32, 32)")

@@ -41,13 +41,13 @@ class AdamRun(Run):
         return losses.detach(), torch.autograd.grad(losses.sum(), self.leaves)
 
     def _graphable(self) -> bool:
-        """A CUDA graph freezes the objective's structure; the group consensus changes it during the run."""
-        cfg = self.config
-        return cfg.cuda_graph and self.problem.device.type == "cuda" and not (cfg.group > 0 and self.problem.R > 1)
+        """A CUDA graph freezes the objective's structure, which some priors change during the run."""
+        p = self.problem
+        return p.execution.cuda_graph and p.device.type == "cuda" and p.capturable()
 
     def step(self, step: int) -> None:
         cfg = self.config
-        self.problem.follow_consensus(step, self.x)
+        self.problem.before_step(step, self.x)
         if self.graph is None and self._graphable():
             self.graph = capture_step(self._objective_and_grads, self.leaves) or False
         losses, grads = self.graph() if self.graph else self._objective_and_grads()

@@ -1,10 +1,10 @@
 """Attack checkpoints: one ``torch.save`` file of plain containers and tensors.
 
-Format ``fastleak-attack-checkpoint``, version 2 (the L-BFGS state keeps the history's products
-with the gradient)::
+Format ``fastleak-attack-checkpoint``, version 3 (the configuration lists its priors; each prior
+keeps its own state)::
 
     {"format", "version", "step", "config": AttackConfig.as_dict(), "shape": [Q, B, *input_shape],
-     "history" [T, Q], "history_steps", "resets", "generator", "center", "theta",
+     "history" [T, Q], "history_steps", "resets", "generator", "priors": {name: Prior.state_dict()},
      ...the optimiser's own entries (Adam: "x", "soft", "optimizer", "scheduler", "losses";
         L-BFGS: "lbfgs")}
 
@@ -22,7 +22,7 @@ from fastleak._files import write_atomically
 from fastleak.errors import InvalidValueError
 
 FORMAT = "fastleak-attack-checkpoint"
-VERSION = 2
+VERSION = 3
 
 
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -19,9 +19,10 @@ from torch import Tensor, nn
 
 from fastleak._checks import positive_int
 from fastleak.attacks.adam import AdamRun
+from fastleak.attacks.execution import Execution
 from fastleak.attacks.label_modes import attack_labels
 from fastleak.attacks.lbfgs_run import LBFGSRun
-from fastleak.attacks.presets import AttackConfig, resolve
+from fastleak.attacks.presets import AttackConfig, configure
 from fastleak.attacks.problem import Problem
 from fastleak.attacks.run import AttackResult, Callback
 from fastleak.errors import InvalidTypeError, InvalidValueError
@@ -36,19 +37,27 @@ PROTOCOL = ("kind", "num_samples", "reduction", "loss", "bn_train", "local_steps
 def attack(obs: Observation, model: nn.Module, preset: str | AttackConfig = "inverting", *,
            labels: Tensor | str | None = None, restarts: int = 4, iterations: int | None = None, seed: int = 0,
            device: str | torch.device | None = None, callback: Callback | None = None,
-           checkpoint: str | os.PathLike | None = None, **overrides: Any) -> AttackResult:
+           checkpoint: str | os.PathLike | None = None, priors: Mapping[str, Mapping[str, Any]] | None = None,
+           execution: Execution | None = None, **overrides: Any) -> AttackResult:
     """Reconstruct the private batch behind ``obs`` (see ``attack_many``)."""
     fixed = labels if labels is None or isinstance(labels, str) else [labels]
     return attack_many([obs], model, preset, labels=fixed, restarts=restarts, iterations=iterations, seed=seed,
-                       device=device, callback=callback, checkpoint=checkpoint, **overrides)[0]
+                       device=device, callback=callback, checkpoint=checkpoint, priors=priors,
+                       execution=execution, **overrides)[0]
 
 
 def attack_many(observations: Sequence[Observation], model: nn.Module, preset: str | AttackConfig = "inverting", *,
                 labels: Sequence[Tensor] | str | None = None, restarts: int = 4, iterations: int | None = None,
                 seed: int = 0, device: str | torch.device | None = None, callback: Callback | None = None,
-                checkpoint: str | os.PathLike | None = None, **overrides: Any) -> list[AttackResult]:
+                checkpoint: str | os.PathLike | None = None, priors: Mapping[str, Mapping[str, Any]] | None = None,
+                execution: Execution | None = None, **overrides: Any) -> list[AttackResult]:
     """Run independent attacks on several observations of the same model, all restarts batched.
 
+    preset: a name of ``PRESETS`` or an ``AttackConfig``; ``overrides`` replace its fields
+    (``AttackConfig.replace``: ``tv=0.1`` sets the TV prior's weight) and ``priors`` changes its priors,
+    parameter by parameter ({"tv": {"weight": 1e-4}}; a new name adds a prior, weight 0 disables one).
+    execution: how it runs (``Execution``); its fields may also be given as keywords
+    (``cuda_graph=False``), and ``device`` (default: the model's) overrides its device.
     labels: None uses the preset's rule ("recover": ``fastleak.labels.recover`` with the
     preset's ``label_method``; "optimize": soft labels optimised jointly); "optimize" or
     "recover" override it; a tensor per observation fixes the labels.
@@ -59,15 +68,18 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
     if not observations:
         raise InvalidValueError("observations must be a non-empty sequence")
     positive_int(restarts, "restarts")
-    config = resolve(preset, iterations, **overrides)
+    config, execution = configure(preset, iterations, priors=priors, execution=execution, **overrides)
+    if device is not None:
+        execution = execution.replace(device=str(device))
     _check_observations(observations, model)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = execution.device_for(model)
     model = copy.deepcopy(model).to(device)
 
     chosen = attack_labels(observations, model, config, labels)
     # the run optimises soft labels only when asked to; given or recovered labels are fixed
     config = config.replace(labels="optimize" if chosen.mode == "optimize" else "recover")
-    problem = Problem(model, [obs.to(device) for obs in observations], config, restarts, chosen.fixed, seed, device)
+    problem = Problem(model, [obs.to(device) for obs in observations], config, restarts, chosen.fixed, seed, device,
+                      execution)
     start = time.perf_counter()
     run = RUNS[config.optimizer](problem)
     steps_run = run.optimise(checkpoint, callback)

@@ -44,7 +44,7 @@ class LBFGSRun(Run):
         return self.opt.losses
 
     def step(self, step: int) -> None:
-        self.problem.follow_consensus(step, self._split(self.opt.x)[0])
+        self.problem.before_step(step, self._split(self.opt.x)[0])
         for _ in range(self.config.lbfgs_inner):
             self.opt.step(self.closure)
 

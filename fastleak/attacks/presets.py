@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from fastleak._checks import known_fields, typed_fields
+from fastleak._checks import positive_int, typed_fields
 from fastleak._registry import Registry
-from fastleak.attacks.priors import PRIORS
+from fastleak.attacks.execution import FIELDS as EXECUTION_FIELDS
+from fastleak.attacks.execution import Execution, split_execution
+from fastleak.attacks.priors import PRIORS, merge_priors, normalise_priors
 from fastleak.errors import InvalidValueError
 
 CHOICES: dict[str, tuple[str | None, ...]] = {
@@ -17,16 +20,18 @@ CHOICES: dict[str, tuple[str | None, ...]] = {
     "layer_weights": ("equal", "linear", "exp"),
     "optimizer": ("adam", "lbfgs"),
     "init": ("uniform", "gaussian"),
-    "registration": ("affine", "translation"),
     "fedavg_mode": ("unroll", "pseudo"),
     "line_search": (None, "backtracking"),
 }
-COUNTS = ("iterations", "lbfgs_inner", "record_every", "checkpoint_every", "group_every", "history_size")
+COUNTS = ("iterations", "lbfgs_inner", "history_size")
+# Options of earlier versions that set a prior's parameter: NAME sets prior NAME's weight, these the rest.
+PRIOR_OPTIONS = {"group_every": ("group", "every"), "group_start": ("group", "start"),
+                 "registration": ("group", "registration")}
 
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """Everything that defines an attack run.
+    """The algorithm of an attack run (how it runs and what it records: ``Execution``).
 
     labels: "recover" (analytic recovery with ``label_method``) or "optimize" (soft labels
     optimised jointly with the images, as DLG does).
@@ -36,18 +41,11 @@ class AttackConfig:
     weights mean the same on every model) or "cosine"; layer_weights: "equal", "linear", "exp".
     optimizer: "adam" (optionally on signed gradients, with step decay at 3/8, 5/8, 7/8 of the
     run) or "lbfgs" (batched, per-problem; ``line_search`` None or "backtracking").
-    Prior weights (0 disables; see ``fastleak.attacks.priors``): tv (anisotropic total variation,
-    p=1), l2 (mean squared pixel), bn (BatchNorm-statistics matching), group (group consistency
-    across restarts, with the consensus re-registered every ``group_every`` steps after
-    ``group_start`` of the run).
+    priors: prior name -> its parameters (``fastleak.attacks.priors``; e.g. {"tv": {"weight": 0.05}}),
+    completed with each prior's defaults on construction; a weight of 0 disables a prior.
     fedavg_mode: for update observations, "unroll" (differentiable replay of the local
     steps) or "pseudo" (match the pseudo-gradient (W0 - Wt) / (lr * steps)).
     boxed: clamp images to [0, 1] after every step.
-    cuda_graph: on a GPU, replay each Adam step's objective and gradients as one CUDA graph
-    (``fastleak.attacks.graphs``); steps run eagerly where the capture fails or disagrees.
-    lean_conv: simulate the model's ``nn.Conv2d`` layers with ``fastleak.attacks.lean_conv``,
-    whose double backward skips a weight term the attack never uses (same values), where the
-    simulation replicates the parameters (BatchNorm models, several model states).
 
     Every field is checked on construction (and so by ``replace``); ``label_method`` only for its type,
     since label methods can be registered after a configuration is made.
@@ -65,50 +63,69 @@ class AttackConfig:
     lr_decay: bool = True
     boxed: bool = True
     init: str = "uniform"
-    tv: float = 0.0
-    l2: float = 0.0
-    bn: float = 0.0
-    group: float = 0.0
-    group_every: int = 100
-    group_start: float = 0.25
-    registration: str = "affine"
+    priors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     fedavg_mode: str = "unroll"
     history_size: int = 100
     lbfgs_inner: int = 1
     line_search: str | None = None
-    record_every: int = 10
-    checkpoint_every: int = 100
-    cuda_graph: bool = True
-    lean_conv: bool = True
 
     def __post_init__(self) -> None:
-        typed_fields(self.as_dict(), AttackConfig, "attack")
+        typed_fields({k: v for k, v in self.as_dict().items() if k != "priors"}, AttackConfig, "attack")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise InvalidValueError(f"attack option {name} must be one of {', '.join(map(repr, allowed))}, "
                                         f"got {getattr(self, name)!r}")
         for name in COUNTS:
-            if getattr(self, name) < 1:
-                raise InvalidValueError(f"attack option {name} must be a positive int, got {getattr(self, name)!r}")
+            positive_int(getattr(self, name), f"attack option {name}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise InvalidValueError(f"attack option lr must be a positive finite number, got {self.lr!r}")
-        for name in PRIORS:
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise InvalidValueError(f"attack option {name} must be a finite weight >= 0 (0 disables the prior), "
-                                        f"got {getattr(self, name)!r}")
-        if not 0 <= self.group_start <= 1:
-            raise InvalidValueError(f"attack option group_start must be a fraction of the run in [0, 1], "
-                                    f"got {self.group_start!r}")
         for name in ("name", "label_method"):
             if not getattr(self, name):
                 raise InvalidValueError(f"attack option {name} must be a non-empty string")
+        object.__setattr__(self, "priors", normalise_priors(self.priors))
 
     def replace(self, **overrides: Any) -> "AttackConfig":
-        known_fields(overrides, AttackConfig, "attack")
-        return dataclasses.replace(self, **overrides)
+        """This configuration with fields replaced; a prior's name (``tv=0.1``) or an entry of
+        ``PRIOR_OPTIONS`` (``group_every=50``) changes that prior's parameter."""
+        fields_, prior_changes = _split_prior_options(overrides)
+        _known_options(fields_)
+        if prior_changes:
+            fields_["priors"] = merge_priors(fields_.get("priors", self.priors), prior_changes)
+        return dataclasses.replace(self, **fields_)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def prior_weight(self, name: str) -> float:
+        """The weight of prior ``name`` (0 when the configuration does not use it)."""
+        return float(self.priors.get(name, {}).get("weight", 0.0))
+
+
+def _known_options(options: Mapping[str, Any]) -> None:
+    """Reject what is neither a field nor a prior option, pointing execution settings to ``Execution``."""
+    valid = {f.name for f in dataclasses.fields(AttackConfig)}
+    run_settings = sorted(set(options) & set(EXECUTION_FIELDS))
+    if run_settings:
+        raise InvalidValueError(f"{', '.join(run_settings)}: execution setting(s) of fastleak.attacks.Execution, "
+                                "not of the attack's configuration; pass them to fastleak.attack() or Execution")
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        names = sorted(valid | set(PRIORS.names()) | set(PRIOR_OPTIONS) | set(EXECUTION_FIELDS))
+        raise InvalidValueError(f"unknown attack option(s) {unknown}; valid options: {', '.join(names)}")
+
+
+def _split_prior_options(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(field overrides, prior name -> parameter changes) of ``replace``'s keywords."""
+    fields_, changes = {}, {}
+    for key, value in overrides.items():
+        if key in PRIORS:
+            changes.setdefault(key, {})["weight"] = value
+        elif key in PRIOR_OPTIONS:
+            name, param = PRIOR_OPTIONS[key]
+            changes.setdefault(name, {})[param] = value
+        else:
+            fields_[key] = value
+    return fields_, changes
 
 
 PRESETS: Registry[AttackConfig] = Registry("attack preset")
@@ -148,14 +165,15 @@ def inverting() -> AttackConfig:
     tv 0.05 suits runs of a few hundred iterations; a full-length single-image attack does
     better with tv=1e-5 (benchmarks/RESULTS.md, case b)."""
     return AttackConfig(distance="cosine", optimizer="adam", iterations=2000, lr=0.1, signed=True,
-                        lr_decay=True, boxed=True, tv=0.05)
+                        lr_decay=True, boxed=True, priors={"tv": {"weight": 0.05}})
 
 
 @preset("gradinversion")
 def gradinversion() -> AttackConfig:
     """Yin et al. 2021: L2 matching with TV, l2 and BatchNorm priors, and group consistency."""
     return AttackConfig(distance="l2", optimizer="adam", iterations=2000, lr=0.05, signed=False, lr_decay=True,
-                        boxed=True, tv=0.02, l2=1e-4, bn=1e-3, group=0.01)
+                        boxed=True, priors={"bn": {"weight": 1e-3}, "tv": {"weight": 0.02}, "l2": {"weight": 1e-4},
+                                            "group": {"weight": 0.01}})
 
 
 @preset("geng")
@@ -163,16 +181,25 @@ def geng() -> AttackConfig:
     """Geng et al. 2021: label counts with duplicates, several pairs matched jointly, FedAvg updates
     attacked through an unrolled replay of the local steps."""
     return AttackConfig(distance="cosine", optimizer="adam", iterations=2000, lr=0.1, signed=True,
-                        lr_decay=True, boxed=True, tv=0.05, fedavg_mode="unroll")
+                        lr_decay=True, boxed=True, priors={"tv": {"weight": 0.05}}, fedavg_mode="unroll")
 
 
-def get(name: str, **overrides: Any) -> AttackConfig:
-    return PRESETS.get(name).replace(**overrides)
-
-
-def resolve(preset: str | AttackConfig, iterations: int | None = None, **overrides: Any) -> AttackConfig:
-    """The preset (a name or a configuration) with ``overrides``; ``iterations`` None keeps the preset's."""
+def resolve(preset: str | AttackConfig, iterations: int | None = None, *,
+            priors: Mapping[str, Mapping[str, Any]] | None = None, **overrides: Any) -> AttackConfig:
+    """The preset (a name or a configuration) with ``overrides`` (``AttackConfig.replace``'s keywords) and
+    ``priors`` merged into its own, prior by prior; ``iterations`` None keeps the preset's."""
     config = preset if isinstance(preset, AttackConfig) else PRESETS.get(preset)
     if iterations is not None:
         overrides = {**overrides, "iterations": iterations}
-    return config.replace(**overrides)
+    config = config.replace(**overrides)
+    return config.replace(priors=merge_priors(config.priors, priors)) if priors else config
+
+
+def configure(preset: str | AttackConfig, iterations: int | None = None, *,
+              priors: Mapping[str, Mapping[str, Any]] | None = None, execution: Execution | None = None,
+              **options: Any) -> tuple[AttackConfig, Execution]:
+    """The attack's configuration (``resolve``) and its ``Execution`` from ``options`` that mix both kinds
+    of setting, as ``fastleak.attack`` and ``--option`` take them."""
+    algorithm, run = split_execution(options)
+    return (resolve(preset, iterations, priors=priors, **algorithm),
+            (execution or Execution()).replace(**run))

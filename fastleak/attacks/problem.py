@@ -2,7 +2,8 @@
 
 P observations of the same model, each with R restarts, are Q dummy batches optimised in one
 vectorised computation: one simulated client computation per observed pair (``ClientSimulator``),
-one fused gradient-distance call per pair, and the registered priors (``fastleak.attacks.priors``).
+one fused gradient-distance call per pair, and the configuration's priors (``fastleak.attacks.priors``),
+fresh instances for every problem.
 """
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from fastleak.attacks import registration
+from fastleak.attacks.execution import Execution
 from fastleak.attacks.presets import AttackConfig
-from fastleak.attacks.priors import weighted_priors
+from fastleak.attacks.priors import Prior, active
 from fastleak.attacks.simulate import ClientSimulator, layer_weights
 from fastleak.federated.observation import Observation
 from fastleak.ops import grad_distance
@@ -21,23 +22,28 @@ from fastleak.ops import grad_distance
 
 class Problem:
     """The state shared by the Adam and L-BFGS runs: simulators, targets, labels, random draws and
-    the group consensus. ``labels`` None: soft labels are optimised; else one fixed tensor per observation."""
+    the priors. ``labels`` None: soft labels are optimised; else one fixed tensor per observation."""
 
     def __init__(self, model: nn.Module, observations: Sequence[Observation], config: AttackConfig, restarts: int,
-                 labels: list[Tensor] | None, seed: int, device: torch.device) -> None:
+                 labels: list[Tensor] | None, seed: int, device: torch.device,
+                 execution: Execution = Execution()) -> None:
         self.config = config
+        self.execution = execution
         self.P, self.R = len(observations), restarts
         self.Q = self.P * self.R
         obs = observations[0]
         self.B = obs.num_samples
         self.shape = obs.input_shape_for(model)
         self.C = obs.num_classes_for(model)
+        self.priors: list[Prior] = active(config.priors)
+        taps = {prior.name: prior.tap() for prior in self.priors}
+        taps = {name: tap for name, tap in taps.items() if tap is not None}
+        self._tap_index = {name: i for i, name in enumerate(taps)}
         self.sims = [ClientSimulator(model, observations, k, restarts, fedavg_mode=config.fedavg_mode,
-                                     track_bn=config.bn > 0, lean_conv=config.lean_conv,
+                                     taps=list(taps.values()), lean_conv=execution.lean_conv,
                                      vmap_batches=device.type != "cpu" or torch.get_num_threads() > 1)
                      for k in range(obs.num_pairs)]
         self.targets = [sim.target() for sim in self.sims]
-        self.priors = weighted_priors(config)
         self.weights = layer_weights(config.layer_weights, len(obs.param_names))
         if self.weights is not None:
             self.weights = self.weights.to(device)
@@ -48,8 +54,8 @@ class Problem:
             self.hard_labels = None
         else:
             self.hard_labels = torch.stack(labels).to(device).repeat_interleave(self.R, dim=0)
-        self.center: Tensor | None = None
-        self.theta: Tensor | None = None
+        for prior in self.priors:
+            prior.setup(self)
 
     def _random_images(self, generator: torch.Generator) -> Tensor:
         shape = (self.Q, self.B, *self.shape)
@@ -82,28 +88,38 @@ class Problem:
         total = x.new_zeros(self.Q)
         for sim, target in zip(self.sims, self.targets):
             total = total + self.distance(sim.shared(x, y), target).to(x.dtype)
-        for weight, term in self.priors:
-            value = term(x, self)
+        for prior in self.priors:
+            value = prior.term(x, self)
             if value is not None:
-                total = total + weight * value
+                total = total + prior.weight * value
         return total
 
-    def update_consensus(self, x: Tensor) -> None:
-        """Register each problem's restarts to their mean and keep the consensus the group prior pulls to."""
-        translation = self.config.registration == "translation"
-        thetas, centers = [], []
-        for p in range(self.P):
-            xp = x[p * self.R:(p + 1) * self.R].detach()
-            theta = registration.register_to_mean(xp, translation_only=translation)
-            thetas.append(theta)
-            centers.append(registration.consensus(xp, theta))
-        self.theta, self.center = torch.cat(thetas), torch.stack(centers)
+    def prior(self, name: str) -> Prior:
+        """The active prior registered as ``name``."""
+        for prior in self.priors:
+            if prior.name == name:
+                return prior
+        raise KeyError(f"the problem has no active prior {name!r}")
 
-    def follow_consensus(self, step: int, x: Tensor) -> None:
-        """Update the consensus when the group prior's schedule says so at ``step``."""
-        cfg = self.config
-        if cfg.group <= 0 or self.R < 2:
-            return
-        first = int(cfg.group_start * cfg.iterations)
-        if step >= first and (step - first) % cfg.group_every == 0:
-            self.update_consensus(x)
+    def tapped(self, name: str) -> Tensor | None:
+        """The values [Q] that prior ``name``'s tap measured in the last simulation, summed over the
+        observed pairs (None where no module matched)."""
+        index = self._tap_index[name]
+        values = [sim.tapped[index] for sim in self.sims if sim.tapped[index] is not None]
+        return sum(values[1:], values[0]) if values else None
+
+    def before_step(self, step: int, x: Tensor) -> None:
+        """Every prior's schedule, before optimiser step ``step`` at images ``x``."""
+        for prior in self.priors:
+            prior.before_step(step, x, self)
+
+    def capturable(self) -> bool:
+        """Whether the objective keeps its structure during the run (a CUDA graph can replay it)."""
+        return all(prior.capturable(self) for prior in self.priors)
+
+    def prior_state(self) -> dict[str, dict]:
+        return {prior.name: prior.state_dict() for prior in self.priors}
+
+    def load_prior_state(self, state: dict[str, dict]) -> None:
+        for prior in self.priors:
+            prior.load_state_dict(state[prior.name])

@@ -85,17 +85,17 @@ class Run(ABC):
     def optimise(self, checkpoint: str | os.PathLike | None, callback: Callback | None) -> int:
         """Run the steps left to ``config.iterations``, resuming from ``checkpoint`` when it exists and
         saving it every ``checkpoint_every`` steps and on KeyboardInterrupt; returns the steps run."""
-        cfg = self.config
+        cfg, run = self.config, self.problem.execution
         step = first = self.resume(checkpoint) if checkpoint is not None and os.path.exists(checkpoint) else 0
         try:
             while step < cfg.iterations:
                 self.step(step)
                 step += 1
-                if step % cfg.record_every == 0 or step == cfg.iterations:
+                if step % run.record_every == 0 or step == cfg.iterations:
                     self.record(step)
                     if callback is not None:
                         callback(step, self.losses())
-                if checkpoint is not None and step % cfg.checkpoint_every == 0:
+                if checkpoint is not None and step % run.checkpoint_every == 0:
                     self.save(checkpoint, step)
         except KeyboardInterrupt:
             if checkpoint is not None:
@@ -118,7 +118,7 @@ class Run(ABC):
             "step": step, "config": self.config.as_dict(), "shape": self._shape(),
             "history": torch.stack(self.history) if self.history else torch.zeros(0, p.Q),
             "history_steps": list(self.history_steps), "resets": self.resets,
-            "generator": p.generator.get_state(), "center": p.center, "theta": p.theta,
+            "generator": p.generator.get_state(), "priors": p.prior_state(),
             **self.optimizer_state()})
 
     def resume(self, path: str | os.PathLike) -> int:
@@ -129,7 +129,7 @@ class Run(ABC):
         self.history_steps = list(state["history_steps"])
         self.resets = state["resets"]
         p.generator.set_state(state["generator"].cpu())
-        p.center, p.theta = state["center"], state["theta"]
+        p.load_prior_state(state["priors"])
         self.load_optimizer_state(state)
         log.info("resumed attack from %s at step %d", os.fspath(path), state["step"])
         return int(state["step"])

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from fastleak.attacks.lean_conv import lean_convolutions
+from fastleak.attacks.priors import Tap
 from fastleak.errors import InvalidValueError
 from fastleak.federated.client import local_schedule
 from fastleak.federated.losses import client_loss
@@ -54,14 +55,16 @@ class ClientSimulator:
     the gradient (kind "gradient"), the pseudo-gradient of an update (FedAvg, mode
     "pseudo"), or the update of the unrolled local steps (mode "unroll"); updates in both modes
     are expressed in gradient units, (W_before - W_after) / (lr * steps), targets alike.
-    ``bn_loss`` after a call holds the BatchNorm-statistics prior [Q] when ``track_bn`` is set.
+    ``taps`` (``fastleak.attacks.priors.Tap``) measure the inputs of matching modules in the forward
+    pass; after a call, ``tapped`` holds each tap's values [Q], summed over its modules and the local
+    steps (None for a tap that matched no module).
     ``lean_conv`` simulates the convolutions with ``fastleak.attacks.lean_conv`` where the parameters
     are replicated (not at one shared state, where it costs more than it saves). ``vmap_batches``
     False simulates replicated dummy batches one after another instead of under vmap.
     """
 
     def __init__(self, model: nn.Module, observations: Sequence[Observation], pair_index: int, restarts: int, *,
-                 fedavg_mode: str = "unroll", track_bn: bool = False, lean_conv: bool = False,
+                 fedavg_mode: str = "unroll", taps: Sequence[Tap] = (), lean_conv: bool = False,
                  vmap_batches: bool = True) -> None:
         obs = observations[0]
         if obs.kind == "update" and fedavg_mode not in ("unroll", "pseudo"):
@@ -75,15 +78,14 @@ class ClientSimulator:
         self.shared_state = one_step and not _batchnorm_layers(model) and all(
             torch.equal(st[n], states[0][n]) for st in states[1:] for n in states[0])
         self.model = lean_convolutions(model) if lean_conv and not self.shared_state else model
-        self.bn_layers = _batchnorm_layers(self.model)
-        self.track_bn = track_bn and bool(self.bn_layers)
+        self.taps = [(tap, [m for m in self.model.modules() if tap.matches(m)]) for tap in taps]
         stack = (lambda ts: ts[0].detach()) if self.shared_state else self._stack
         self.params = {n: stack([st[n] for st in states]) for n in self.names}
         self.buffers = {n: stack([st[n] for st in states]) for n in states[0] if n not in self.params}
         self._targets = [self._stack([o.pairs[pair_index].shared[i] for o in observations])
                          for i in range(len(self.names))]
-        self.bn_loss: Tensor | None = None
-        self._bn_terms: list[Tensor] = []
+        self.tapped: list[Tensor | None] = [None] * len(self.taps)
+        self._measured: list[list[Tensor]] = [[] for _ in self.taps]
         self.vmap_batches = vmap_batches
 
     def _stack(self, tensors: list[Tensor]) -> Tensor:
@@ -111,27 +113,21 @@ class ClientSimulator:
             raise InvalidValueError("an update observation needs its local_lr (> 0) to be attacked")
         return float(self.obs.local_lr)
 
-    def _bn_hook(self, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
-        x = inputs[0]
-        dims = [0] + list(range(2, x.dim()))
-        mean = x.mean(dims)
-        var = x.var(dims, unbiased=False)
-        rm, rv = module.running_mean, module.running_var
-        self._bn_terms.append((mean - rm).norm() + (var - rv).norm())
-
     def _forward_loss(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor):
-        self._bn_terms = []
+        """The client's loss on (x, y) and the taps' values [T] for this forward pass."""
+        self._measured = [[] for _ in self.taps]
         logits = functional_call(self.model, (params, buffers), (x,))
         target = F.softmax(y, dim=-1) if y.is_floating_point() else y
         loss = client_loss(logits, target, self.obs.loss, self.obs.reduction)
-        bn = torch.stack(self._bn_terms).sum() if self._bn_terms else loss.new_zeros(())
-        self._bn_terms = []
-        return loss, bn
+        values = [torch.stack(m).sum() if m else loss.new_zeros(()) for m in self._measured]
+        self._measured = [[] for _ in self.taps]
+        return loss, torch.stack(values) if values else loss.new_zeros(0)
 
     @contextlib.contextmanager
     def _client_mode(self) -> Iterator[None]:
-        """The model in the client's train/eval mode, with the BatchNorm hooks when tracked."""
-        handles = [m.register_forward_pre_hook(self._bn_hook) for m in self.bn_layers] if self.track_bn else []
+        """The model in the client's train/eval mode, with the taps' hooks on their modules."""
+        handles = [m.register_forward_pre_hook(self._hook(t, tap)) for t, (tap, modules) in enumerate(self.taps)
+                   for m in modules]
         was_training = self.model.training
         self.model.train(self.obs.bn_train)
         try:
@@ -141,26 +137,38 @@ class ClientSimulator:
             for h in handles:
                 h.remove()
 
+    def _hook(self, index: int, tap: Tap):
+        def measure(module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+            self._measured[index].append(tap.measure(module, inputs[0]))
+
+        return measure
+
+    def _set_tapped(self, values: Tensor | None) -> None:
+        """``tapped`` from the taps' values [Q, T] (None: nothing was measured)."""
+        self.tapped = [None if values is None or not modules else values[:, t]
+                       for t, (_, modules) in enumerate(self.taps)]
+
     def _replicate(self) -> dict[str, Tensor]:
         return {n: p.clone().requires_grad_(True) for n, p in self.params.items()}
 
     def _gradient(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Each dummy batch's parameter gradient [Q, ...] and the taps' values [Q, T]."""
         if x.shape[0] == 1 or not self.vmap_batches:
             per_batch = [self._batch_gradient(q, params, x[q], y[q]) for q in range(x.shape[0])]
             grads = [torch.stack(gs) for gs in zip(*(g for g, _ in per_batch))]
-            return grads, torch.stack([bn for _, bn in per_batch])
+            return grads, torch.stack([values for _, values in per_batch])
         buffers = {n: b.clone() for n, b in self.buffers.items()}
         with self._client_mode():
-            losses, bn = vmap(self._forward_loss, randomness="different")(params, buffers, x, y)
+            losses, values = vmap(self._forward_loss, randomness="different")(params, buffers, x, y)
         grads = torch.autograd.grad(losses.sum(), list(params.values()), create_graph=True)
-        return list(grads), bn
+        return list(grads), values
 
     def _batch_gradient(self, q: int, params: dict[str, Tensor], x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
-        """Dummy batch q alone, without vmap: its parameter gradient and BatchNorm prior."""
+        """Dummy batch q alone, without vmap: its parameter gradient and the taps' values [T]."""
         mine = {n: p[q] for n, p in params.items()}
         with self._client_mode():
-            loss, bn = self._forward_loss(mine, {n: b[q].clone() for n, b in self.buffers.items()}, x, y)
-        return list(torch.autograd.grad(loss, list(mine.values()), create_graph=True)), bn
+            loss, values = self._forward_loss(mine, {n: b[q].clone() for n, b in self.buffers.items()}, x, y)
+        return list(torch.autograd.grad(loss, list(mine.values()), create_graph=True)), values
 
     def _shared_state_gradient(self, x: Tensor, y: Tensor) -> list[Tensor]:
         """Per-dummy-batch gradients at the one model state all dummy batches share (no BatchNorm)."""
@@ -177,11 +185,11 @@ class ClientSimulator:
 
     def shared(self, x: Tensor, y: Tensor) -> list[Tensor]:
         if self.shared_state:
-            self.bn_loss = None
+            self._set_tapped(None)
             return self._shared_state_gradient(x, y)
         if self.obs.kind == "gradient" or self.fedavg_mode == "pseudo":
-            grads, bn = self._gradient(self._replicate(), x, y)
-            self.bn_loss = bn
+            grads, values = self._gradient(self._replicate(), x, y)
+            self._set_tapped(values)
             return grads
         return self._unrolled_update(x, y)
 
@@ -190,12 +198,12 @@ class ClientSimulator:
         lr = self._lr()
         start = self._replicate()
         params = dict(start)
-        bn_total = None
+        total = None
         for start_idx, stop_idx in self.schedule():
-            grads, bn = self._gradient(params, x[:, start_idx:stop_idx], y[:, start_idx:stop_idx])
-            bn_total = bn if bn_total is None else bn_total + bn
+            grads, values = self._gradient(params, x[:, start_idx:stop_idx], y[:, start_idx:stop_idx])
+            total = values if total is None else total + values
             params = {n: p - lr * g for (n, p), g in zip(params.items(), grads)}
-        self.bn_loss = bn_total
+        self._set_tapped(total)
         scale = self._update_scale()
         return [(params[n] - start[n]) * scale for n in self.names]
 

@@ -7,7 +7,6 @@ import torch
 import fastleak.data as data
 import fastleak.models as models
 from fastleak.attacks import PRESETS, attack, attack_many
-from fastleak.attacks.priors import group_consistency
 from fastleak.attacks.problem import Problem
 from fastleak.attacks.simulate import ClientSimulator
 from fastleak.federated import fedavg, fedsgd
@@ -183,14 +182,15 @@ def test_group_consistency_pulls_restarts_together(convnet_case):
     obs = fedsgd(model, x, y)
     cfg = PRESETS.get("gradinversion").replace(iterations=4, group_every=1, group_start=0.0, bn=0.0)
     problem = Problem(model, [obs], cfg, 3, [y], 0, torch.device("cpu"))
+    group = problem.prior("group")
     images = problem.init_images()
-    problem.update_consensus(images)
-    assert problem.center.shape == (1, *x.shape)
-    spread = group_consistency(images, problem)
+    group.update_consensus(images, problem)
+    assert group.center.shape == (1, *x.shape)
+    spread = group.term(images, problem)
     assert spread.shape == (3,) and bool((spread > 0).all())
     same = images[:1].expand_as(images).clone()
-    problem.update_consensus(same)
-    assert group_consistency(same, problem).max() < 1e-4
+    group.update_consensus(same, problem)
+    assert group.term(same, problem).max() < 1e-4
 
 
 def test_bad_inputs_get_clear_errors(convnet_case, lenet_case):

@@ -10,6 +10,7 @@ import fastleak.data as data
 import fastleak.models as models
 from fastleak.attacks import attack
 from fastleak.attacks.lean_conv import LeanConv2d, LeanConv2dFunction, lean_convolutions
+from fastleak.attacks.priors import BatchNormStatistics
 from fastleak.attacks.simulate import ClientSimulator
 from fastleak.federated import fedavg, fedsgd
 from tests.ops.devices import CUDA
@@ -135,10 +136,12 @@ def test_simulator_uses_lean_convolutions_only_with_replicated_parameters():
         torch.manual_seed(0)
         no_batchnorm = nn.Sequential(nn.Conv2d(3, 128, 3, padding=1), nn.ReLU(), nn.Conv2d(128, 16, 3, padding=1),
                                      nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
-    replicated = ClientSimulator(convnet, [fedsgd(convnet, x, y)], 0, restarts=2, track_bn=True, lean_conv=True)
+    replicated = ClientSimulator(convnet, [fedsgd(convnet, x, y)], 0, restarts=2, taps=[BatchNormStatistics().tap()],
+                                 lean_conv=True)
     shared = ClientSimulator(no_batchnorm, [fedsgd(no_batchnorm, x, y)], 0, restarts=2, lean_conv=True)
     assert any(type(m) is LeanConv2d for m in replicated.model.modules())
-    assert replicated.bn_layers and all(any(b is m for m in replicated.model.modules()) for b in replicated.bn_layers)
+    tapped = replicated.taps[0][1]
+    assert tapped and all(any(b is m for m in replicated.model.modules()) for b in tapped)
     assert type(lean_convolutions(no_batchnorm)[2]) is LeanConv2d  # large enough to be switched
     assert shared.shared_state and shared.model is no_batchnorm
 

@@ -3,7 +3,10 @@ import torch
 
 import fastleak.data as data
 import fastleak.models as models
+from fastleak.attacks.priors import BatchNormStatistics
 from fastleak.attacks.simulate import ClientSimulator
+
+BN = BatchNormStatistics().tap()
 from fastleak.federated import fedavg, fedsgd
 
 
@@ -16,8 +19,8 @@ def test_one_dummy_batch_is_simulated_as_one_of_several(kind, model_name):
     model = models.build(model_name, 10, seed=0, **options).train().double()
     x = x.double()
     obs = fedsgd(model, x, y) if kind == "gradient" else fedavg(model, x, y, local_steps=2, lr=0.1)
-    one = ClientSimulator(model, [obs], 0, restarts=1, track_bn=True)
-    two = ClientSimulator(model, [obs], 0, restarts=2, track_bn=True)
+    one = ClientSimulator(model, [obs], 0, restarts=1, taps=[BN])
+    two = ClientSimulator(model, [obs], 0, restarts=2, taps=[BN])
     assert one.shared_state == two.shared_state == (model_name == "lenet")
     dummy = torch.rand(2, *x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     dummy.requires_grad_(True)
@@ -31,8 +34,8 @@ def test_one_dummy_batch_is_simulated_as_one_of_several(kind, model_name):
     d_single, = torch.autograd.grad(sum(g.pow(2).sum() for g in single), dummy)
     d_batched, = torch.autograd.grad(sum(g[0].pow(2).sum() for g in batched), dummy)
     torch.testing.assert_close(d_single, d_batched, rtol=1e-9, atol=1e-12)
-    if one.bn_loss is not None:
-        torch.testing.assert_close(one.bn_loss[0], two.bn_loss[0], rtol=1e-10, atol=1e-12)
+    if one.tapped[0] is not None:
+        torch.testing.assert_close(one.tapped[0][0], two.tapped[0][0], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["gradient", "update"])
@@ -47,10 +50,10 @@ def test_dummy_batches_one_after_another_match_vmap(kind):
     labels = y.expand(3, -1)
     results = []
     for vmap_batches in (True, False):
-        sim = ClientSimulator(model, [obs], 0, restarts=3, track_bn=True, lean_conv=True, vmap_batches=vmap_batches)
+        sim = ClientSimulator(model, [obs], 0, restarts=3, taps=[BN], lean_conv=True, vmap_batches=vmap_batches)
         shared = sim.shared(dummy, labels)
-        loss = sum(g.pow(2).sum() for g in shared) + sim.bn_loss.sum()
-        results.append([*shared, sim.bn_loss, *torch.autograd.grad(loss, dummy)])
+        loss = sum(g.pow(2).sum() for g in shared) + sim.tapped[0].sum()
+        results.append([*shared, sim.tapped[0], *torch.autograd.grad(loss, dummy)])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 

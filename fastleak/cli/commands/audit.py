@@ -76,7 +76,7 @@ def audit(args: argparse.Namespace) -> int:
                        "pass a file written by fastleak.federated.save, or use --threat malicious")
     args.preset = args.preset or "inverting"
     from fastleak.attacks import attack
-    from fastleak.attacks.presets import PRESETS
+    from fastleak.attacks.presets import configure
     from fastleak.reports import image_rows, loss_plot, new_run_dir
     from fastleak.reports.rundir import removed_if_it_fails_empty, write_json
 
@@ -91,7 +91,7 @@ def audit(args: argparse.Namespace) -> int:
     progress = Progress(0, f"audit {Path(args.observation).name}")
     try:
         with removed_if_it_fails_empty(run_dir, created=not args.resume):
-            progress.total = args.iterations or PRESETS.get(args.preset).replace(**options).iterations
+            progress.total = configure(args.preset, args.iterations, **options)[0].iterations
             res = attack(obs, net, args.preset, labels=args.attack_labels, restarts=args.restarts,
                          iterations=args.iterations, seed=args.seed, device=args.device, callback=progress,
                          checkpoint=run_dir / "checkpoint.pt", **options)

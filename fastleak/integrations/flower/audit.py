@@ -30,7 +30,8 @@ from torch import nn
 
 from fastleak._checks import positive_int
 from fastleak._files import write_atomically
-from fastleak.attacks import PRESETS, AttackConfig, attack
+from fastleak.attacks import AttackConfig, Execution, attack
+from fastleak.attacks.presets import configure
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated import Observation
 from fastleak.labels import METHODS, counts
@@ -80,9 +81,11 @@ class AuditConfig:
 
     def attack_config(self) -> AttackConfig | None:
         """The attack's full configuration (None without an attack)."""
-        if self.attack is None:
-            return None
-        return PRESETS.get(self.attack).replace(**{**self.attack_options, "iterations": self.iterations})
+        return None if self.attack is None else self.attack_settings()[0]
+
+    def attack_settings(self) -> tuple[AttackConfig, Execution]:
+        """The attack's configuration and execution settings (``attack_options`` may set both)."""
+        return configure(self.attack, self.iterations, **self.attack_options)
 
     def as_dict(self) -> dict[str, Any]:
         return {"labels": self.labels, "attack": self.attack, "iterations": self.iterations,
@@ -116,8 +119,9 @@ def _recover_labels(entry: Recorded, model: nn.Module, method: str) -> tuple[dic
 def _attack(entry: Recorded, model: nn.Module, config: AuditConfig, labels: torch.Tensor | None,
             label_method: str | None) -> tuple[dict[str, Any], Any]:
     try:
-        result = attack(entry.observation, model, config.attack_config(), labels=labels, restarts=config.restarts,
-                        seed=config.seed)
+        algorithm, execution = config.attack_settings()
+        result = attack(entry.observation, model, algorithm, labels=labels, restarts=config.restarts,
+                        seed=config.seed, execution=execution)
     except Exception as exc:  # one client's failure must not stop the audit of the others
         log.exception("round audit: the attack failed for client %s", entry.cid)
         return {"error": f"{type(exc).__name__}: {exc}"}, None
