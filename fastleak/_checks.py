@@ -22,10 +22,14 @@ def integer(value: Any, name: str) -> int:
     return value
 
 
-def positive_int(value: Any, name: str) -> int:
-    if not _is_int(value) or value < 1:
-        raise InvalidValueError(f"{name} must be a positive int, got {value!r}")
+def _int_from(value: Any, name: str, low: int, what: str) -> int:
+    if not _is_int(value) or value < low:
+        raise InvalidValueError(f"{name} must be {what}, got {value!r}")
     return value
+
+
+def positive_int(value: Any, name: str) -> int:
+    return _int_from(value, name, 1, "a positive int")
 
 
 def optional_positive_int(value: Any, name: str) -> int | None:
@@ -35,9 +39,7 @@ def optional_positive_int(value: Any, name: str) -> int | None:
 
 
 def nonnegative_int(value: Any, name: str) -> int:
-    if not _is_int(value) or value < 0:
-        raise InvalidValueError(f"{name} must be a non-negative int, got {value!r}")
-    return value
+    return _int_from(value, name, 0, "a non-negative int")
 
 
 def int_in_range(value: Any, name: str, low: int, high: int) -> int:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from fastleak import data, defenses
 from fastleak.errors import InvalidValueError
+from fastleak.experiments.outcome import RunOutcome
 from fastleak.experiments.scenario import Scenario, simulate
 from fastleak.experiments.spec import ExperimentSpec
 from fastleak.malicious import Recovery, RecoveryConfig, RecoveryScore, evaluate, recover
@@ -33,7 +34,7 @@ EVERY_BIN = RecoveryConfig(checks=(), snap_to_grid=False, labels=None)
 
 
 @dataclass(frozen=True)
-class MaliciousOutcome:
+class MaliciousOutcome(RunOutcome):
     """The round (``scenario``: all ``clients * batch`` true samples), what the server recovered, its
     score, and ``recognisable``: per true sample, the PSNR of its best match among the inputs of every
     occupied bin (``EVERY_BIN``)."""
@@ -46,6 +47,20 @@ class MaliciousOutcome:
     @property
     def recognisable_fraction(self) -> float:
         return sum(p >= RECOGNISABLE_PSNR for p in self.recognisable) / len(self.recognisable)
+
+    def metrics(self) -> dict[str, Any]:
+        """How much of the batch was recovered, exactly and recognisably; the bins; labels; recovery time."""
+        score, rec = self.score, self.recovery
+        matched = [p for p in score.psnr if not math.isnan(p)]
+        return {"recovered_fraction": score.recovered_fraction, "singleton_fraction": score.singleton_fraction,
+                "recognisable_fraction": self.recognisable_fraction, "samples": len(score.psnr),
+                "recovered_images": len(rec.images), "false_images": score.false_singles,
+                "psnr": statistics.mean(matched) if matched else None,
+                "single_bins": rec.count("single"), "mixed_bins": rec.count("mixed"),
+                "empty_bins": rec.count("empty"),
+                "ln_acc": score.labels.ln_acc if score.labels else None,
+                "le_acc": score.labels.le_acc if score.labels else None,
+                "exact": score.labels.exact if score.labels else None, "recovery_time_s": rec.seconds}
 
 
 def run_malicious(spec: ExperimentSpec) -> MaliciousOutcome:
@@ -63,20 +78,6 @@ def run_malicious(spec: ExperimentSpec) -> MaliciousOutcome:
              spec.preset, spec.model, spec.dataset, spec.batch, spec.clients, score.recovered_fraction,
              score.singleton_fraction)
     return MaliciousOutcome(scenario=scenario, recovery=recovery, score=score, recognisable=recognisable)
-
-
-def outcome_metrics(outcome: MaliciousOutcome) -> dict[str, Any]:
-    """The scalar results of a ``MaliciousOutcome``."""
-    score, rec = outcome.score, outcome.recovery
-    matched = [p for p in score.psnr if not math.isnan(p)]
-    return {"recovered_fraction": score.recovered_fraction, "singleton_fraction": score.singleton_fraction,
-            "recognisable_fraction": outcome.recognisable_fraction, "samples": len(score.psnr),
-            "recovered_images": len(rec.images), "false_images": score.false_singles,
-            "psnr": statistics.mean(matched) if matched else None,
-            "single_bins": rec.count("single"), "mixed_bins": rec.count("mixed"), "empty_bins": rec.count("empty"),
-            "ln_acc": score.labels.ln_acc if score.labels else None,
-            "le_acc": score.labels.le_acc if score.labels else None,
-            "exact": score.labels.exact if score.labels else None, "recovery_time_s": rec.seconds}
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def protection_table(spec: ExperimentSpec, protections: Sequence[Protection] = D
             continue
         started = time.perf_counter()
         outcome = run_malicious(protection.applied_to(spec))
-        row = ProtectionRow(protection, outcome_metrics(outcome), time.perf_counter() - started)
+        row = ProtectionRow(protection, outcome.metrics(), time.perf_counter() - started)
         if callback:
             callback(row)
         rows.append(row)

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from fastleak import data
 from fastleak.attacks import AttackResult, attack
+from fastleak.experiments.outcome import RunOutcome
 from fastleak.experiments.scenario import Scenario, simulate
 from fastleak.experiments.spec import ExperimentSpec
 from fastleak.metrics.images import Evaluation, evaluate
@@ -14,13 +16,34 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(RunOutcome):
+    """The honest threat's outcome: the attack's result and its evaluation against the true batch."""
+
     scenario: Scenario
     result: AttackResult
     evaluation: Evaluation
 
+    def metrics(self) -> dict[str, Any]:
+        """Image and label metrics, attack speed."""
+        ev, res = self.evaluation, self.result
+        labels = ev.labels
+        return {"psnr": ev.psnr, "ssim": ev.ssim, "mse": ev.mse,
+                "ln_acc": labels.ln_acc if labels else None, "le_acc": labels.le_acc if labels else None,
+                "exact": labels.exact if labels else None, "label_method": res.label_method,
+                "iterations": res.iterations, "attack_time_s": res.wall_time,
+                "iterations_per_second": res.iterations_per_second}
 
-def run(spec: ExperimentSpec, *, callback=None, checkpoint=None):
+
+def attack_iterations(spec: ExperimentSpec) -> int | None:
+    """The optimisation steps ``run(spec)`` takes; None under the malicious threat (closed form)."""
+    if spec.threat == "malicious":
+        return None
+    from fastleak.attacks.presets import configure
+
+    return configure(spec.preset, spec.iterations, **spec.attack_options)[0].iterations
+
+
+def run(spec: ExperimentSpec, *, callback=None, checkpoint=None) -> RunOutcome:
     """Simulate, attack and evaluate; ``callback``/``checkpoint`` are passed to the attack.
 
     An ``Outcome``, or under the malicious threat a ``MaliciousOutcome`` (closed-form recovery: no

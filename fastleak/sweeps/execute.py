@@ -1,4 +1,5 @@
-"""Run one sweep job in the current process: ``fastleak.experiments.run`` -> a ``JobResult``."""
+"""Run one sweep job in the current process: ``fastleak.experiments.run`` -> a ``JobResult`` holding the
+outcome's ``metrics()``."""
 from __future__ import annotations
 
 import logging
@@ -16,22 +17,6 @@ log = logging.getLogger(__name__)
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def outcome_metrics(outcome: Any) -> dict[str, Any]:
-    """The scalar results of an ``Outcome``: image and label metrics, attack speed (under the
-    malicious threat: ``fastleak.experiments.malicious.outcome_metrics``)."""
-    from fastleak.experiments.malicious import MaliciousOutcome, outcome_metrics as malicious_metrics
-
-    if isinstance(outcome, MaliciousOutcome):
-        return malicious_metrics(outcome)
-    ev, res = outcome.evaluation, outcome.result
-    labels = ev.labels
-    return {"psnr": ev.psnr, "ssim": ev.ssim, "mse": ev.mse,
-            "ln_acc": labels.ln_acc if labels else None, "le_acc": labels.le_acc if labels else None,
-            "exact": labels.exact if labels else None, "label_method": res.label_method,
-            "iterations": res.iterations, "attack_time_s": res.wall_time,
-            "iterations_per_second": res.iterations_per_second}
 
 
 def failed_result(key: str, settings: dict[str, Any], error: str, *, attempts: int, wall_time_s: float,
@@ -62,7 +47,7 @@ def execute_job(key: str, settings: dict[str, Any], attempts: int = 2, threads: 
                 log.info("job %s attempt %d of %d failed: %s", key[:12], attempt, attempts, error)
                 continue
             return JobResult(key=key, settings=settings, status="ok", attempts=attempt,
-                             wall_time_s=time.perf_counter() - start, metrics=outcome_metrics(outcome),
+                             wall_time_s=time.perf_counter() - start, metrics=outcome.metrics(),
                              finished=_now(), host=socket.gethostname())
         return failed_result(key, settings, error, attempts=attempts, wall_time_s=time.perf_counter() - start,
                              trace=trace)

@@ -26,7 +26,7 @@ COLUMNS = (("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"), ("ln_acc
            ("le_acc", "LeAcc", "{:.2f}"), ("exact", "exact", "{:.0%}"),
            ("recovered_fraction", "recovered exactly", "{:.1%}"), ("singleton_fraction", "alone in their bin", "{:.1%}"),
            ("recognisable_fraction", "recognisable", "{:.1%}"), ("wall_time_s", "time (s)", "{:.1f}"))
-# Shown only when some job has them: the malicious threat's (fastleak.experiments.malicious.outcome_metrics).
+# Shown only when some job has them: the malicious threat's (fastleak.experiments.malicious.MaliciousOutcome.metrics).
 OPTIONAL_COLUMNS = ("ssim", "recovered_fraction", "singleton_fraction", "recognisable_fraction")
 
 

@@ -3,17 +3,17 @@ import pytest
 
 from fastleak.errors import InvalidValueError
 from fastleak.experiments import ExperimentSpec, run
-from fastleak.experiments.malicious import (DEFAULT_PROTECTIONS, MaliciousOutcome, Protection, outcome_metrics,
-                                            protection_table)
+from fastleak.experiments import RunOutcome
+from fastleak.experiments.malicious import DEFAULT_PROTECTIONS, MaliciousOutcome, Protection, protection_table
 
 SPEC = ExperimentSpec(threat="malicious", preset="imprint", model="lenet", dataset="mnist", batch=16, seed=2)
 
 
 def test_fedsgd_recovers_exactly_the_samples_alone_in_their_bins():
     outcome = run(SPEC)
-    assert isinstance(outcome, MaliciousOutcome)
+    assert isinstance(outcome, MaliciousOutcome) and isinstance(outcome, RunOutcome)
     assert outcome.scenario.model.block.bins.out_features == 32
-    metrics = outcome_metrics(outcome)
+    metrics = outcome.metrics()
     assert metrics["samples"] == 16 and metrics["false_images"] == 0
     assert metrics["recovered_fraction"] == metrics["singleton_fraction"] > 0.3
     assert metrics["recognisable_fraction"] >= metrics["recovered_fraction"]
@@ -23,7 +23,7 @@ def test_fedsgd_recovers_exactly_the_samples_alone_in_their_bins():
 def test_secure_aggregation_reveals_the_sum_and_the_server_sizes_its_block_for_all_clients():
     outcome = run(SPEC.replace(clients=3))
     assert outcome.scenario.model.block.bins.out_features == 2 * 16 * 3
-    metrics = outcome_metrics(outcome)
+    metrics = outcome.metrics()
     assert metrics["samples"] == 48 and metrics["recovered_fraction"] == metrics["singleton_fraction"] > 0.3
 
 
@@ -63,8 +63,12 @@ def test_the_registry_decides_which_rows_apply_to_a_mode():
 
 def test_a_fedavg_table_of_the_default_protections_leaves_out_the_rows_that_do_not_apply(monkeypatch):
     ran = []
-    monkeypatch.setattr("fastleak.experiments.malicious.run_malicious", lambda spec: ran.append(spec))
-    monkeypatch.setattr("fastleak.experiments.malicious.outcome_metrics", lambda outcome: {})
+
+    class Ran:
+        def metrics(self):
+            return {}
+
+    monkeypatch.setattr("fastleak.experiments.malicious.run_malicious", lambda spec: ran.append(spec) or Ran())
     rows = protection_table(SPEC.replace(mode="fedavg"))
     assert [row.protection for row in rows] == [p for p in DEFAULT_PROTECTIONS if p.defense != "dp_sgd"]
     assert all(spec.mode == "fedavg" and spec.defense != "dp_sgd" for spec in ran)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from fastleak.experiments import ExperimentSpec, run, simulate
+from fastleak.attacks import PRESETS
+from fastleak.experiments import ExperimentSpec, attack_iterations, run, simulate
 
 
 @pytest.mark.parametrize("mode, kind, pairs", [("fedsgd", "gradient", 1), ("fedavg", "update", 1),
@@ -28,6 +29,11 @@ def test_run_recovers_labels_and_scores_the_reconstruction():
     assert outcome.evaluation.labels.exact
     assert sorted(outcome.result.labels.tolist()) == sorted(outcome.scenario.labels.tolist())
     assert len(outcome.evaluation.psnr_per_image) == 2
+    metrics = outcome.metrics()
+    assert metrics["psnr"] == outcome.evaluation.psnr and metrics["iterations"] == 5 and metrics["exact"] is True
+    assert attack_iterations(spec) == 5
+    assert attack_iterations(spec.replace(iterations=None)) == PRESETS.get("inverting").iterations
+    assert attack_iterations(ExperimentSpec(threat="malicious", preset="imprint")) is None
 
 
 def test_spec_rejects_unknown_and_invalid_options():

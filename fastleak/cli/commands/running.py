@@ -1,25 +1,28 @@
 """Running an experiment from the command line: progress, run folder, summary."""
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 import torch
 
 
-
 class Progress:
-    """A tqdm bar over attack steps, opened at the first report (so set-up errors print cleanly)."""
+    """A tqdm bar over attack steps, opened at the first report (so set-up errors print cleanly).
+    ``total``: the number of steps, or a function that gives it, asked at the first report (when the
+    attack has checked its options)."""
 
-    def __init__(self, total: int, desc: str) -> None:
+    def __init__(self, total: int | Callable[[], int | None], desc: str) -> None:
         self.total, self.desc, self.bar, self.last = total, desc, None, 0
 
     def __call__(self, step: int, losses: torch.Tensor) -> None:
         from tqdm import tqdm
 
         if self.bar is None:  # starting at the first report, the rate counts only steps timed by the bar
-            self.bar = tqdm(total=self.total or None, desc=self.desc, unit="it", dynamic_ncols=True, initial=step)
+            total = self.total() if callable(self.total) else self.total
+            self.bar = tqdm(total=total or None, desc=self.desc, unit="it", dynamic_ncols=True, initial=step)
         else:
             self.bar.update(step - self.last)
         self.last = step
@@ -31,95 +34,96 @@ class Progress:
 
 
 def execute(spec, run_dir: Path, thread_policy: str, created: bool = True, command: str = "attack") -> int:
-    if spec.threat == "malicious":
-        return execute_malicious(spec, run_dir, thread_policy, created)
-    from fastleak.attacks.presets import PRESETS
-    from fastleak.experiments import run
-    from fastleak.reports import write_outcome
-    from fastleak.reports.rundir import removed_if_it_fails_empty, write_config
+    """Run ``spec`` into ``run_dir`` (``fastleak.reports.record_run``: the run, then its files), then print
+    its summary; the one path of attack, demo and --resume, whatever the threat model."""
+    from fastleak.experiments import attack_iterations
+    from fastleak.reports import record_run
 
-    write_config(run_dir, spec.as_dict())
-    progress = Progress(0, f"{spec.preset} on {spec.model}/{spec.dataset}")
+    progress = Progress(lambda: attack_iterations(spec), f"{spec.preset} on {spec.model}/{spec.dataset}")
     try:
-        with removed_if_it_fails_empty(run_dir, created):
-            progress.total = spec.iterations or PRESETS.get(spec.preset).replace(**spec.attack_options).iterations
-            outcome = run(spec, callback=progress, checkpoint=run_dir / "checkpoint.pt")
+        outcome = record_run(spec, run_dir, created=created, callback=progress)
     except KeyboardInterrupt:
         progress.close()
-        print(f"\ninterrupted; checkpoint saved in {run_dir}\n  resume with: fastleak {command} --resume {run_dir}",
+        saved = "checkpoint saved in" if (run_dir / "checkpoint.pt").exists() else "settings saved in"
+        print(f"\ninterrupted; {saved} {run_dir}\n  resume with: fastleak {command} --resume {run_dir}",
               file=sys.stderr)
         return 130
     finally:
         progress.close()
-    metrics = write_outcome(run_dir, spec.as_dict(), outcome)
-    print_summary(spec, outcome, metrics, run_dir, thread_policy)
+    print("\n".join(summary(outcome, spec, run_dir, thread_policy)))
     return 0
 
 
-def print_summary(spec, outcome, metrics: dict[str, Any], run_dir: Path, thread_policy: str) -> None:
-    ev, res = outcome.evaluation, outcome.result
-    n = spec.batch
-    print(headline(outcome.scenario.observation.kind, ev.psnr_per_image, ev.labels.ln_acc) + "\n")
-    options = " ".join(f"{k}={v}" for k, v in spec.model_options.items())
-    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in outcome.scenario.model.modules())
-    batchnorm = f", BatchNorm in {spec.client_bn} mode" if has_bn else ""
-    rows = [("attack", f"{spec.preset} ({spec.mode}), {spec.restarts} restarts, {res.iterations} iterations"),
-            ("model / data", f"{spec.model}{f' ({options})' if options else ''} / {spec.dataset}, batch {n} "
-                             f"({spec.labels}){batchnorm}"),
-            ("labels", f"true {sorted(outcome.scenario.labels.tolist())}  recovered {sorted(res.labels.tolist())}"
-                       f"  [{res.label_method}]"),
-            ("label accuracy", f"LnAcc {ev.labels.ln_acc:.2f}  LeAcc {ev.labels.le_acc:.2f}  "
-                               f"exact {'yes' if ev.labels.exact else 'no'}"),
-            ("PSNR", f"{ev.psnr:.2f} dB (per image: {', '.join(f'{p:.1f}' for p in ev.psnr_per_image)})"),
-            ("SSIM", f"{ev.ssim:.3f}"),
-            ("speed", f"{res.iterations_per_second:.1f} it/s, {res.wall_time:.1f} s on {spec.device}, "
-                      f"{thread_policy}"),
-            ("outputs", str(run_dir))]
+def summary(outcome, spec, run_dir: Path, thread_policy: str) -> list[str]:
+    """The lines the command line prints after a run, by the outcome's type: a plain sentence, then a table."""
+    lines = _summaries().get(type(outcome))
+    if lines is None:
+        raise TypeError(f"no summary for a {type(outcome).__name__}")
+    return lines(outcome, spec, run_dir, thread_policy)
+
+
+@functools.cache
+def _summaries() -> dict[type, Callable[..., list[str]]]:
+    from fastleak.experiments import Outcome
+    from fastleak.experiments.malicious import MaliciousOutcome
+
+    return {Outcome: _honest_summary, MaliciousOutcome: _malicious_summary}
+
+
+def _table(rows: list[tuple[str, str]]) -> list[str]:
     width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    return [f"{key:<{width}}  {value}" for key, value in rows]
 
 
-def execute_malicious(spec, run_dir: Path, thread_policy: str, created: bool = True) -> int:
-    from fastleak.experiments import run
-    from fastleak.reports.rundir import removed_if_it_fails_empty, write_config, write_malicious_outcome
+def _honest_summary(outcome, spec, run_dir: Path, thread_policy: str) -> list[str]:
+    from fastleak import models
 
-    write_config(run_dir, spec.as_dict())
-    with removed_if_it_fails_empty(run_dir, created):
-        outcome = run(spec)
-    metrics = write_malicious_outcome(run_dir, spec.as_dict(), outcome)
-    print_malicious_summary(spec, outcome, metrics, run_dir, thread_policy)
-    return 0
+    ev, res = outcome.evaluation, outcome.result
+    options = " ".join(f"{k}={v}" for k, v in spec.model_options.items())
+    batchnorm = f", BatchNorm in {spec.client_bn} mode" if models.has_batchnorm(outcome.scenario.model) else ""
+    return [headline(outcome.scenario.observation.kind, ev.psnr_per_image, ev.labels.ln_acc), "", *_table([
+        ("attack", f"{spec.preset} ({spec.mode}), {spec.restarts} restarts, {res.iterations} iterations"),
+        ("model / data", f"{spec.model}{f' ({options})' if options else ''} / {spec.dataset}, batch {spec.batch} "
+                         f"({spec.labels}){batchnorm}"),
+        ("labels", f"true {sorted(outcome.scenario.labels.tolist())}  recovered {sorted(res.labels.tolist())}"
+                   f"  [{res.label_method}]"),
+        ("label accuracy", f"LnAcc {ev.labels.ln_acc:.2f}  LeAcc {ev.labels.le_acc:.2f}  "
+                           f"exact {'yes' if ev.labels.exact else 'no'}"),
+        ("PSNR", f"{ev.psnr:.2f} dB (per image: {', '.join(f'{p:.1f}' for p in ev.psnr_per_image)})"),
+        ("SSIM", f"{ev.ssim:.3f}"),
+        ("speed", f"{res.iterations_per_second:.1f} it/s, {res.wall_time:.1f} s on {spec.device}, {thread_policy}"),
+        ("outputs", str(run_dir))])]
 
 
-def print_malicious_summary(spec, outcome, metrics: dict[str, Any], run_dir: Path, thread_policy: str) -> None:
+def _malicious_summary(outcome, spec, run_dir: Path, thread_policy: str) -> list[str]:
     from fastleak.malicious import EXACT_PSNR
     from fastleak.metrics.images import RECOGNISABLE_PSNR
 
+    metrics = outcome.metrics()
     n = metrics["samples"]
     exact = round(metrics["recovered_fraction"] * n)
     batches = f"{spec.clients} clients' batches of {spec.batch}" if spec.clients > 1 else f"a batch of {spec.batch}"
-    print(f"From {batches}, the malicious server recovered {exact} of the {n} private images exactly "
-          f"(PSNR >= {EXACT_PSNR:.0f} dB) in closed form.\n")
     options = " ".join(f"{k}={v}" for k, v in spec.attack_options.items())
     block = outcome.scenario.model.block
     defense = spec.defense + "".join(f" {k}={v}" for k, v in spec.defense_params.items()) if spec.defense else "none"
-    rows = [("attack", f"{spec.preset}{f' ({options})' if options else ''}: {len(outcome.recovery.status)} "
-                       f"{'bins' if hasattr(block, 'bin_intervals') else 'trap rows'} in front of {spec.model}, "
-                       f"{spec.mode}" + (f", secure aggregation over {spec.clients} clients" if spec.clients > 1 else "")),
-            ("data", f"{spec.dataset}, {n} images ({spec.labels} labels)"),
-            ("defense", defense),
-            ("bins", f"{metrics['single_bins']} single, {metrics['mixed_bins']} mixed, {metrics['empty_bins']} empty"),
-            ("recovered", f"{exact} exact of {n} ({metrics['recovered_fraction']:.1%}); alone in their bin: "
-                          f"{metrics['singleton_fraction']:.1%}; recognisable (>= {RECOGNISABLE_PSNR:.0f} dB) among "
-                          f"every bin's input: {metrics['recognisable_fraction']:.1%}; false: {metrics['false_images']}"),
-            ("labels", "not recovered" if metrics["ln_acc"] is None else
-             f"LnAcc {metrics['ln_acc']:.2f}  LeAcc {metrics['le_acc']:.2f} [{spec.label_method}]"),
-            ("speed", f"recovery {metrics['recovery_time_s']:.3f} s on {spec.device}, {thread_policy}"),
-            ("outputs", str(run_dir))]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    return [f"From {batches}, the malicious server recovered {exact} of the {n} private images exactly "
+            f"(PSNR >= {EXACT_PSNR:.0f} dB) in closed form.", "", *_table([
+                ("attack", f"{spec.preset}{f' ({options})' if options else ''}: {len(outcome.recovery.status)} "
+                           f"{'bins' if hasattr(block, 'bin_intervals') else 'trap rows'} in front of {spec.model}, "
+                           f"{spec.mode}"
+                           + (f", secure aggregation over {spec.clients} clients" if spec.clients > 1 else "")),
+                ("data", f"{spec.dataset}, {n} images ({spec.labels} labels)"),
+                ("defense", defense),
+                ("bins", f"{metrics['single_bins']} single, {metrics['mixed_bins']} mixed, "
+                         f"{metrics['empty_bins']} empty"),
+                ("recovered", f"{exact} exact of {n} ({metrics['recovered_fraction']:.1%}); alone in their bin: "
+                              f"{metrics['singleton_fraction']:.1%}; recognisable (>= {RECOGNISABLE_PSNR:.0f} dB) "
+                              f"among every bin's input: {metrics['recognisable_fraction']:.1%}; false: "
+                              f"{metrics['false_images']}"),
+                ("labels", "not recovered" if metrics["ln_acc"] is None else
+                 f"LnAcc {metrics['ln_acc']:.2f}  LeAcc {metrics['le_acc']:.2f} [{spec.label_method}]"),
+                ("speed", f"recovery {metrics['recovery_time_s']:.3f} s on {spec.device}, {thread_policy}"),
+                ("outputs", str(run_dir))])]
 
 
 def headline(kind: str, psnr_per_image: list[float], ln_acc: float) -> str:
