@@ -26,12 +26,9 @@ from fastleak.attacks.presets import AttackConfig, configure
 from fastleak.attacks.problem import Problem
 from fastleak.attacks.run import AttackResult, Callback
 from fastleak.errors import InvalidTypeError, InvalidValueError
-from fastleak.federated.observation import Observation
+from fastleak.federated.observation import Observation, same_protocol
 
 RUNS = {"adam": AdamRun, "lbfgs": LBFGSRun}
-# what the client computed; observations attacked together must agree on it
-PROTOCOL = ("kind", "num_samples", "reduction", "loss", "bn_train", "local_steps", "local_lr", "local_batch_size",
-            "local_epochs", "param_names", "num_pairs")
 
 
 def attack(obs: Observation, model: nn.Module, preset: str | AttackConfig = "inverting", *,
@@ -93,10 +90,5 @@ def _check_observations(observations: Sequence[Observation], model: nn.Module) -
         if not isinstance(obs, Observation):
             raise InvalidTypeError(f"{where} must be a fastleak Observation, got {type(obs).__name__}")
         obs.check_against(model, where)
-    first = observations[0]
-    for i, obs in enumerate(observations[1:], start=1):
-        for key in PROTOCOL:
-            if getattr(obs, key) != getattr(first, key):
-                raise InvalidValueError(f"observations[{i}].{key} = {getattr(obs, key)!r} differs from "
-                                        f"observations[0] ({getattr(first, key)!r}); attack_many needs "
-                                        "observations of one protocol")
+    same_protocol(observations, "attack_many needs observations of one protocol and batch shape",
+                  also=("num_samples", "num_pairs"))

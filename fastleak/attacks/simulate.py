@@ -35,7 +35,6 @@ from torch.func import functional_call, grad, vmap
 from fastleak.attacks.lean_conv import lean_convolutions
 from fastleak.attacks.priors import Tap
 from fastleak.errors import InvalidValueError
-from fastleak.federated.client import local_schedule
 from fastleak.federated.losses import client_loss
 from fastleak.federated.observation import Observation
 
@@ -69,7 +68,8 @@ class ClientSimulator:
         obs = observations[0]
         if obs.kind == "update" and fedavg_mode not in ("unroll", "pseudo"):
             raise InvalidValueError(f"fedavg_mode must be 'unroll' or 'pseudo', got {fedavg_mode!r}")
-        self.obs = obs
+        self.protocol = obs.protocol
+        self.num_samples = obs.num_samples
         self.restarts = restarts
         self.names = tuple(obs.param_names)
         states = [o.pairs[pair_index].state for o in observations]
@@ -98,27 +98,26 @@ class ClientSimulator:
 
     def target(self) -> list[Tensor]:
         """The observed quantity, [Q, *param.shape] per parameter, in the form ``shared`` produces."""
-        if self.obs.kind == "update":
+        if self.protocol.kind == "update":
             scale = self._update_scale()
             return [t * scale for t in self._targets]
         return self._targets
 
     def schedule(self) -> tuple[tuple[int, int], ...]:
         """The client's local steps as (start, stop) sample ranges (see fastleak.federated.client)."""
-        return local_schedule(self.obs.num_samples, self.obs.local_steps, self.obs.local_batch_size,
-                              self.obs.local_epochs)
+        return self.protocol.schedule(self.num_samples)
 
     def _lr(self) -> float:
-        if self.obs.local_lr is None or self.obs.local_lr <= 0:
+        if self.protocol.local_lr is None or self.protocol.local_lr <= 0:
             raise InvalidValueError("an update observation needs its local_lr (> 0) to be attacked")
-        return float(self.obs.local_lr)
+        return float(self.protocol.local_lr)
 
     def _forward_loss(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor):
         """The client's loss on (x, y) and the taps' values [T] for this forward pass."""
         self._measured = [[] for _ in self.taps]
         logits = functional_call(self.model, (params, buffers), (x,))
         target = F.softmax(y, dim=-1) if y.is_floating_point() else y
-        loss = client_loss(logits, target, self.obs.loss, self.obs.reduction)
+        loss = client_loss(logits, target, self.protocol.loss, self.protocol.reduction)
         values = [torch.stack(m).sum() if m else loss.new_zeros(()) for m in self._measured]
         self._measured = [[] for _ in self.taps]
         return loss, torch.stack(values) if values else loss.new_zeros(0)
@@ -129,7 +128,7 @@ class ClientSimulator:
         handles = [m.register_forward_pre_hook(self._hook(t, tap)) for t, (tap, modules) in enumerate(self.taps)
                    for m in modules]
         was_training = self.model.training
-        self.model.train(self.obs.bn_train)
+        self.model.train(self.protocol.bn_train)
         try:
             yield
         finally:
@@ -187,7 +186,7 @@ class ClientSimulator:
         if self.shared_state:
             self._set_tapped(None)
             return self._shared_state_gradient(x, y)
-        if self.obs.kind == "gradient" or self.fedavg_mode == "pseudo":
+        if self.protocol.kind == "gradient" or self.fedavg_mode == "pseudo":
             grads, values = self._gradient(self._replicate(), x, y)
             self._set_tapped(values)
             return grads

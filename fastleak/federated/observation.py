@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -33,6 +33,36 @@ class Pair:
         object.__setattr__(self, "shared", tuple(self.shared))
         if not all(isinstance(t, torch.Tensor) for t in self.shared):
             raise InvalidTypeError("Pair.shared must hold tensors only")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What every client of a round computes, public knowledge in FL: the kind of quantity shared,
+    the loss and its reduction, the BatchNorm mode, the local training schedule, the trainable
+    parameters shared, and the input and output sizes. An attack simulates it; observations
+    attacked or aggregated together must follow one (``same_protocol``)."""
+
+    kind: Kind
+    param_names: tuple[str, ...]
+    reduction: Reduction
+    loss: str
+    bn_train: bool
+    local_steps: int
+    local_lr: float | None
+    local_batch_size: int | None
+    local_epochs: int
+    input_shape: tuple[int, ...] | None
+    num_classes: int | None
+
+
+    def schedule(self, num_samples: int) -> tuple[tuple[int, int], ...]:
+        """The (start, stop) sample range of each local SGD step on a batch of ``num_samples``."""
+        from fastleak.federated.client import local_schedule
+
+        return local_schedule(num_samples, self.local_steps, self.local_batch_size, self.local_epochs)
+
+
+PROTOCOL_FIELDS = tuple(f.name for f in dataclasses.fields(Protocol))
 
 
 @dataclass(frozen=True)
@@ -80,6 +110,10 @@ class Observation:
     @property
     def num_pairs(self) -> int:
         return len(self.pairs)
+
+    @property
+    def protocol(self) -> Protocol:
+        return Protocol(**{name: getattr(self, name) for name in PROTOCOL_FIELDS})
 
     def shared_dict(self, pair: int = 0) -> dict[str, torch.Tensor]:
         """The shared tensors of one pair, keyed by parameter name."""
@@ -143,3 +177,14 @@ def _check_tensor(tensor: torch.Tensor, reference: torch.Tensor, where: str) -> 
                                 f"{tuple(reference.shape)}")
     if not bool(torch.isfinite(tensor).all()):
         raise InvalidValueError(f"{where} contains NaN or inf; expected finite values")
+
+
+def same_protocol(observations: Sequence[Observation], why: str, also: Sequence[str] = ()) -> None:
+    """Refuse observations whose ``Protocol`` (and the fields ``also``) differ from the first's, naming the
+    field and ``why`` they must agree."""
+    first = observations[0]
+    for i, obs in enumerate(observations[1:], start=1):
+        for name in PROTOCOL_FIELDS + tuple(also):
+            if getattr(obs, name) != getattr(first, name):
+                raise InvalidValueError(f"observations[{i}].{name} = {getattr(obs, name)!r} differs from "
+                                        f"observations[0] ({getattr(first, name)!r}); {why}")

@@ -8,6 +8,7 @@ import fastleak.data as D
 import fastleak.models as M
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated import Pair, fedsgd
+from fastleak.federated.observation import same_protocol
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +111,21 @@ def test_to_moves_every_tensor(obs):
     assert all(t.device.type == "meta" for t in moved.pairs[0].shared)
     assert all(t.device.type == "meta" for t in moved.pairs[0].state.values())
     assert moved.param_names == obs.param_names and moved.num_samples == obs.num_samples
+
+
+def test_the_protocol_is_what_the_client_computed_and_nothing_of_its_data(obs):
+    protocol = obs.protocol
+    assert protocol.kind == "gradient" and protocol.param_names == obs.param_names
+    assert protocol == dataclasses.replace(obs, num_samples=7, meta={"client": 3}).protocol
+    assert protocol != dataclasses.replace(obs, local_steps=2).protocol
+    assert protocol.schedule(4) == ((0, 4),)
+    assert dataclasses.replace(obs, local_steps=3, local_batch_size=2).protocol.schedule(4) == ((0, 2), (2, 4), (0, 2))
+
+
+def test_observations_of_another_protocol_are_named(obs):
+    same_protocol([obs, dataclasses.replace(obs, num_samples=5)], "why")
+    with pytest.raises(InvalidValueError, match=r"observations\[1\].loss = 'mse' differs from observations\[0\] "
+                                                r"\('ce'\); they must agree"):
+        same_protocol([obs, dataclasses.replace(obs, loss="mse")], "they must agree")
+    with pytest.raises(InvalidValueError, match=r"observations\[1\].num_samples = 5 differs"):
+        same_protocol([obs, dataclasses.replace(obs, num_samples=5)], "why", also=("num_samples",))
