@@ -38,6 +38,7 @@ from fastleak._checks import known_fields, typed_fields
 from fastleak._registry import Registry
 from fastleak.attacks import registration
 from fastleak.errors import InvalidValueError
+from fastleak.models import is_batchnorm
 from fastleak.ops import total_variation
 
 if TYPE_CHECKING:
@@ -162,10 +163,6 @@ def active(priors: Mapping[str, Mapping[str, Any]]) -> list[Prior]:
     return [p for p in built if p.weight > 0]
 
 
-def _is_batchnorm(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.batchnorm._BatchNorm)
-
-
 def _batchnorm_distance(module: nn.Module, x: Tensor) -> Tensor:
     dims = [0] + list(range(2, x.dim()))
     mean = x.mean(dims)
@@ -180,7 +177,7 @@ class BatchNormStatistics(Prior):
     and the observed pairs."""
 
     def tap(self) -> Tap:
-        return Tap(_is_batchnorm, _batchnorm_distance)
+        return Tap(is_batchnorm, _batchnorm_distance)
 
     def term(self, x: Tensor, problem: Problem) -> Tensor | None:
         return problem.tapped(self.name)

@@ -37,12 +37,9 @@ from fastleak.attacks.priors import Tap
 from fastleak.errors import InvalidValueError
 from fastleak.federated.losses import client_loss
 from fastleak.federated.observation import Observation
+from fastleak.models import has_batchnorm
 
 log = logging.getLogger(__name__)
-
-
-def _batchnorm_layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 class ClientSimulator:
@@ -75,7 +72,7 @@ class ClientSimulator:
         states = [o.pairs[pair_index].state for o in observations]
         self.fedavg_mode = fedavg_mode
         one_step = obs.kind == "gradient" or fedavg_mode == "pseudo"
-        self.shared_state = one_step and not _batchnorm_layers(model) and all(
+        self.shared_state = one_step and not has_batchnorm(model) and all(
             torch.equal(st[n], states[0][n]) for st in states[1:] for n in states[0])
         self.model = lean_convolutions(model) if lean_conv and not self.shared_state else model
         self.taps = [(tap, [m for m in self.model.modules() if tap.matches(m)]) for tap in taps]

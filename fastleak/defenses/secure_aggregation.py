@@ -22,11 +22,7 @@ import torch
 from fastleak._checks import positive_int
 from fastleak.defenses.registry import defense_meta, register_aggregation
 from fastleak.errors import InvalidTypeError, InvalidValueError
-from fastleak.federated.observation import Observation, Pair
-
-# Observation fields that every client of one round shares (the protocol), compared before summing.
-_PROTOCOL = ("kind", "param_names", "reduction", "loss", "bn_train", "local_steps", "local_lr", "local_batch_size",
-             "local_epochs", "input_shape", "num_classes")
+from fastleak.federated.observation import Observation, Pair, same_protocol
 
 
 def _same_state(a: Pair, b: Pair) -> bool:
@@ -41,13 +37,9 @@ def secure_aggregate(observations: Sequence[Observation]) -> Observation:
     for i, obs in enumerate(observations):
         if not isinstance(obs, Observation):
             raise InvalidTypeError(f"observations[{i}] must be an Observation, got {type(obs).__name__}")
+    same_protocol(observations, "secure aggregation sums the clients of one round, who run the same protocol")
     first = observations[0]
     for i, obs in enumerate(observations[1:], start=1):
-        for name in _PROTOCOL:
-            if getattr(obs, name) != getattr(first, name):
-                raise InvalidValueError(f"observations[{i}].{name} is {getattr(obs, name)!r}, but observations[0] "
-                                        f"has {getattr(first, name)!r}: secure aggregation sums the clients of one "
-                                        "round, who run the same protocol")
         if obs.num_pairs != first.num_pairs or not all(_same_state(a, b) for a, b in zip(obs.pairs, first.pairs)):
             raise InvalidValueError(f"observations[{i}] was computed from other model states than observations[0]; "
                                     "the clients of one round all start from the server's model")
