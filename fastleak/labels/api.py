@@ -1,6 +1,7 @@
 """Entry points: recover / counts for one observation, counts_many for a stack."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Sequence
 
@@ -9,7 +10,8 @@ from torch import nn
 
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated.observation import Observation
-from fastleak.labels import registry
+from fastleak.labels import bayes, registry
+from fastleak.labels import posterior as P
 from fastleak.labels.evidence import Evidence, gather
 from fastleak.labels.rounding import largest_remainder
 from fastleak.labels.types import LabelConfig, LabelCounts
@@ -31,31 +33,48 @@ def error_mass(grad_b: torch.Tensor) -> torch.Tensor:
 
 
 def choose(num_samples: int, num_classes: int, mass: float | None) -> tuple[str, str]:
-    """What ``method="auto"`` runs on a batch of ``num_samples``, and why; ``mass`` is the
-    observation's ``error_mass`` (None without a shared final-layer bias).
+    """What ``method="auto"`` runs on a batch of ``num_samples`` without public data, and why;
+    ``mass`` is the observation's ``error_mass`` (None without a shared final-layer bias).
 
     - one sample: ``idlg``, exact at any training round;
-    - at most half as many samples as classes, on a model confident on the batch (or without a
-      bias to tell): ``rlg``, whose label set rests on the signs of p − y alone and so survives
-      training; with more samples the gradient's column space admits absent classes too, and on
-      uncertain models the count methods are exact where RLG's set takes in absent classes
-      beside duplicates;
-    - otherwise ``geng_shift`` with a bias, else ``geng``: on the trained-model grid (LeNet and
-      ConvNet from round 0 to 100, FedSGD and FedAvg, B = 8 to 64) ``geng_shift`` had the highest
-      mean LnAcc of the count methods, 0.52 against 0.48 for ``geng_bias``, ahead in both the
-      early and the trained halves.
+    - a model confident on the batch (or without a bias to tell): ``rlg`` for at most half as many
+      samples as classes, whose label set rests on the signs of p − y alone and so survives
+      training; for larger batches on a confident model ``presence_prior``: there the count
+      methods return confident nonsense (the bias gradient carries only the residual of a few hard
+      samples), while the prior conditioned on the classes the gradient shows present stays at or
+      above the equal-counts guess (benchmarks/RESULTS.md, trained-model grid); ``geng`` without
+      a bias;
+    - an uncertain model: ``geng_shift``: on the trained-model grid (LeNet and ConvNet from round
+      0 to 100, FedSGD and FedAvg, B = 8 to 64) it had the highest mean LnAcc of the count methods
+      on models that are not yet confident.
     """
     if num_samples == 1:
         return "idlg", "one sample: the sign of its label's logit gradient"
     small = num_samples <= num_classes // 2
-    if small and (mass is None or mass < CONFIDENT_ERROR_MASS):
-        why = "no shared bias" if mass is None else f"error mass < {CONFIDENT_ERROR_MASS}: a confident model"
-        return "rlg", f"B <= half of {num_classes} classes, {why}; the label set from the gradient's column space"
-    size = f"B <= half of {num_classes} classes" if small else f"B > half of {num_classes} classes"
-    if mass is not None:
-        why = f"error mass >= {CONFIDENT_ERROR_MASS}: an uncertain model" if small else "counts from the bias gradient"
-        return "geng_shift", f"{size}, {why}; dummies moved to the batch's mean feature"
-    return "geng", f"{size}; counts from the final weight gradient (no shared bias)"
+    size = f"B {'<=' if small else '>'} half of {num_classes} classes"
+    if mass is None:
+        if small:
+            return "rlg", f"{size}, no shared bias; the label set from the gradient's column space"
+        return "geng", f"{size}; counts from the final weight gradient (no shared bias)"
+    if mass < CONFIDENT_ERROR_MASS:
+        why = f"error mass < {CONFIDENT_ERROR_MASS}: a confident model"
+        if small:
+            return "rlg", f"{size}, {why}; the label set from the gradient's column space"
+        return "presence_prior", (f"{size}, {why}, whose gradient carries too little to count; the prior given "
+                                  "the classes shown present")
+    return "geng_shift", (f"{size}, error mass >= {CONFIDENT_ERROR_MASS}: an uncertain model; dummies moved to the "
+                          "batch's mean feature")
+
+
+def candidates(num_samples: int, num_classes: int, has_bias: bool) -> tuple[str, ...]:
+    """The methods ``auto`` scores on simulated public batches of ``num_samples``."""
+    if num_samples == 1:
+        names = ("idlg", "posterior", "presence_prior")
+    else:
+        names = ("posterior", "presence_prior", "geng_shift", "geng_bias", "geng", "ilrg")
+        if num_samples <= num_classes // 2:
+            names += ("rlg",)
+    return tuple(n for n in names if has_bias or not registry.get(n).needs_bias)
 
 
 def _check_applicable(method: registry.Method, ev: Evidence, rows: list[int], sizes: list[int]) -> None:
@@ -97,15 +116,49 @@ def combine_pairs(estimates: torch.Tensor, obs_index: torch.Tensor, num_obs: int
     return 0.5 * (ranked.gather(1, lo) + ranked.gather(1, hi)).squeeze(1)
 
 
+def _public_config(config: LabelConfig, public, ev: Evidence) -> LabelConfig:
+    from fastleak.labels.public import as_public
+
+    shapes = {obs.input_shape for obs in ev.observations if obs.input_shape is not None}
+    shape = next(iter(shapes)) if len(shapes) == 1 else None
+    return dataclasses.replace(config, public=as_public(public, ev.num_classes, shape))
+
+
+def _uncertainty(found: LabelCounts, level: float, marginals: torch.Tensor | None = None,
+                 errors: torch.Tensor | None = None) -> LabelCounts:
+    """``found`` with per-class intervals and probabilities from posterior ``marginals`` [C, A] or
+    from a method's simulated ``errors`` (true minus recovered counts) [S, C]."""
+    counts = found.counts
+    if marginals is not None:
+        marginals = marginals[:, :found.num_samples + 1]
+        band = P.interval(marginals[None], level)[0]
+        prob = marginals.gather(1, counts.clamp_max(marginals.shape[1] - 1)[:, None].long())[:, 0]
+        return dataclasses.replace(found, interval=band, probability=prob, marginals=marginals, level=level,
+                                   uncertainty="posterior")
+    e = errors.to(counts.device).double()
+    lo = torch.quantile(e, (1 - level) / 2, dim=0).floor().long()
+    hi = torch.quantile(e, (1 + level) / 2, dim=0).ceil().long()
+    band = torch.stack([(counts + lo).clamp(0, found.num_samples), (counts + hi).clamp(0, found.num_samples)], 1)
+    prob = (e == 0).double().mean(0)
+    return dataclasses.replace(found, interval=band, probability=prob, level=level, uncertainty="simulation")
+
+
 def counts_many(observations: Sequence[Observation], model: nn.Module, method: str = "auto", *,
                 num_samples: Sequence[int | None] | int | None = None,
-                config: LabelConfig | None = None) -> tuple[LabelCounts, ...]:
+                config: LabelConfig | None = None, public=None) -> tuple[LabelCounts, ...]:
     """Label counts of many observations at once, with batched tensor math over all of them.
 
     Every pair of every observation is one row of the evidence; a method estimates float
     counts for all rows together, the rows of one observation are combined (element-wise
     median by default, ``LabelConfig.combine``), and each observation's estimates are rounded
     (largest remainder) to exactly its batch size.
+
+    ``public``: the server's labelled public data, ``(images, labels)`` or a ``PublicData``
+    (pass one ``PublicData`` to many calls to fit each model state once). With it the posterior
+    methods use class-conditional statistics measured at the observed model state, and ``auto``
+    picks, per model state, protocol and batch size, the method with the highest LnAcc on client
+    batches simulated from the public data; without it ``auto`` follows ``choose``. The posterior
+    methods, and with public data any method ``auto`` picks, report per-class intervals.
     """
     if isinstance(observations, Observation):
         raise InvalidTypeError("observations must be a sequence of Observation; use counts() for one")
@@ -120,25 +173,22 @@ def counts_many(observations: Sequence[Observation], model: nn.Module, method: s
     if num_samples is None or isinstance(num_samples, int):
         num_samples = [num_samples] * len(observations)
     ev = gather(observations, model, list(num_samples))
+    if public is not None:
+        config = _public_config(config, public, ev)
     n = len(observations)
     sizes = [0] * n
-    for row, i in enumerate(ev.obs_index.tolist()):
+    first_row = [0] * n
+    for row, i in reversed(list(enumerate(ev.obs_index.tolist()))):
         sizes[i] = int(ev.num_samples[row])
+        first_row[i] = row
+    calibrations = bayes.calibrations_of(ev, config) if config.public is not None else [None] * ev.num_rows
     chosen = [method] * n
     if method == "auto":
-        masses: list[float | None] = [None] * n
-        if ev.has_bias:
-            per_obs = combine_pairs(error_mass(ev.grad_b)[:, None], ev.obs_index, n, "mean")[:, 0]
-            masses = per_obs.tolist()
-        picks = [choose(sizes[i], ev.num_classes, masses[i]) for i in range(n)]
-        chosen = [name for name, _ in picks]
-        for name, reason in sorted(set(picks)):
-            which = [i for i in range(n) if picks[i] == (name, reason)]
-            spread = ("" if masses[which[0]] is None else
-                      f" (error mass {min(masses[i] for i in which):.3f}-{max(masses[i] for i in which):.3f})")
-            log.info("labels: method 'auto' chose %s for %d observation(s): %s%s", name, len(which), reason, spread)
+        chosen = _auto(ev, config, sizes, first_row, calibrations)
 
     estimates = torch.zeros(n, ev.num_classes, dtype=torch.float64, device=ev.grad_w.device)
+    exact: dict[int, torch.Tensor] = {}
+    marginals: dict[int, torch.Tensor] = {}
     for name in sorted(set(chosen)):
         spec = registry.get(name)
         obs_rows = [i for i in range(n) if chosen[i] == name]
@@ -146,30 +196,86 @@ def counts_many(observations: Sequence[Observation], model: nn.Module, method: s
         sel = torch.isin(ev.obs_index, torch.tensor(obs_rows, device=ev.obs_index.device))
         rows = sel.nonzero().squeeze(1)
         sub = ev.subset(rows)
-        est = spec.estimate(sub, config).double()
+        if name in bayes.POSTERIOR_METHODS:
+            res = bayes.solve(sub, config, informative=name == "posterior",
+                              calibrations=[calibrations[r] for r in rows.tolist()])
+            est = res.map
+            for i in obs_rows:
+                mine = (sub.obs_index == i).nonzero().squeeze(1)
+                marginals[i] = res.marginals[mine].mean(0)
+                if len(mine) == 1:
+                    exact[i] = res.map[mine[0]]
+        else:
+            est = spec.estimate(sub, config).double()
         estimates[obs_rows] = combine_pairs(est, sub.obs_index, n, config.combine)[obs_rows]
     totals = torch.tensor(sizes, dtype=torch.long, device=estimates.device)
     rounded = largest_remainder(estimates, totals)
-    return tuple(LabelCounts(estimates=estimates[i], counts=rounded[i], method=chosen[i],
-                             requested=method, num_samples=sizes[i]) for i in range(n))
+    out = []
+    for i in range(n):
+        counts_i = exact[i].long() if i in exact else rounded[i]
+        found = LabelCounts(estimates=estimates[i], counts=counts_i, method=chosen[i], requested=method,
+                            num_samples=sizes[i], level=config.level)
+        if i in marginals:
+            values = torch.arange(marginals[i].shape[1], dtype=torch.float64, device=marginals[i].device)
+            found = dataclasses.replace(found, estimates=(marginals[i] * values).sum(1))
+            found = _uncertainty(found, config.level, marginals=marginals[i])
+        elif calibrations[first_row[i]] is not None and method == "auto":
+            cal = calibrations[first_row[i]]
+            bayes.score(cal, (chosen[i],), config)
+            found = _uncertainty(found, config.level, errors=cal.errors[chosen[i]])
+        out.append(found)
+    return tuple(out)
+
+
+def _auto(ev: Evidence, config: LabelConfig, sizes: list[int], first_row: list[int],
+          calibrations: list) -> list[str]:
+    """The method ``auto`` runs on each observation (see ``counts_many`` and ``choose``)."""
+    n = len(sizes)
+    if config.public is not None:
+        chosen = []
+        for i in range(n):
+            cal = calibrations[first_row[i]]
+            names = candidates(sizes[i], ev.num_classes, ev.has_bias)
+            scores = bayes.score(cal, names, config)
+            best = cal.best(names)
+            chosen.append(best)
+        for name in sorted(set(chosen)):
+            which = [i for i in range(n) if chosen[i] == name]
+            cal = calibrations[first_row[which[0]]]
+            log.info("labels: method 'auto' chose %s for %d observation(s): highest LnAcc on %d public batches "
+                     "simulated at the model state (%s)", name, len(which), len(cal.truth),
+                     ", ".join(f"{k} {v:.2f}" for k, v in sorted(cal.scores.items(), key=lambda kv: -kv[1])))
+        return chosen
+    masses: list[float | None] = [None] * n
+    if ev.has_bias:
+        per_obs = combine_pairs(error_mass(ev.grad_b)[:, None], ev.obs_index, n, "mean")[:, 0]
+        masses = per_obs.tolist()
+    picks = [choose(sizes[i], ev.num_classes, masses[i]) for i in range(n)]
+    for name, reason in sorted(set(picks)):
+        which = [i for i in range(n) if picks[i] == (name, reason)]
+        spread = ("" if masses[which[0]] is None else
+                  f" (error mass {min(masses[i] for i in which):.3f}-{max(masses[i] for i in which):.3f})")
+        log.info("labels: method 'auto' chose %s for %d observation(s): %s%s", name, len(which), reason, spread)
+    return [name for name, _ in picks]
 
 
 def counts(observation: Observation, model: nn.Module, method: str = "auto", *,
-           num_samples: int | None = None, config: LabelConfig | None = None) -> LabelCounts:
+           num_samples: int | None = None, config: LabelConfig | None = None, public=None) -> LabelCounts:
     """Label counts (duplicates included) of one observation; see ``counts_many``."""
     if not isinstance(observation, Observation):
         raise InvalidTypeError(f"observation must be a fastleak Observation, got {type(observation).__name__}")
-    return counts_many((observation,), model, method, num_samples=[num_samples], config=config)[0]
+    return counts_many((observation,), model, method, num_samples=[num_samples], config=config, public=public)[0]
 
 
 def recover(observation: Observation, model: nn.Module, method: str = "auto", *,
-            num_samples: int | None = None, config: LabelConfig | None = None) -> torch.Tensor:
+            num_samples: int | None = None, config: LabelConfig | None = None, public=None) -> torch.Tensor:
     """The recovered labels of one observation, sorted, exactly ``num_samples`` of them."""
-    return counts(observation, model, method, num_samples=num_samples, config=config).labels
+    return counts(observation, model, method, num_samples=num_samples, config=config, public=public).labels
 
 
 def recover_many(observations: Sequence[Observation], model: nn.Module, method: str = "auto", *,
                  num_samples: Sequence[int | None] | int | None = None,
-                 config: LabelConfig | None = None) -> list[torch.Tensor]:
+                 config: LabelConfig | None = None, public=None) -> list[torch.Tensor]:
     """Sorted recovered labels of many observations, computed together."""
-    return [c.labels for c in counts_many(observations, model, method, num_samples=num_samples, config=config)]
+    return [c.labels for c in counts_many(observations, model, method, num_samples=num_samples, config=config,
+                                          public=public)]

@@ -15,10 +15,11 @@ BIAS = torch.tensor([0.3, -0.2, 0.1, -0.2], dtype=torch.float64)
 
 
 def test_methods_are_listed_and_unknown_names_rejected(make_head, make_observation):
-    assert L.METHODS == ("bias", "geng", "geng_bias", "geng_shift", "idlg", "ilrg", "llg", "rlg", "yin", "auto")
+    assert L.METHODS == ("bias", "geng", "geng_bias", "geng_shift", "idlg", "ilrg", "llg", "posterior",
+                         "presence_prior", "rlg", "yin", "auto")
     model = make_head(3, 4)
     obs = make_observation(model, ROWS, BIAS, num_samples=2)
-    valid = "bias, geng, geng_bias, geng_shift, idlg, ilrg, llg, rlg, yin, auto"
+    valid = "bias, geng, geng_bias, geng_shift, idlg, ilrg, llg, posterior, presence_prior, rlg, yin, auto"
     with pytest.raises(ValueError, match=f"method must be one of {valid}; got 'dlg'"):
         L.counts(obs, model, "dlg")
 
@@ -74,11 +75,12 @@ def test_auto_names_its_choice(make_head, make_observation, caplog):
                        config=L.LabelConfig(dummies=torch.eye(3, dtype=torch.float64)))
         three = L.counts(make_observation(model, ROWS, BIAS, num_samples=3), model,
                          config=L.LabelConfig(dummies=torch.eye(3, dtype=torch.float64)))
-    assert (one.method, two.method, three.method, three.requested) == ("idlg", "rlg", "geng_shift", "auto")
-    for chosen in ("idlg", "rlg", "geng_shift"):
+    # The bias gradient's error mass is ½·|BIAS|₁ = 0.4, a confident model: B = 3 > 4 // 2 takes presence_prior.
+    assert (one.method, two.method, three.method, three.requested) == ("idlg", "rlg", "presence_prior", "auto")
+    for chosen in ("idlg", "rlg", "presence_prior"):
         assert f"auto' chose {chosen}" in caplog.text
-    assert [L.choose(b, 10, mass)[0] for b, mass in ((4, 0.1), (4, None), (4, 0.9), (6, 0.1), (6, None))] == [
-        "rlg", "rlg", "geng_shift", "geng_shift", "geng"]
+    assert [L.choose(b, 10, mass)[0] for b, mass in ((4, 0.1), (4, None), (4, 0.9), (6, 0.1), (6, None), (6, 0.9))] == [
+        "rlg", "rlg", "geng_shift", "presence_prior", "geng", "geng_shift"]
 
 
 def test_rounded_counts_always_sum_to_the_batch_size(make_head, make_observation):

@@ -106,9 +106,9 @@ def test_auto_takes_rlg_up_to_half_the_classes_on_a_confident_model_and_says_why
     small, large = fedsgd(trained_mlp, x[:5], y[:5]), fedsgd(trained_mlp, x, y)
     with caplog.at_level(logging.INFO, logger="fastleak.labels"):
         found = L.counts_many([small, large], trained_mlp, "auto")
-    assert [c.method for c in found] == ["rlg", "geng_shift"]
+    assert [c.method for c in found] == ["rlg", "presence_prior"]
     assert "chose rlg for 1 observation(s): B <= half of 10 classes, error mass < 0.45" in caplog.text
-    assert "chose geng_shift for 1 observation(s): B > half of 10 classes" in caplog.text
+    assert "chose presence_prior for 1 observation(s): B > half of 10 classes, error mass < 0.45" in caplog.text
 
 
 def test_auto_keeps_the_count_methods_on_an_untrained_model_with_duplicates():

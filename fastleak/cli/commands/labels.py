@@ -10,8 +10,9 @@ from fastleak.cli.commands.options import model_options, scenario_options, shown
 from fastleak.cli.commands.registry import command
 from fastleak.cli.errors import CliError
 
-
-LABELS_BASE = {"batch": 8, "labels": "repeat:2"}
+# "random" draws labels with replacement, so the default works at every batch size.
+LABELS_BASE = {"batch": 8, "labels": "random"}
+PUBLIC_IMAGES = 1000
 
 
 def _configure_labels(p: argparse.ArgumentParser) -> None:
@@ -20,6 +21,12 @@ def _configure_labels(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=int, default=None, help="with --observation: classes (default: the "
                    "observation's)")
     p.add_argument("--method", default="auto", help="label recovery method: auto, " + ", ".join(_label_methods()))
+    p.add_argument("--public-data", default=None, metavar="NAME[:SPLIT]",
+                   help="the server's labelled public data, e.g. mnist:train, read from --data-root like --dataset "
+                        "(default: the other split of --dataset when it can be read, as the malicious presets do; "
+                        "'none': no public data)")
+    p.add_argument("--public-images", type=int, default=PUBLIC_IMAGES, metavar="N",
+                   help=f"at most this many public images (default: {PUBLIC_IMAGES})")
     shown = shown_defaults(LABELS_BASE)
     model_options(p, shown)
     p.add_argument("--model-class", dest="model", help=argparse.SUPPRESS)  # the former name of --model
@@ -32,9 +39,44 @@ def _label_methods() -> list[str]:
     return [name for name in METHODS if name != "auto"]
 
 
+def _public_data(args: argparse.Namespace, dataset: str | None, split: str, data_root: str | None,
+                 input_shape: tuple[int, ...] | None):
+    """(PublicData or None, a line describing it)."""
+    from fastleak import data
+    from fastleak.data import DatasetError
+    from fastleak.labels import PublicData
+
+    given = args.public_data
+    if given == "none":
+        return None, "public data: none"
+    if given is None:
+        if dataset is None:
+            return None, "public data: none (pass --public-data NAME[:SPLIT])"
+        name, other = dataset, "train" if split == "test" else "test"
+    else:
+        name, _, other = given.partition(":")
+        other = other or "train"
+        if other not in ("train", "test"):
+            raise CliError(f"--public-data {given!r}: the split must be train or test", "e.g. --public-data mnist:train")
+    if args.public_images < 2:
+        raise CliError(f"--public-images must be at least 2, got {args.public_images}", "e.g. --public-images 1000")
+    size = input_shape[-1] if input_shape else None
+    try:
+        source = data.open_split(name, root=data_root, split=other)
+        x, y = data.load(name, min(len(source.labels), args.public_images), seed=0, root=data_root, split=other,
+                         size=size)
+    except (DatasetError, ValueError) as exc:
+        if given is None:
+            return None, f"public data: none (the {other} split of {name} cannot be read: {str(exc).splitlines()[0]})"
+        raise CliError(f"--public-data {given!r}: {str(exc).splitlines()[0]}",
+                       "name a dataset and split that exist, e.g. mnist:train, or pass --data-root DIR") from None
+    return PublicData(x, y), f"public data: {len(y)} images of the {other} split of {name}"
+
+
 @command("labels", "Recover the label counts of a simulated or saved observation and print the count table.",
-         "  fastleak labels --batch 32 --labels repeat:4 --model convnet\n"
-         "  fastleak labels --observation client7.obs --model convnet --method ilrg", _configure_labels)
+         "  fastleak labels --dataset mnist --batch 32 --model convnet --state-dict runs/mnist/round_005.pt\n"
+         "  fastleak labels --observation client7.obs --model convnet --method ilrg --public-data mnist:train",
+         _configure_labels)
 def labels_command(args: argparse.Namespace) -> int:
     from fastleak import labels
     from fastleak.metrics import label_scores
@@ -45,23 +87,49 @@ def labels_command(args: argparse.Namespace) -> int:
                            "add --model NAME|MODULE:CLASS (and --state-dict, --model-option as needed)")
         obs, net = load_observation(args)
         truth = None
+        dataset, split, root = args.dataset, args.split or "test", args.data_root
     else:
         from fastleak.experiments import simulate
 
-        scenario = simulate(spec_from_args(args, LABELS_BASE))
+        spec = spec_from_args(args, LABELS_BASE)
+        scenario = simulate(spec)
         obs, net, truth = scenario.observation, scenario.model, scenario.labels
-    found = labels.counts(obs, net, args.method)
+        dataset, split, root = spec.dataset, spec.split, spec.data_root
+    public, public_line = _public_data(args, dataset, split, root, obs.input_shape)
+    if public is not None:
+        from fastleak.labels.public import as_public
+        from fastleak.models import final_linear
+
+        try:
+            as_public(public, final_linear(net).out_features, obs.input_shape)
+        except ValueError as exc:
+            raise CliError(str(exc), "name public data of the model's task (classes and image size), or pass "
+                                     "--public-data none") from None
+    found = labels.counts(obs, net, args.method, public=public)
     rec = found.counts.cpu()
     true_counts = torch.bincount(truth, minlength=rec.numel()) if truth is not None else None
-    print(f"method: {found.method}   batch size: {obs.num_samples}")
-    print(f"{'class':>6} {'estimate':>9} {'count':>6}" + (f" {'true':>5}" if truth is not None else ""))
+    print(f"method: {found.method}   batch size: {obs.num_samples}   {public_line}")
+    level = f"{round(100 * found.level)}%"
+    header = f"{'class':>6} {'estimate':>9} {'count':>6}"
+    if found.interval is not None:
+        header += f" {level + ' range':>10} {'P(count)':>9}"
+    print(header + (f" {'true':>5}" if truth is not None else ""))
+    band = found.interval.cpu() if found.interval is not None else None
     for c in range(rec.numel()):
-        shown = rec[c] > 0 or (true_counts is not None and true_counts[c] > 0)
-        if shown:
-            line = f"{c:>6} {float(found.estimates[c]):>9.2f} {int(rec[c]):>6}"
-            if true_counts is not None:
-                line += f" {int(true_counts[c]):>5}" + ("" if true_counts[c] == rec[c] else "  *")
-            print(line)
+        shown = rec[c] > 0 or (true_counts is not None and true_counts[c] > 0) or (band is not None and band[c, 1] > 0)
+        if not shown:
+            continue
+        line = f"{c:>6} {float(found.estimates[c]):>9.2f} {int(rec[c]):>6}"
+        if band is not None:
+            line += f" {f'{int(band[c, 0])}-{int(band[c, 1])}':>10} {float(found.probability[c]):>9.2f}"
+        if true_counts is not None:
+            line += f" {int(true_counts[c]):>5}" + ("" if true_counts[c] == rec[c] else "  *")
+        print(line)
+    if found.interval is not None:
+        source = ("the count posterior" if found.uncertainty == "posterior"
+                  else "the method's errors on public batches simulated at this model state")
+        print(f"{level} range: holds the true count with probability {found.level:.2f}, from {source}; "
+              "P(count): the probability that the count is exact")
     if truth is not None:
         s = label_scores(found.labels, truth)
         print(f"LnAcc {s.ln_acc:.3f}  LeAcc {s.le_acc:.3f}  exact multiset: {'yes' if s.exact else 'no'}")
