@@ -10,11 +10,9 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
-
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Flags the README names for other programs than fastleak: flag -> the program.
-OTHER_PROGRAMS_FLAGS = {"--no-build-isolation": "pip", "--ablate": "benchmarks/bench_attack.py"}
+OTHER_PROGRAMS_FLAGS = {"--no-build-isolation": "pip", "--ablate": "python -m benchmarks.bench_attack"}
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z_]*$")  # COMMAND, OUT, ... stand for a value the reader picks
 
@@ -24,12 +22,12 @@ def readme() -> str:
 
 
 def code_blocks(text: str) -> list[str]:
-    return re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
+    return re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
 
 
 def inline_spans(text: str) -> list[str]:
     """The README's inline code spans (outside the fenced blocks)."""
-    prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.S | re.M)
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.DOTALL | re.MULTILINE)
     return re.findall(r"`([^`\n]+)`", prose)
 
 
@@ -151,7 +149,7 @@ def test_the_check_catches_a_flag_or_command_the_parser_lacks():
 
 
 def section(text: str, title: str) -> str:
-    match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#+ )", text, flags=re.S | re.M)
+    match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#+ )", text, flags=re.DOTALL | re.MULTILINE)
     assert match, f"README has no section {title!r}"
     return match.group(1)
 
@@ -167,7 +165,7 @@ def test_the_compiled_ops_the_readme_lists_are_those_the_extension_registers():
     from fastleak import _ext
 
     public = {n for n in fastleak.ops.__all__ if f"{n}_reference" in fastleak.ops.__all__}
-    match = re.search(r"fused kernels for the (\w+)\s+hot spots of these attacks(.*?)\s+—\s+plus", readme(), re.S)
+    match = re.search(r"fused kernels for the (\w+)\s+hot spots of these attacks(.*?)\s+—\s+plus", readme(), re.DOTALL)
     assert match, "README no longer introduces the fused kernels with 'fused kernels for the N hot spots'"
     count, listed = match.group(1), set(re.findall(r"`(\w+)`", match.group(2)))
     assert listed == public, (f"the README's sentence on the fused kernels names {sorted(listed)}, fastleak.ops has "
