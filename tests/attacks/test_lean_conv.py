@@ -157,11 +157,15 @@ def _attack_losses(device: str, lean: bool) -> torch.Tensor:
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])
 def test_attack_with_lean_convolutions_follows_the_plain_attack(device):
-    # cuDNN picks other algorithms for the two backward formulations; their float32 rounding,
-    # carried through four Adam steps, moved one loss by 0.4% on an H200 (2026-12-04). A wrong
-    # double backward moves them by orders of magnitude more; the CPU twin stays tight.
-    rtol = 1e-4 if device == "cpu" else 2e-2
-    torch.testing.assert_close(_attack_losses(device, True), _attack_losses(device, False), rtol=rtol, atol=1e-6)
+    # The first objective (same images, one function) agrees to rounding. Later ones follow Adam's first
+    # step, which moves each pixel by lr * g / (|g| + eps): a pixel whose gradient is within rounding of
+    # zero moves differently under the two backward formulations' rounding. On the CPU that moved a later
+    # loss by 6.8e-5 (oneDNN AVX-512 kernels; 2.1e-5 with SSE4.1 ones); cuDNN picks other algorithms for
+    # the two, which moved one by 0.4% on an H200 (2026-12-04). A wrong double backward moves them by
+    # orders of magnitude more.
+    lean, plain = _attack_losses(device, True), _attack_losses(device, False)
+    torch.testing.assert_close(lean[:1], plain[:1], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(lean[1:], plain[1:], rtol=1e-3 if device == "cpu" else 2e-2, atol=1e-6)
 
 
 def test_unrolled_fedavg_gradient_is_unchanged_by_lean_convolutions():
