@@ -17,7 +17,18 @@ STEPS = 5
 # compact-form direction vs torch's two-loop recursion) when a step overshoots: the first step agrees
 # to ~1e-6, an overshooting one later to ~3e-4.
 LBFGS_RTOL = 1e-3
+# Adam's first step moves every pixel by lr * g / (|g| + eps): a pixel whose gradient is within rounding of
+# zero moves differently under another summation order (another CPU's convolution kernels), and the later
+# objectives follow it: up to 1.9e-4 apart with oneDNN's SSE4.1 kernels against its AVX-512 ones. The
+# first objective, at the same images, is one function computed twice and agrees to rounding (4e-7).
+ADAM_RTOL = 1e-3
 DLG_FIXED = PRESETS.get("dlg").replace(labels="recover", lbfgs_inner=1)
+
+
+def assert_same_adam_objectives(eager: torch.Tensor, fast: torch.Tensor) -> None:
+    """[restarts, steps] objectives: the first to rounding, the later ones to ADAM_RTOL."""
+    torch.testing.assert_close(eager[:, :1], fast[:, :1], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(eager[:, 1:], fast[:, 1:], rtol=ADAM_RTOL, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +62,7 @@ def test_inverting_adam_matches_the_engine(convnet_case):
     fast = attack(obs, model, "inverting", labels=y, restarts=2, iterations=STEPS, seed=3, record_every=1)
     eager, = eager_attack_many([obs], model, "inverting", [y], restarts=2, seed=3, iterations=STEPS)
     # both record the objective evaluated in each step (at the images before the update)
-    torch.testing.assert_close(eager.losses, fast.history.T, rtol=1e-4, atol=1e-6)
+    assert_same_adam_objectives(eager.losses, fast.history.T)
     assert fast.history[-1].lt(fast.history[0]).all()
     torch.testing.assert_close(eager.images, fast.restart_images, rtol=0, atol=1e-4)
 
@@ -84,7 +95,7 @@ def test_priors_and_layer_weights_match_the_engine(convnet_case):
     config = PRESETS.get("gradinversion").replace(group=0.0, layer_weights="linear")
     fast = attack(obs, model, config, labels=y, restarts=2, iterations=2, seed=3, record_every=1)
     eager, = eager_attack_many([obs], model, config, [y], restarts=2, seed=3, iterations=2)
-    torch.testing.assert_close(eager.losses, fast.history.T, rtol=1e-4, atol=1e-6)
+    assert_same_adam_objectives(eager.losses, fast.history.T)
 
 
 def test_dlg_preset_with_given_labels_matches_the_engine(lenet_case):
