@@ -61,7 +61,14 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
     callback(step, losses [Q]) is called every ``record_every`` steps with device tensors.
     checkpoint: a file path; the run is checkpointed there every ``checkpoint_every`` steps
     and on KeyboardInterrupt, and resumed from it when it exists.
+    A preset named in ``fastleak.closedform.METHODS`` runs that closed-form method instead.
     """
+    from fastleak import closedform
+
+    if isinstance(preset, str) and preset in closedform.METHODS:
+        return closedform.run(preset, observations, model, labels=labels, restarts=restarts, iterations=iterations,
+                              seed=seed, device=device, callback=callback, priors=priors, execution=execution,
+                              **overrides)
     if not observations:
         raise InvalidValueError("observations must be a non-empty sequence")
     positive_int(restarts, "restarts")

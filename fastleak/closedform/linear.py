@@ -1,0 +1,178 @@
+"""What the weight and bias gradients of a fully connected layer say about its input.
+
+A layer ``z = W u + b`` with the loss gradient ``g_i = dL/dz`` for sample ``i`` has the weight gradient
+``dW = sum_i g_i u_i^T`` and the bias gradient ``db = sum_i g_i``. Row ``k`` of ``dW`` over ``db_k`` is
+the average of the inputs that reach row ``k``, weighted by their ``g_ik``:
+
+* one sample: every row with ``db_k != 0`` is its input exactly (``layer_input``);
+* rows reached by one sample of a batch are that sample exactly (``singleton_rows``);
+* the final classifier: the row of a label that appears once is dominated by its sample
+  (``g = p - onehot``, large and negative there). With the labels known, ``dW = G^T F`` is a linear
+  system in the features ``F`` [B, m] once ``G`` [B, C] is, and ``G`` follows from ``F`` through the
+  logits; alternating the two from the rows' ratios converges to the exact features of every
+  sample in a few steps when the labels are unique and there are at least as many classes as
+  samples (``final_features``).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from fastleak.errors import InvalidValueError
+from fastleak.federated.losses import LOSSES
+
+log = logging.getLogger(__name__)
+
+SAME_ROW_TOLERANCE = 1e-4  # relative: two rows that hold the same sample agree to float32 rounding
+
+
+def _live_rows(bias_grad: Tensor) -> Tensor:
+    scale = bias_grad.abs().amax(-1, keepdim=True)
+    return bias_grad.abs() > 1e-12 * scale.clamp_min(torch.finfo(torch.float64).tiny)
+
+
+def layer_input(weight_grad: Tensor, bias_grad: Tensor) -> Tensor:
+    """The input [..., m] of a fully connected layer for one sample, from its weight gradient [..., K, m]
+    and bias gradient [..., K]: the least-squares solution of ``dW_k = db_k u`` over the rows (float64)."""
+    dw, db = weight_grad.double(), bias_grad.double()
+    if dw.shape[:-1] != db.shape:
+        raise InvalidValueError(f"weight_grad {tuple(dw.shape)} and bias_grad {tuple(db.shape)} do not belong to "
+                                "one layer: expected [..., K, m] and [..., K]")
+    norm = db.pow(2).sum(-1, keepdim=True)
+    if bool((norm == 0).any()):
+        raise InvalidValueError("bias_grad is zero: no sample reached the layer, so its input cannot be read")
+    return (db.unsqueeze(-1) * dw).sum(-2) / norm
+
+
+def row_inputs(weight_grad: Tensor, bias_grad: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row's ratio ``dW_k / db_k`` [K, m] (float64; zero where the row is dead) and which rows are live [K]."""
+    live = _live_rows(bias_grad.double())
+    db = torch.where(live, bias_grad.double(), 1.0)
+    return torch.where(live[:, None], weight_grad.double() / db[:, None], 0.0), live
+
+
+@dataclass(frozen=True)
+class Singletons:
+    """Inputs read off rows that one sample alone reached: ``inputs`` [S, m], each seen in ``rows`` [S] rows
+    (at least two agree, so each is certified), in decreasing order of rows."""
+
+    inputs: Tensor
+    rows: Tensor
+
+
+def _agreeing(ratios: Tensor) -> Tensor:
+    """[K, K]: which rows' ratios agree to ``SAME_ROW_TOLERANCE`` (relative to the larger one's largest entry).
+    Pairs are screened on two seeded random projections, then compared entry by entry."""
+    scale = ratios.abs().amax(1).clamp_min(1e-300)
+    directions = torch.randn(ratios.shape[1], 2, generator=torch.Generator().manual_seed(0), dtype=ratios.dtype)
+    projected = ratios @ directions.to(ratios.device) / ratios.shape[1] ** 0.5
+    limit = SAME_ROW_TOLERANCE * torch.maximum(scale[:, None], scale[None, :])
+    close = ((projected[:, None, :] - projected[None, :, :]).abs().amax(-1) <= 4 * limit)
+    rows, cols = torch.nonzero(close, as_tuple=True)
+    agree = (ratios[rows] - ratios[cols]).abs().amax(1) <= limit[rows, cols]
+    same = torch.zeros_like(close)
+    same[rows[agree], cols[agree]] = True
+    return same
+
+
+def singleton_rows(weight_grad: Tensor, bias_grad: Tensor, min_rows: int = 2) -> Singletons:
+    """The inputs that at least ``min_rows`` rows agree on: rows reached by one sample hold it exactly, while
+    rows that mix samples hold weighted averages that differ from row to row."""
+    ratios, live = row_inputs(weight_grad, bias_grad)
+    ratios = ratios[live]
+    if len(ratios) == 0:
+        return Singletons(ratios.new_zeros(0, weight_grad.shape[-1]), torch.zeros(0, dtype=torch.long))
+    same = _agreeing(ratios)
+    taken = torch.zeros(len(ratios), dtype=torch.bool)
+    groups = []
+    for k in torch.argsort(same.sum(1), descending=True).tolist():
+        if taken[k]:
+            continue
+        members = same[k] & ~taken
+        taken |= members
+        if int(members.sum()) >= min_rows:
+            groups.append((int(members.sum()), ratios[members].mean(0)))
+    if not groups:
+        return Singletons(ratios.new_zeros(0, ratios.shape[1]), torch.zeros(0, dtype=torch.long))
+    return Singletons(torch.stack([g for _, g in groups]), torch.tensor([n for n, _ in groups]))
+
+
+def _loss_gradient(logits: Tensor, labels: Tensor, loss: str, reduction: str) -> Tensor:
+    """dL/dlogits [P, B, C] of each observation's loss (its ``reduction`` over its own B samples)."""
+    with torch.enable_grad():
+        z = logits.detach().requires_grad_(True)
+        per_sample = LOSSES.get(loss)(z.flatten(0, 1), labels.flatten()).view(labels.shape)
+        total = per_sample.mean(1).sum() if reduction == "mean" else per_sample.sum()
+        (grad,) = torch.autograd.grad(total, z)
+    return grad
+
+
+@dataclass(frozen=True)
+class Features:
+    """The final layer's inputs: ``features`` [P, B, m] (float64) and which samples' are exact, ``exact``
+    [P, B] (those whose label appears once, when the refinement converged with C >= B)."""
+
+    features: Tensor
+    exact: Tensor
+    steps: int
+
+
+def final_features(weight_grad: Tensor, bias_grad: Tensor, weight: Tensor, bias: Tensor, labels: Tensor, *,
+                   loss: str = "ce", reduction: str = "mean", steps: int = 30, tolerance: float = 1e-12) -> Features:
+    """The inputs of the final classifier ``logits = F W^T + b`` for every sample (module docs).
+
+    weight_grad [P, C, m] and bias_grad [P, C]: P observations' gradients of the layer (or [C, m], [C]);
+    weight [P, C, m], bias [P, C]: the layer at each observation's state; labels [P, B]. Every sample
+    starts at its label's row ratio; ``steps`` alternations of the logits' loss gradient ``G`` and the
+    least-squares features ``F = argmin ||G^T F - dW||`` follow, stopping when the features change by less
+    than ``tolerance`` (relative).
+    """
+    single = weight_grad.dim() == 2
+    if single:
+        weight_grad, bias_grad, weight, bias, labels = (t.unsqueeze(0) for t in
+                                                        (weight_grad, bias_grad, weight, bias, labels))
+    dw, db, w, b = (t.double() for t in (weight_grad, bias_grad, weight, bias))
+    p, c = db.shape
+    if labels.dim() != 2 or labels.shape[0] != p:
+        raise InvalidValueError(f"labels must be [P, B] with P = {p}, got {tuple(labels.shape)}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= c):
+        raise InvalidValueError(f"labels must lie in [0, {c}), got [{int(labels.min())}, {int(labels.max())}]")
+    live = _live_rows(db)
+    ratio = torch.where(live[..., None], dw / torch.where(live, db, 1.0)[..., None], 0.0)
+    features = torch.gather(ratio, 1, labels[..., None].expand(-1, -1, dw.shape[-1]))
+    counts = torch.zeros(p, c, dtype=torch.long, device=labels.device).scatter_add_(1, labels,
+                                                                                     torch.ones_like(labels))
+    unique = torch.gather(counts, 1, labels) == 1
+    batch = labels.shape[1]
+    done = 0
+    if c >= batch:
+        for done in range(1, steps + 1):
+            logits = features @ w.transpose(1, 2) + b[:, None, :]
+            g = _loss_gradient(logits, labels, loss, reduction)
+            new = torch.linalg.lstsq(g.transpose(1, 2), dw).solution
+            change = (new - features).norm() / new.norm().clamp_min(1e-300)
+            features = new
+            if float(change) <= tolerance:
+                break
+    else:
+        log.info("final_features: %d classes < %d samples, the row ratios are not refined", c, batch)
+    exact = unique & (c >= batch)
+    if single:
+        return Features(features[0], exact[0], done)
+    return Features(features, exact, done)
+
+
+def classifier_tensors(model: nn.Module, gradients: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The final classifier's (weight gradient, bias gradient, weight, bias) of ``model`` from ``gradients``
+    (by parameter name); refuses a classifier without a bias."""
+    from fastleak.models import final_linear, final_linear_param_names
+
+    layer = final_linear(model)
+    weight_name, bias_name = final_linear_param_names(model)
+    if bias_name is None:
+        raise InvalidValueError("the final nn.Linear has no bias: the closed-form features need its bias gradient "
+                                "(build the model with bias=True)")
+    return gradients[weight_name], gradients[bias_name], layer.weight.detach(), layer.bias.detach()
