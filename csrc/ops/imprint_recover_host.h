@@ -3,8 +3,10 @@
 #include <ATen/ATen.h>
 
 #include <tuple>
+#include <vector>
 
 #include "dtype.h"
+#include "imprint_recover_math.h"
 
 namespace fastleak {
 namespace imprint {
@@ -21,6 +23,32 @@ inline void check_inputs(const at::Tensor& grad_weight, const at::Tensor& grad_b
   const auto rows = grad_weight.sizes().slice(0, grad_weight.dim() - 1);
   TORCH_CHECK_VALUE(grad_bias.sizes() == rows, op, ": grad_bias must have shape [..., K] = ", rows,
                     " (grad_weight's shape without D), got ", grad_bias.sizes());
+}
+
+// The extra arguments of imprint_certify: measurement [M, D] (rows of bin group g = k / (K / M)),
+// the grid's low and high ends and its number of steps (0: no grid).
+inline void check_certify_args(const at::Tensor& grad_weight, const c10::optional<at::Tensor>& measurement,
+                               double low, double high, int64_t levels, const char* op) {
+  TORCH_CHECK_VALUE(levels >= 0, op, ": levels must be >= 0 (0: no pixel grid), got ", levels);
+  TORCH_CHECK_VALUE(levels == 0 || high > low, op, ": high must be greater than low for a pixel grid, got low ", low,
+                    " and high ", high);
+  if (!measurement.has_value() || !measurement->defined()) return;
+  const at::Tensor& m = *measurement;
+  TORCH_CHECK_TYPE(m.scalar_type() == grad_weight.scalar_type(), op, ": measurement has dtype ", m.scalar_type(),
+                   ", expected ", grad_weight.scalar_type(), " (the dtype of grad_weight)");
+  TORCH_CHECK_VALUE(m.device() == grad_weight.device(), op, ": measurement is on ", m.device(), ", expected ",
+                    grad_weight.device(), " (the device of grad_weight)");
+  const int64_t K = grad_weight.size(-2);
+  TORCH_CHECK_VALUE(m.dim() == 2 && m.size(1) == grad_weight.size(-1) && m.size(0) >= 1 && K % m.size(0) == 0, op,
+                    ": measurement must have shape [M, D] with D = ", grad_weight.size(-1), " and M dividing K = ", K,
+                    " (one measurement per group of K / M bins), got ", m.sizes());
+}
+
+// Uninitialised statistics [..., K, kNumStats] of imprint_certify, in grad_weight's dtype.
+inline at::Tensor empty_stats(const at::Tensor& grad_bias) {
+  std::vector<int64_t> shape(grad_bias.sizes().begin(), grad_bias.sizes().end());
+  shape.push_back(kNumStats);
+  return at::empty(shape, grad_bias.options());
 }
 
 // Uninitialised (images, bias_diff) outputs, shaped like (grad_weight, grad_bias).

@@ -40,27 +40,28 @@ class BinInputs(NamedTuple):
     bias_diff: torch.Tensor
 
 
-def _check_args(grad_weight: torch.Tensor, grad_bias: torch.Tensor, cumulative: bool) -> None:
+def _check_args(grad_weight: torch.Tensor, grad_bias: torch.Tensor, cumulative: bool,
+                op: str = "imprint_recover") -> None:
     for name, t in (("grad_weight", grad_weight), ("grad_bias", grad_bias)):
         if not isinstance(t, torch.Tensor):
-            raise InvalidTypeError(f"imprint_recover: {name} must be a torch.Tensor, got {type(t).__name__}")
+            raise InvalidTypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
     if grad_weight.dim() < 2:
-        raise InvalidValueError("imprint_recover: grad_weight must be at least 2-D [..., K, D], "
+        raise InvalidValueError(f"{op}: grad_weight must be at least 2-D [..., K, D], "
                                 f"got shape {tuple(grad_weight.shape)}")
     for name, t in (("grad_weight", grad_weight), ("grad_bias", grad_bias)):
         if t.dtype not in _SUPPORTED_DTYPES:
-            raise InvalidTypeError(f"imprint_recover: {name} must be float32 or float64, got dtype {t.dtype}")
+            raise InvalidTypeError(f"{op}: {name} must be float32 or float64, got dtype {t.dtype}")
     if grad_bias.dtype != grad_weight.dtype:
-        raise InvalidTypeError(f"imprint_recover: grad_bias has dtype {grad_bias.dtype}, expected {grad_weight.dtype} "
+        raise InvalidTypeError(f"{op}: grad_bias has dtype {grad_bias.dtype}, expected {grad_weight.dtype} "
                                "(the dtype of grad_weight)")
     if grad_bias.device != grad_weight.device:
-        raise InvalidValueError(f"imprint_recover: grad_bias is on {grad_bias.device}, expected {grad_weight.device} "
+        raise InvalidValueError(f"{op}: grad_bias is on {grad_bias.device}, expected {grad_weight.device} "
                                 "(the device of grad_weight)")
     if grad_bias.shape != grad_weight.shape[:-1]:
-        raise InvalidValueError(f"imprint_recover: grad_bias must have shape [..., K] = {tuple(grad_weight.shape[:-1])} "
+        raise InvalidValueError(f"{op}: grad_bias must have shape [..., K] = {tuple(grad_weight.shape[:-1])} "
                                 f"(grad_weight's shape without D), got {tuple(grad_bias.shape)}")
     if not isinstance(cumulative, bool):
-        raise InvalidTypeError(f"imprint_recover: cumulative must be a bool, got {type(cumulative).__name__}")
+        raise InvalidTypeError(f"{op}: cumulative must be a bool, got {type(cumulative).__name__}")
 
 
 def _next_rows(t: torch.Tensor, dim: int) -> torch.Tensor:
