@@ -2,8 +2,10 @@
 
 Recovered inputs are matched to true samples by the Hungarian algorithm on MSE (as
 ``fastleak.metrics``), values clamped to [0, 1]; a true sample counts as recovered exactly when
-its match reaches ``EXACT_PSNR`` dB. The bins of the true samples, from their measurements, give
-the batch's singleton fraction: what a perfect recovery would reach.
+its match reaches ``EXACT_PSNR`` dB. The bins the true samples reach (the block's ``members``)
+give the batch's singleton fraction (samples alone in a bin) and its peeling fraction (what a
+server that also subtracts the samples it read reaches, ``theory.peeling_fraction``): the most a
+recovery without and with peeling can read.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from scipy.optimize import linear_sum_assignment
 from fastleak.errors import InvalidValueError
 from fastleak.malicious.model import MaliciousModel
 from fastleak.malicious.recovery import Recovery
-from fastleak.malicious.trap import rows_fired
+from fastleak.malicious.theory import peeling_fraction
 from fastleak.metrics import psnr
 from fastleak.metrics.labels import LabelScores, label_scores
 
@@ -27,11 +29,12 @@ EXACT_PSNR = 60.0
 class RecoveryScore:
     """Per true sample: ``matched`` (the index in ``recovery.images`` of its match, -1 for none),
     ``psnr`` of its matched recovery (nan when none is left for it, capped at 100 dB), ``exact``
-    (psnr >= EXACT_PSNR), ``bin_psnr`` (an oracle diagnostic: the PSNR of the candidate of the
-    sample's own bin, whatever its status; nan for blocks without bins by measurement), ``true_bin``
-    (its bin by measurement; -1 for blocks without bins by measurement, i.e. trap weights) and
-    ``alone`` (no other sample in its bin).
+    (psnr >= EXACT_PSNR), ``bin_psnr`` (an oracle diagnostic: the best PSNR among the candidates of
+    the bins the sample reaches, whatever their status; nan when it reaches none), ``true_bin``
+    (its bin by measurement for an imprint block of one measurement, else -1) and ``alone`` (no
+    other sample in one of its bins).
     Batch figures: ``recovered_fraction`` (exact / B), ``singleton_fraction`` (alone / B),
+    ``peeling_fraction`` (``theory.peeling_fraction`` of the batch),
     ``false_singles`` (recoveries not matched to any sample at ``EXACT_PSNR``), ``empty_bins_flagged``
     (bins with no true sample that the recovery called empty, out of ``empty_bins``),
     ``occupied_bins_flagged_empty`` and label scores when both label sets are given."""
@@ -44,6 +47,7 @@ class RecoveryScore:
     alone: tuple[bool, ...]
     recovered_fraction: float
     singleton_fraction: float
+    peeling_fraction: float
     false_singles: int
     empty_bins: int
     empty_bins_flagged: int
@@ -74,22 +78,20 @@ def evaluate(recovery: Recovery, model: MaliciousModel, true_images: torch.Tenso
     exact = tuple(not math.isnan(s) and s >= EXACT_PSNR for s in scores)
 
     block = model.block
-    num_bins = len(recovery.status)
-    if hasattr(block, "bin_of"):
-        bins = block.bin_of(true_images.detach().to(block.measurement.device)).cpu()
-        counts = torch.bincount(bins.clamp_min(0), minlength=num_bins)
-        alone = tuple(bool(k >= 0 and counts[k] == 1) for k in bins.tolist())
-        empty_truth = counts == 0
-        own = recovery.bin_images.detach().to("cpu", torch.float64).clamp(0, 1).flatten(1)[bins.clamp_min(0)]
-        bin_psnr = tuple(v if k >= 0 else math.nan for k, v in
-                         zip(bins.tolist(), psnr(own[:, None, None], true[:, None, None]).clamp(max=100.0).tolist()))
-    else:
-        fired = rows_fired(block, true_images.detach())
-        bins = torch.full((b,), -1, dtype=torch.long)
-        per_row = fired.sum(0).cpu()
-        alone = tuple(bool(((per_row == 1) & fired[i].cpu()).any()) for i in range(b))
-        empty_truth = per_row == 0
-        bin_psnr = (math.nan,) * b
+    members = block.members(true_images.detach().to(block.bins.weight.device)).cpu()
+    per_bin = members.sum(0)
+    alone = tuple(bool(v) for v in (members & (per_bin == 1)).any(1).tolist())
+    empty_truth = per_bin == 0
+    own = recovery.bin_images.detach().to("cpu", torch.float64).clamp(0, 1).flatten(1)
+    sample, row = torch.nonzero(members, as_tuple=True)
+    best = torch.full((b,), -math.inf, dtype=torch.float64)
+    if len(sample):
+        values = psnr(own[row][:, None, None], true[sample][:, None, None]).clamp(max=100.0).to(best)
+        best = best.scatter_reduce(0, sample, values, "amax")
+    bin_psnr = tuple(v if v > -math.inf else math.nan for v in best.tolist())
+    single_direction = hasattr(block, "bin_of") and block.measurement.dim() == 1
+    bins = block.bin_of(true_images.detach().to(block.measurement.device)).cpu() if single_direction else \
+        torch.full((b,), -1, dtype=torch.long)
     flagged_empty = torch.tensor([s == "empty" for s in recovery.status])
     labels = None
     if true_labels is not None and recovery.labels is not None:
@@ -97,6 +99,7 @@ def evaluate(recovery: Recovery, model: MaliciousModel, true_images: torch.Tenso
     return RecoveryScore(matched=tuple(matched), psnr=tuple(scores), exact=exact, bin_psnr=bin_psnr,
                          true_bin=tuple(bins.tolist()), alone=alone,
                          recovered_fraction=sum(exact) / b, singleton_fraction=sum(alone) / b,
+                         peeling_fraction=peeling_fraction(members),
                          false_singles=len(rec) - matched_exact, empty_bins=int(empty_truth.sum()),
                          empty_bins_flagged=int((empty_truth & flagged_empty).sum()),
                          occupied_bins_flagged_empty=int((~empty_truth & flagged_empty).sum()), labels=labels)

@@ -22,11 +22,19 @@ also carries every sample above it; after the first step the readout's columns, 
 samples' coefficients, differ from row to row, so neighbouring rows no longer cancel and the
 recovered inputs are mixed with the samples above (measured in ``benchmarks/bench_imprint.py``).
 
-``fastleak.ops.imprint_recover`` turns either into one candidate input per bin.
+``fastleak.ops.imprint_certify`` turns either into one candidate input per bin.
 
 The edges are fitted on the server's own public data: the inner edges ``t_1 .. t_{K-1}`` are the
 ``k/K`` quantiles of its measurements, so each bin holds a share ``1/K`` of the public data; the
-outer edges lie a full measurement range beyond it.
+outer edges lie a full measurement range beyond it (QBI's quantile biases, Nowak et al. 2024).
+
+Several measurements (``ImprintConfig.measurements``, sparse rows): the K rows are split into M
+groups, each with ``K / M`` bins of its own direction (e.g. the public data's principal
+directions, ``measurements``). Every sample then sits in one bin of every group; one alone in
+any of them is read there and subtracted from its bins in the others, which can leave another
+sample alone (peeling, ``fastleak.malicious.recovery``). With the same K rows, three such groups
+let a FedSGD server read nearly every sample where one group reads its singletons
+(``benchmarks/RESULTS.md``).
 """
 from __future__ import annotations
 
@@ -47,13 +55,16 @@ STRUCTURES = ("cumulative", "sparse")
 @dataclass(frozen=True)
 class ImprintConfig:
     """The server's choices: ``bins`` (K >= 2 rows), the ``measurement`` (a name in
-    ``measurements.names()``), its ``seed`` (for random projections) and the ``structure``:
-    "cumulative" (ReLU rows, the paper's layout) or "sparse" (hard-tanh rows, one per bin)."""
+    ``measurements.names()``), how many ``measurements`` (directions, each with ``bins /
+    measurements`` bins of its own; sparse bins only), its ``seed`` (for random projections) and
+    the ``structure``: "cumulative" (ReLU rows, the paper's layout) or "sparse" (hard-tanh rows, one
+    per bin)."""
 
     bins: int
     measurement: str = "mean"
     seed: int = 0
     structure: str = "cumulative"
+    measurements: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
@@ -64,33 +75,57 @@ class ImprintConfig:
             raise InvalidTypeError(f"seed must be an int, got {self.seed!r}")
         if self.structure not in STRUCTURES:
             raise InvalidValueError(f"structure must be one of {STRUCTURES}, got {self.structure!r}")
+        count = self.measurements
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1 or self.bins % count \
+                or self.bins // count < 2:
+            raise InvalidValueError(f"measurements must be a positive int dividing bins={self.bins} into groups of at "
+                                    f"least 2 bins, got {count!r}")
+        if count > 1 and self.structure != "sparse":
+            raise InvalidValueError("several measurements need structure='sparse' (each row a bin of its own "
+                                    f"direction), got structure={self.structure!r}")
 
 
 class ImprintBlock(nn.Module):
     """``x -> readout(act(bins(x.flatten(1))))`` reshaped to ``in_shape`` (see module docs).
 
-    ``edges`` [K + 1] are the bin boundaries: bin k is ``(edges[k], edges[k + 1]]`` (the
-    cumulative block's last edge is inf).
+    ``measurement`` is one direction [N] or several [M, N]; ``edges`` [K + 1] (or [M, K / M + 1],
+    one row per direction) are the bin boundaries: bin k is ``(edges[k], edges[k + 1]]`` (the
+    cumulative block's last edge is inf). With several directions, rows ``g K / M`` to
+    ``(g + 1) K / M - 1`` are direction g's bins.
     """
 
     def __init__(self, in_shape: tuple[int, ...], measurement: torch.Tensor, edges: torch.Tensor,
                  structure: str = "cumulative") -> None:
         super().__init__()
-        num_features, bins = math.prod(in_shape), len(edges) - 1
+        directions = measurement.reshape(-1, measurement.shape[-1])
+        group_edges = edges.reshape(len(directions), -1)
+        num_features, per_group = math.prod(in_shape), group_edges.shape[1] - 1
+        bins = per_group * len(directions)
         self.in_shape = tuple(in_shape)
         self.cumulative = structure == "cumulative"
         self.bins = nn.Linear(num_features, bins)
         self.readout = nn.Linear(bins, num_features)
         with torch.no_grad():
-            self.bins.weight.copy_(measurement.to(torch.float32).expand(bins, num_features))
-            self.bins.bias.copy_(-edges[:-1].to(torch.float32))
+            self.bins.weight.copy_(directions.to(torch.float32).repeat_interleave(per_group, 0))
+            self.bins.bias.copy_(-group_edges[:, :-1].reshape(-1).to(torch.float32))
             self.readout.weight.fill_(1.0 / bins)
             self.readout.bias.zero_()
         # The sparse rows saturate at their bin's width (a hard-tanh with a per-row top).
-        self.register_buffer("widths", (edges[1:] - edges[:-1]).to(torch.float32), persistent=False)
+        self.register_buffer("widths", (group_edges[:, 1:] - group_edges[:, :-1]).reshape(-1).to(torch.float32),
+                             persistent=False)
         # The server's secret, kept in float64 for the checks of the recovery.
         self.register_buffer("measurement", measurement.to(torch.float64).clone(), persistent=False)
         self.register_buffer("edges", edges.to(torch.float64).clone(), persistent=False)
+
+    @property
+    def directions(self) -> torch.Tensor:
+        """The measured directions [M, N]."""
+        return self.measurement.reshape(-1, self.measurement.shape[-1])
+
+    @property
+    def group_edges(self) -> torch.Tensor:
+        """The edges of each direction's bins [M, K / M + 1]."""
+        return self.edges.reshape(len(self.directions), -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.bins(x.flatten(1))
@@ -98,14 +133,39 @@ class ImprintBlock(nn.Module):
         return self.readout(h).unflatten(1, self.in_shape)
 
     def bin_of(self, x: torch.Tensor) -> torch.Tensor:
-        """The bin index of each sample of ``x`` [n, *in_shape] from its measurement (-1: in no bin)."""
-        m = x.flatten(1).to(self.measurement) @ self.measurement
-        index = torch.searchsorted(self.edges, m, side="left") - 1
-        return torch.where((index >= 0) & (index < len(self.edges) - 1), index, -1)
+        """The bin index of each sample of ``x`` [n, *in_shape] from its measurement (-1: in no bin):
+        [n] for one direction, [n, M] (indices among all K bins) for several."""
+        m = x.flatten(1).to(self.measurement) @ self.directions.T            # [n, M]
+        edges = self.group_edges
+        per_group = edges.shape[1] - 1
+        index = torch.stack([torch.searchsorted(edges[g], m[:, g].contiguous(), side="left") - 1
+                             for g in range(len(edges))], 1)
+        index = torch.where((index >= 0) & (index < per_group), index + per_group * torch.arange(len(edges),
+                            device=index.device), -1)
+        return index[:, 0] if self.measurement.dim() == 1 else index
+
+    def members(self, x: torch.Tensor) -> torch.Tensor:
+        """Which bins each sample of ``x`` [n, *in_shape] reaches: bool [n, K]. Sparse rows as the client's
+        forward pass gates them (float32, the layer itself: a gradient passes where ``0 < pre < width``);
+        a cumulative block's bins (row differences) from the measurement."""
+        if not self.cumulative:
+            # every row of a group holds the group's direction: one dot product per group and sample,
+            # plus each row's bias, as the client's float32 layer adds them
+            weight = self.bins.weight.detach()
+            per_group = self.bins.out_features // len(self.directions)
+            with torch.no_grad():
+                measured = x.flatten(1).to(weight) @ weight[::per_group].T           # [n, M]
+                pre = measured.repeat_interleave(per_group, 1) + self.bins.bias.detach()
+            return (pre > 0) & (pre < self.widths)
+        index = self.bin_of(x).reshape(len(x), -1)
+        out = torch.zeros(len(x), self.bins.out_features + 1, dtype=torch.bool, device=index.device)
+        out.scatter_(1, torch.where(index < 0, self.bins.out_features, index), True)
+        return out[:, :-1]
 
     def bin_intervals(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Lower and upper measurement bounds of every bin, [K] each."""
-        return self.edges[:-1], self.edges[1:]
+        edges = self.group_edges
+        return edges[:, :-1].reshape(-1), edges[:, 1:].reshape(-1)
 
 
 def fit_edges(public: torch.Tensor, measurement: torch.Tensor, bins: int, structure: str = "cumulative") -> torch.Tensor:
@@ -140,9 +200,13 @@ def imprint_model(model: nn.Module, public: torch.Tensor, config: ImprintConfig,
         raise InvalidTypeError(f"config must be an ImprintConfig, got {type(config).__name__}")
     shape = input_shape(model, in_shape)
     check_public(public, shape)
-    weights = measurements.weights(config.measurement, math.prod(shape), config.seed)
-    edges = fit_edges(public, weights, config.bins, config.structure)
-    block = ImprintBlock(shape, weights, edges, config.structure)
+    directions = measurements.directions(config.measurement, math.prod(shape), config.measurements, config.seed,
+                                         public)
+    per_group = config.bins // config.measurements
+    edges = torch.stack([fit_edges(public, d, per_group, config.structure) for d in directions])
+    if config.measurements == 1:
+        directions, edges = directions[0], edges[0]
+    block = ImprintBlock(shape, directions, edges, config.structure)
     param = next(model.parameters(), None)
     if param is not None:
         block = block.to(device=param.device)

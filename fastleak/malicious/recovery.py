@@ -3,7 +3,8 @@
 ``recover(observation, model, config)`` reads the shared tensors of the block's bin layer (a
 FedSGD gradient, or a FedAvg update ``W_after - W_before``: the ratio of weight to bias
 differences does not depend on the scale ``-lr``), turns them into one candidate input per bin
-with ``fastleak.ops.imprint_recover``, and sorts the bins:
+with ``fastleak.ops.imprint_certify``, which computes in the same pass the statistics the checks
+need, and sorts the bins:
 
 * ``empty``: ``|bias_diff| <= empty_tolerance * max |bias_diff|`` (no sample reached the bin).
   An empty bin's difference is exactly zero: its rows' sums add the same terms in the same order,
@@ -12,15 +13,33 @@ with ``fastleak.ops.imprint_recover``, and sorts the bins:
   1e-7 of the largest at B = 256); under noise no bin is empty and the checks judge every one;
 * ``mixed``: occupied, but the candidate fails one of ``config.checks`` (``fastleak.malicious.checks``):
   it cannot be one sample;
-* ``single``: occupied and passes every check; its candidate is reported as a recovered input.
+* ``single``: occupied and passes every check; its candidate is reported as a recovered input;
+* ``peeled``: a mixed bin left with one sample once the samples recovered elsewhere are subtracted
+  from it, which then passes every check (below).
 
-Before the checks, each candidate is re-scaled onto the data's pixel grid where that fits better
-(``snap_to_grid``, ``fastleak.malicious.rescale``): a FedAvg update's bias change is rounded to a
-few digits in float32, while the direction of the weight change, and so the sample, survives.
+A certified input is reported on the pixel grid (rounded to it when ``pixel_levels`` is set): the
+checks ensure it lies within ``grid_tolerance`` steps of it, below half a step, so rounding gives
+the sample's own values.
 
-With trap weights several rows can hold the same sample; single candidates closer than
-``duplicate_tolerance`` (RMS) to one kept earlier are reported once. An imprint block's bins are
-disjoint intervals of the measurement, so no sample is in two of them.
+Peeling (``config.peel``, FedSGD gradients of blocks whose samples reach several bins: imprint
+blocks with several measurements, trap rows): a sample ``x_i`` read from a bin has coefficient
+``c_i`` (that bin's bias difference), the same in every row it reaches, since every row of these
+blocks has the same downstream weights. The server finds those rows from ``x_i`` itself (the
+block's ``members``), subtracts ``c_i x_i`` and ``c_i`` from each, and judges the bins left
+anew, until no bin changes. A FedAvg update's coefficients differ from row to row (the readout
+moves between local steps), so updates are not peeled.
+
+Before the checks, an update's candidates are re-scaled onto the data's pixel grid where that
+fits better (``snap_to_grid``, ``fastleak.malicious.rescale``): its bias change is rounded to a
+few digits in float32, while the direction of the weight change, and so the sample, survives. A
+gradient's bias difference is exact, so its candidates are taken as they are.
+
+Only the bin layer's two shared tensors are read: their names and shapes are checked against the
+model, and their finiteness where the recovery reads them (a bin whose candidate is not finite
+makes the observation unusable).
+
+With trap weights or several measurements a sample reaches several bins; a certified bin among
+the ones an earlier certified sample reaches holds that sample again and is reported once.
 
 Labels come from the existing label-count API (``fastleak.labels.recover``) on the same
 observation and model; they are a multiset, not tied to the recovered inputs.
@@ -30,6 +49,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import torch
@@ -39,11 +59,13 @@ from fastleak.federated.observation import Observation
 from fastleak.malicious import checks as _checks
 from fastleak.malicious.model import MaliciousModel
 from fastleak.malicious.rescale import measurement_estimate, off_grid, snap_to_grid
-from fastleak.ops import imprint_recover
+from fastleak.malicious.resolution import Lattice, error_bound, lattice
+from fastleak.ops.imprint_certify import bin_stats_reference, imprint_certify
 
 log = logging.getLogger("fastleak.malicious")
 
-STATUSES = ("empty", "single", "mixed")
+STATUSES = ("empty", "single", "mixed", "peeled")
+EMPTY, SINGLE, MIXED, PEELED = range(len(STATUSES))
 SETTLED_GRID_STEPS = 0.1  # float32 rounding leaves a lone sample of a FedSGD gradient within 0.06 steps
 
 
@@ -53,12 +75,13 @@ class RecoveryConfig:
 
     ``pixel_range``/``pixel_levels`` describe the client's data: values in [0, 1] on a grid of
     255 steps for the 8-bit images of ``fastleak.data``; None turns the range or grid check off.
-    ``snap_to_grid`` re-scales each bin's input onto that grid first, trying grid levels within
-    ``snap_search`` steps (``fastleak.malicious.rescale``; needs ``pixel_levels``).
+    ``snap_to_grid`` re-scales each bin's input of an update onto that grid first, trying grid
+    levels within ``snap_search`` steps (``fastleak.malicious.rescale``; needs ``pixel_levels``).
+    ``peel`` subtracts recovered samples from the other bins they reach (module docs).
     ``labels`` is a ``fastleak.labels`` method name, or None to skip label recovery.
     """
 
-    checks: tuple[str, ...] = ("interval", "activation", "range", "grid")
+    checks: tuple[str, ...] = ("interval", "activation", "range", "grid", "resolution")
     empty_tolerance: float = 0.0
     interval_tolerance: float = 0.05
     pixel_range: tuple[float, float] | None = (0.0, 1.0)
@@ -67,6 +90,7 @@ class RecoveryConfig:
     grid_tolerance: float = 0.25
     snap_to_grid: bool = True
     snap_search: int = 8
+    peel: bool = True
     duplicate_tolerance: float = 1e-4
     labels: str | None = "auto"
 
@@ -89,16 +113,23 @@ class RecoveryConfig:
         if isinstance(self.snap_search, bool) or not isinstance(self.snap_search, int) or self.snap_search < 0:
             raise InvalidValueError(f"snap_search must be a non-negative int, got {self.snap_search!r}")
 
+    @property
+    def grid(self) -> tuple[float, float, int]:
+        """(low, high, levels) of the pixel grid; levels 0 without one."""
+        low, high = self.pixel_range if self.pixel_range is not None else (0.0, 1.0)
+        return float(low), float(high), self.pixel_levels or 0
+
 
 @dataclass(frozen=True)
 class Recovery:
     """What the server recovered from one observation.
 
-    ``images`` [M, *in_shape] are the inputs of the bins judged ``single`` (duplicates removed),
-    ``bins`` [M] their bin indices. Per bin: ``status`` ("empty", "single" or "mixed"),
-    ``failed_checks`` (names of the checks its candidate failed), ``bin_images`` [K, *in_shape]
-    (every bin's candidate, after re-scaling onto the grid; zeros for a bin with zero bias
-    difference) and ``bias_diff`` [K].
+    ``images`` [M, *in_shape] are the inputs of the bins judged ``single`` or ``peeled`` (a sample
+    reaching several bins once), on the pixel grid, ``bins`` [M] their bin indices. Per bin:
+    ``status`` (one of ``STATUSES``), ``failed_checks`` (names of the checks its candidate failed
+    before any peeling), ``bin_images`` [K, *in_shape] (every bin's last candidate: after
+    re-scaling onto the grid, and after subtracting the samples peeled from it; zeros for a bin
+    with zero bias difference) and ``bias_diff`` [K].
     ``labels``: the recovered label multiset (sorted), or None. ``seconds``: wall time from the
     start of the call to this result, labels included.
     """
@@ -129,94 +160,224 @@ def bin_parameter_names(model: MaliciousModel) -> tuple[str, str]:
     return names[id(layer.weight)], names[id(layer.bias)]
 
 
-def _bin_gradients(observation: Observation, model: MaliciousModel) -> tuple[torch.Tensor, torch.Tensor]:
+def _bin_tensors(observation: Observation, model: MaliciousModel) -> tuple[torch.Tensor, torch.Tensor, tuple[str, str]]:
     if not isinstance(observation, Observation):
         raise InvalidTypeError(f"observation must be an Observation, got {type(observation).__name__}")
-    weight_name, bias_name = bin_parameter_names(model)
-    for name in (weight_name, bias_name):
+    names = bin_parameter_names(model)
+    layer = model.block.bins
+    shared = []
+    for name, param in zip(names, (layer.weight, layer.bias)):
         if name not in observation.param_names:
             raise InvalidValueError(f"observation does not share {name!r}, the malicious block's bin layer; "
                                     "was it computed on this model?")
-    observation.check_against(model)
-    shared = observation.shared_dict()
-    return shared[weight_name], shared[bias_name]
+        t = observation.pairs[0].shared[observation.param_names.index(name)]
+        where = f"observation.pairs[0].shared[{name!r}]"
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise InvalidValueError(f"{where} must be a floating-point tensor, got "
+                                    + (str(t.dtype) if isinstance(t, torch.Tensor) else type(t).__name__))
+        if tuple(t.shape) != tuple(param.shape):
+            raise InvalidValueError(f"{where} has shape {tuple(t.shape)}, expected {tuple(param.shape)} (the model's "
+                                    "parameter); was it computed on this model?")
+        shared.append(t)
+    return shared[0], shared[1], names
 
 
-def _judge(images: torch.Tensor, bias_diff: torch.Tensor, model: MaliciousModel,
-           config: RecoveryConfig) -> tuple[list[str], list[tuple[str, ...]]]:
-    diff = bias_diff.detach().to(torch.float64)
-    empty = diff.abs() <= config.empty_tolerance * diff.abs().max().clamp_min(1e-300)
-    rows = torch.nonzero(~empty).flatten()
-    flat = images.detach()[rows].to(torch.float64)
-    results = {name: _checks.CHECKS.get(name)(flat, rows, model.block, diff, config).cpu() for name in config.checks}
-    status: list[str] = ["empty"] * len(diff)
-    failed: list[tuple[str, ...]] = [()] * len(diff)
-    for i, k in enumerate(rows.tolist()):
-        fails = tuple(name for name, ok in results.items() if not bool(ok[i]))
-        status[k] = "mixed" if fails else "single"
-        failed[k] = fails
-    return status, failed
+@lru_cache(maxsize=None)
+def _failed_names(mask: int, names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(n for i, n in enumerate(names) if mask >> i & 1)
 
 
-def _single_inputs(images: torch.Tensor, status: list[str], rows_overlap: bool,
-                   tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
-    bins = torch.tensor([k for k, s in enumerate(status) if s == "single"], dtype=torch.long)
-    chosen = images[bins.to(images.device)]
-    if not rows_overlap or len(bins) < 2:
-        return chosen, bins
-    keep: list[int] = []
-    flat = chosen.to(torch.float64)
-    for i in range(len(bins)):
-        if not keep or ((flat[keep] - flat[i]).pow(2).mean(1).sqrt() > tolerance).all():
-            keep.append(i)
-    index = torch.tensor(keep, dtype=torch.long)
-    return chosen[index.to(chosen.device)], bins[index]
+def _measurement_rows(block, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor | None:
+    if not hasattr(block, "bin_intervals"):
+        return None
+    directions = block.directions
+    per_group = block.bins.out_features // len(directions)
+    return directions.to(like)[(rows // per_group).to(directions.device)]
 
 
-def _snapped(images: torch.Tensor, bias_diff: torch.Tensor, model: MaliciousModel, config: RecoveryConfig,
-             exact_bias: bool) -> torch.Tensor:
-    low, high = config.pixel_range if config.pixel_range is not None else (0.0, 1.0)
-    occupied = torch.nonzero(bias_diff != 0).flatten()
-    flat = images[occupied].detach().to(torch.float64)
-    off = off_grid(flat, config.pixel_levels, low, high)
-    # with a gradient's bias, inputs already this close to the grid (its lone samples) stay as they are;
-    # an update's rounded bias change can scale a dark image by 1% and still leave it this close
-    unsettled = off > (SETTLED_GRID_STEPS if exact_bias else 0.0)
-    occupied, flat, off = occupied[unsettled], flat[unsettled], off[unsettled]
-    direction = flat * bias_diff[occupied].detach().to(torch.float64)[:, None]
+def _certify(rows_w: torch.Tensor, rows_b: torch.Tensor, rows: torch.Tensor, block,
+             config: RecoveryConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidates [T, D] and float64 statistics [T, 5] of some bins given their weight rows [T, D] and
+    bias differences [T] (re-scaled or peeled bins): ``imprint_certify`` with each bin's own
+    measurement."""
+    low, high, levels = config.grid
+    measurement = _measurement_rows(block, rows, rows_w)
+    images, _, stats = imprint_certify(rows_w, rows_b.to(rows_w.dtype), False, measurement, low, high, levels)
+    return images, stats.to(torch.float64)
+
+
+def _judge(candidates: _checks.Candidates, model: MaliciousModel, config: RecoveryConfig) -> torch.Tensor:
+    """A bitmask [M] per candidate of the checks (in ``config.checks`` order) it fails; the checks in
+    ``checks.LAST`` run only on candidates that passed every other."""
+    failed = torch.zeros(len(candidates.rows), dtype=torch.int64)
+    late = [(i, n) for i, n in enumerate(config.checks) if n in _checks.LAST]
+    for i, name in enumerate(config.checks):
+        if name not in _checks.LAST:
+            ok = _checks.CHECKS.get(name)(candidates, model.block, config).cpu()
+            failed |= (~ok).to(torch.int64) << i
+    for i, name in late:
+        passing = torch.nonzero(failed == 0).flatten()
+        if len(passing):
+            subset = _checks.Candidates(candidates.rows[passing], candidates.images[passing],
+                                        candidates.stats[passing], candidates.error_bound[passing],
+                                        candidates.bias_diff)
+            ok = _checks.CHECKS.get(name)(subset, model.block, config).cpu()
+            failed[passing] |= (~ok).to(torch.int64) << i
+    return failed
+
+
+def _on_grid(images: torch.Tensor, config: RecoveryConfig) -> torch.Tensor:
+    low, high, levels = config.grid
+    if not levels:
+        return images
+    step = (high - low) / levels
+    return (((images.to(torch.float64) - low) / step).round() * step + low).to(images.dtype)
+
+
+def _snapped(images: torch.Tensor, bias_diff: torch.Tensor, rows: torch.Tensor, model: MaliciousModel,
+             config: RecoveryConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of ``rows`` whose candidate a re-scaling puts closer to the grid, and their new candidates."""
+    low, high, levels = config.grid
+    flat = images[rows].to(torch.float64)
+    off = off_grid(flat, levels, low, high)
+    direction = flat * bias_diff[rows].to(torch.float64)[:, None]
     estimate = flat
     block = model.block
     if hasattr(block, "bin_intervals"):
         lower, upper = block.bin_intervals()
-        by_measurement = measurement_estimate(direction, block.measurement, lower[occupied], upper[occupied])
+        by_measurement = measurement_estimate(direction, _measurement_rows(block, rows, direction),
+                                              lower[rows.to(lower.device)].to(direction.device),
+                                              upper[rows.to(upper.device)].to(direction.device))
         estimate = torch.where(torch.isfinite(by_measurement), by_measurement, flat)
-    snapped = snap_to_grid(direction, estimate, config.pixel_levels, low, high, config.snap_search)
-    # a bin whose candidate does not snap closer keeps its bias-scaled candidate
-    keep = off_grid(snapped, config.pixel_levels, low, high) >= off
-    out = images.clone()
-    out[occupied] = torch.where(keep[:, None], flat, snapped).to(images.dtype)
-    return out
+    snapped = snap_to_grid(direction, estimate, levels, low, high, config.snap_search)
+    better = off_grid(snapped, levels, low, high) < off
+    return rows[better], snapped[better]
 
 
-def _recover_bins(images: torch.Tensor, bias_diff: torch.Tensor, observation: Observation, model: MaliciousModel,
-                  config: RecoveryConfig, started: float) -> Recovery:
-    if config.snap_to_grid and config.pixel_levels is not None:
-        images = _snapped(images, bias_diff, model, config, exact_bias=observation.kind == "gradient")
-    status, failed = _judge(images, bias_diff, model, config)
-    rows_overlap = not hasattr(model.block, "bin_intervals")
-    chosen, bins = _single_inputs(images, status, rows_overlap, config.duplicate_tolerance)
+def _lattices(weight: torch.Tensor, bias: torch.Tensor, config: RecoveryConfig) -> tuple[Lattice | None, ...]:
+    if "resolution" not in config.checks or not config.pixel_levels:
+        return None, None
+    return lattice(weight), lattice(bias)
+
+
+def _error_bound(lattices, bias_diff: torch.Tensor, stats: torch.Tensor, config: RecoveryConfig,
+                 scaled_by_grid: torch.Tensor | None = None) -> torch.Tensor:
+    """``resolution.error_bound`` of candidates; the bias's lattice does not count for the candidates
+    ``scaled_by_grid`` (re-scaled onto the grid: their scale comes from the weights)."""
+    low, high, levels = config.grid
+    largest = torch.maximum(stats[:, _checks.LOW].abs(), stats[:, _checks.HIGH].abs())
+    steps = levels / (high - low) if levels else 1.0
+    bound = error_bound(*lattices, bias_diff, largest, steps)
+    if scaled_by_grid is not None and lattices[1] is not None and bool(scaled_by_grid.any()):
+        bound = torch.where(scaled_by_grid, error_bound(lattices[0], None, bias_diff, largest, steps), bound)
+    return bound
+
+
+def _distinct(bins: list[int], images: torch.Tensor, model: MaliciousModel, seen: set[bytes]) -> list[int]:
+    """``bins`` without those whose input an earlier one's sample reaches, or that is already in ``seen``
+    (they hold that sample again: a bin certified single may still hold samples of negligible
+    coefficient besides it, so the same sample can be read again once they are peeled); adds the
+    kept inputs to ``seen``."""
+    if not bins:
+        return []
+    block = model.block
+    index = torch.tensor(bins)
+    members = block.members(images[index].reshape(-1, *model.in_shape).to(block.bins.weight.device)).cpu()
+    reached = torch.zeros(members.shape[1], dtype=torch.bool)
+    kept = []
+    for i, k in enumerate(bins):
+        key = images[k].detach().cpu().numpy().tobytes()
+        if not reached[k] and key not in seen:
+            kept.append(k)
+            seen.add(key)
+            reached |= members[i]
+    return kept
+
+
+def _peel(weight: torch.Tensor, bias_diff: torch.Tensor, status: torch.Tensor, images: torch.Tensor,
+          accepted: list[int], seen: set[bytes], model: MaliciousModel, config: RecoveryConfig, lattices) -> None:
+    """Subtract the samples of the ``accepted`` bins from the mixed bins they reach and certify what is
+    left, round after round (module docs); updates ``status``, ``images`` and ``accepted`` in place."""
+    block = model.block
+    mixed = torch.nonzero(status == MIXED).flatten()
+    position = torch.full((len(status),), -1, dtype=torch.long)
+    position[mixed] = torch.arange(len(mixed))
+    residual_w = weight[mixed.to(weight.device)].to("cpu", torch.float64)    # the mixed bins' rows
+    residual_b = bias_diff.to("cpu", torch.float64).clone()
+    fresh = list(accepted)
+    while fresh:
+        index = torch.tensor(fresh)
+        samples = images[index].to(torch.float64)
+        members = block.members(samples.reshape(-1, *model.in_shape).to(block.bins.weight.device)).cpu()
+        reach = members & (status == MIXED)[None, :]                          # [fresh, K]
+        rows = torch.nonzero(reach.any(0)).flatten()
+        if not len(rows):
+            break
+        coef = reach[:, rows].T.to(torch.float64) * residual_b[index][None, :]   # [rows, fresh]: c_i where i reaches
+        residual_w[position[rows]] -= coef @ samples
+        residual_b[rows] -= coef.sum(1)
+        rows = rows[residual_b[rows] != 0]
+        b = residual_b[rows]
+        candidate, stats = _certify(residual_w[position[rows]], b, rows, block, config)
+        cands = _checks.Candidates(rows, candidate, stats, _error_bound(lattices, b, stats, config), residual_b)
+        new = rows[_judge(cands, model, config) == 0]
+        images[rows] = candidate.to(images.dtype)
+        images[new] = _on_grid(images[new], config)
+        fresh = _distinct(new.tolist(), images, model, seen)
+        status[torch.tensor(fresh, dtype=torch.long)] = PEELED
+        accepted.extend(fresh)
+
+
+def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.Tensor, stats: torch.Tensor,
+                  observation: Observation, model: MaliciousModel, config: RecoveryConfig, lattices,
+                  started: float) -> Recovery:
+    block = model.block
+    diff = bias_diff.detach()
+    empty = diff.abs() <= config.empty_tolerance * diff.abs().max().clamp_min(1e-300)
+    rows = torch.nonzero(~empty).flatten()
+    stats = stats.detach()[rows].to(torch.float64)
+    images = images.detach().clone()
+    scaled_by_grid = torch.zeros(len(rows), dtype=torch.bool)
+    if config.snap_to_grid and config.pixel_levels is not None and observation.kind == "update" and len(rows):
+        unsettled = rows[stats[:, _checks.OFF_GRID] > 0]
+        moved, snapped = _snapped(images, diff, unsettled, model, config)
+        if len(moved):
+            candidate, stats_moved = _certify(snapped, torch.ones(len(moved), dtype=snapped.dtype), moved, block, config)
+            images[moved] = candidate.to(images.dtype)
+            position = torch.searchsorted(rows, moved)
+            stats[position] = stats_moved
+            scaled_by_grid[position] = True
+    candidates = _checks.Candidates(rows, images[rows], stats,
+                                    _error_bound(lattices, diff[rows], stats, config, scaled_by_grid), diff)
+    failed_mask = _judge(candidates, model, config)
+    status = torch.full((len(diff),), EMPTY, dtype=torch.int64)
+    status[rows] = torch.where(failed_mask == 0, SINGLE, MIXED)
+    failed = torch.zeros(len(diff), dtype=torch.int64)
+    failed[rows] = failed_mask
+    single = rows[failed_mask == 0]
+    images[single] = _on_grid(images[single], config)
+    accepted = single.tolist()
+    if not hasattr(block, "bin_intervals") or len(block.directions) > 1:   # a sample reaches several bins
+        seen: set[bytes] = set()
+        accepted = _distinct(accepted, images, model, seen)
+        if config.peel and observation.kind == "gradient" and bool((status == MIXED).any()):
+            _peel(weight, diff, status, images, accepted, seen, model, config, lattices)
+    chosen = torch.tensor(accepted, dtype=torch.long)
     labels = None
     if config.labels is not None:
         from fastleak import labels as label_api
 
         labels = label_api.recover(observation, model, config.labels)
     shape = model.in_shape
-    result = Recovery(images=chosen.reshape(-1, *shape), bins=bins, status=tuple(status), failed_checks=tuple(failed),
+    status_names = tuple(STATUSES[s] for s in status.tolist())
+    result = Recovery(images=images[chosen.to(images.device)].reshape(-1, *shape), bins=chosen,
+                      status=status_names,
+                      failed_checks=tuple(_failed_names(m, config.checks) for m in failed.tolist()),
                       bin_images=images.reshape(-1, *shape), bias_diff=bias_diff, labels=labels,
                       seconds=time.perf_counter() - started)
-    log.info("malicious recovery: %d bins, %d single, %d mixed, %d empty; %d inputs recovered in %.3f s",
-             len(status), result.count("single"), result.count("mixed"), result.count("empty"), len(chosen),
-             result.seconds)
+    log.info("malicious recovery: %d bins, %d single, %d peeled, %d mixed, %d empty; %d inputs recovered in %.3f s",
+             len(status_names), result.count("single"), result.count("peeled"), result.count("mixed"),
+             result.count("empty"), len(chosen), result.seconds)
     return result
 
 
@@ -235,9 +396,21 @@ def recover_many(observations: Sequence[Observation], model: MaliciousModel,
     if not observations:
         raise InvalidValueError("observations must hold at least one Observation")
     started = time.perf_counter()
-    grads = [_bin_gradients(obs, model) for obs in observations]
-    weights = torch.stack([w for w, _ in grads])
-    biases = torch.stack([b for _, b in grads])
-    out = imprint_recover(weights, biases, model.block.cumulative)
-    return [_recover_bins(out.images[i], out.bias_diff[i], obs, model, config, started)
-            for i, obs in enumerate(observations)]
+    shared = [_bin_tensors(obs, model) for obs in observations]
+    weights = torch.stack([w for w, _, _ in shared])
+    biases = torch.stack([b.to(w.dtype) for w, b, _ in shared])
+    block = model.block
+    measurement = block.directions.to(weights) if hasattr(block, "bin_intervals") else None
+    low, high, levels = config.grid
+    images, bias_diff, stats = imprint_certify(weights, biases, block.cumulative, measurement, low, high, levels)
+    out = []
+    for i, obs in enumerate(observations):
+        names = shared[i][2]
+        if not bool(torch.isfinite(bias_diff[i]).all()):
+            raise InvalidValueError(f"observation.pairs[0].shared[{names[1]!r}] contains NaN or inf")
+        occupied = bias_diff[i] != 0
+        if not bool((stats[i, :, _checks.FINITE][occupied] > 0).all()):
+            raise InvalidValueError(f"observation.pairs[0].shared[{names[0]!r}] contains NaN or inf")
+        lattices = _lattices(weights[i], biases[i], config)
+        out.append(_recover_bins(weights[i], images[i], bias_diff[i], stats[i], obs, model, config, lattices, started))
+    return out

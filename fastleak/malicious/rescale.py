@@ -30,9 +30,9 @@ def off_grid(images: torch.Tensor, levels: int, low: float, high: float) -> torc
 
 def measurement_estimate(direction: torch.Tensor, measurement: torch.Tensor, lower: torch.Tensor,
                          upper: torch.Tensor) -> torch.Tensor:
-    """Each row of ``direction`` [K, N] scaled to measure its bin's midpoint; NaN rows where the bin
-    is open or the direction measures 0."""
-    measured = direction @ measurement
+    """Each row of ``direction`` [K, N] scaled to measure its bin's midpoint by ``measurement`` ([N],
+    or one per row [K, N]); NaN rows where the bin is open or the direction measures 0."""
+    measured = direction @ measurement if measurement.dim() == 1 else (direction * measurement).sum(1)
     target = (lower + upper) / 2
     usable = torch.isfinite(target) & (measured != 0)
     scale = torch.where(usable, target / torch.where(usable, measured, 1.0), torch.nan)

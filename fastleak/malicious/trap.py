@@ -68,6 +68,12 @@ class TrapBlock(nn.Module):
         h = torch.relu(self.bins(x.flatten(1)))
         return self.readout(h).unflatten(1, self.in_shape)
 
+    def members(self, x: torch.Tensor) -> torch.Tensor:
+        """Which rows each sample of ``x`` [n, *in_shape] fires: bool [n, rows], computed as the client's
+        forward pass computes the rows (float32, the layer itself)."""
+        with torch.no_grad():
+            return self.bins(x.flatten(1).to(self.bins.weight)) > 0
+
 
 def trap_weights(public: torch.Tensor, config: TrapConfig) -> torch.Tensor:
     """Trap weights [rows, N] (float32) whose positive entries are scaled so that a row fires for a
@@ -107,9 +113,8 @@ def trap_model(model: nn.Module, public: torch.Tensor, config: TrapConfig, *,
 
 
 def rows_fired(block: TrapBlock, x: torch.Tensor) -> torch.Tensor:
-    """Which rows each sample of ``x`` fires: bool [n, rows]."""
-    weight, bias = block.bins.weight.detach(), block.bins.bias.detach()
-    return x.flatten(1).to(weight) @ weight.T + bias > 0
+    """Which rows each sample of ``x`` fires: bool [n, rows] (``TrapBlock.members``)."""
+    return block.members(x)
 
 
 

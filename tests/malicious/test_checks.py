@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fastleak.malicious import ImprintConfig, RecoveryConfig, checks, imprint_model
+from fastleak.ops import imprint_certify
 
 
 @pytest.fixture
@@ -13,9 +14,16 @@ def block(mnist_public, lenet):
     return imprint_model(lenet, mnist_public, ImprintConfig(bins=16)).block
 
 
-def run(name, images, block, config=RecoveryConfig()):
-    occupied = torch.ones(len(images), dtype=torch.float64)
-    return checks.CHECKS.get(name)(images.flatten(1).double(), torch.arange(len(images)), block, occupied, config)
+def run(name, images, block, config=RecoveryConfig(), error_bound=0.0):
+    """The check on candidate inputs ``images`` [16, ...], one per bin, with the statistics the fused
+    op computes for them (each input as a bin's weight row over a bias difference of 1)."""
+    flat = images.flatten(1).float()
+    low, high, levels = config.grid
+    _, bias_diff, stats = imprint_certify(flat, torch.ones(len(flat)), False, block.directions.float(), low, high,
+                                          levels)
+    candidates = checks.Candidates(torch.arange(len(flat)), flat, stats.double(),
+                                   torch.full((len(flat),), error_bound, dtype=torch.float64), bias_diff)
+    return checks.CHECKS.get(name)(candidates, block, config)
 
 
 def two_digits_in_one_bin(block, x):
@@ -60,7 +68,17 @@ def test_extrapolation_fails_range_and_interval(block, mnist_batch):
     assert not run("interval", candidates, block)[k]
 
 
+def test_a_coarse_error_bound_fails_only_the_resolution_check(block, mnist_batch):
+    x, _ = mnist_batch
+    candidates = torch.zeros(16, *x.shape[1:])
+    candidates[3] = x[0]
+    assert run("resolution", candidates, block, error_bound=0.2)[3]
+    assert not run("resolution", candidates, block, error_bound=0.3)[3]
+    assert run("grid", candidates, block, error_bound=0.3)[3]
+    assert run("resolution", candidates, block, RecoveryConfig(pixel_levels=None), error_bound=0.3)[3]
+
+
 def test_registry():
-    assert checks.names() == ("activation", "grid", "interval", "range")
+    assert checks.names() == ("activation", "grid", "interval", "range", "resolution")
     with pytest.raises(ValueError, match=r"unknown single-sample check 'sharpness'"):
         RecoveryConfig(checks=("grid", "sharpness"))

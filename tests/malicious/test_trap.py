@@ -22,7 +22,7 @@ def test_calibrated_activation_rate_and_trap_signs(mnist_public):
 def test_fedsgd_mnist_rows_with_one_digit_give_it_exactly(mnist_batch, mnist_public, lenet):
     x, y = mnist_batch
     model = trap_model(lenet, mnist_public, TrapConfig(rows=128, activation_rate=1 / 64))
-    rec = recover(federated.fedsgd(model, x, y), model, RecoveryConfig(labels=None))
+    rec = recover(federated.fedsgd(model, x, y), model, RecoveryConfig(labels=None, peel=False))
     fired = rows_fired(model.block, x)
     per_row = fired.sum(0)
     lone_rows = torch.nonzero(per_row == 1).flatten()
@@ -35,6 +35,19 @@ def test_fedsgd_mnist_rows_with_one_digit_give_it_exactly(mnist_batch, mnist_pub
     assert score.false_singles == 0
     # a digit caught alone by several rows is reported once
     assert len(rec.images) == len(owners.unique())
+
+
+def test_peeling_reads_the_digits_left_alone_once_the_lone_ones_are_subtracted(mnist_batch, mnist_public, lenet):
+    x, y = mnist_batch
+    model = trap_model(lenet, mnist_public, TrapConfig(rows=128, activation_rate=1 / 64))
+    obs = federated.fedsgd(model, x, y)
+    rec = recover(obs, model, RecoveryConfig(labels=None))
+    score = evaluate(rec, model, x)
+    assert score.recovered_fraction == score.peeling_fraction > score.singleton_fraction + 0.05
+    assert score.false_singles == 0 and len(rec.images) == sum(score.exact)
+    assert rec.count("peeled") > 0
+    assert set(rec.bins[len(rec.images) - rec.count("peeled"):].tolist()) == \
+        {k for k, s in enumerate(rec.status) if s == "peeled"}
 
 
 def test_sampled_theory_agrees_with_the_closed_form_for_bins():
