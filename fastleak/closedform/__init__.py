@@ -11,6 +11,7 @@ produce them: one forward and one backward pass per step). Building blocks: ``la
 gradient determines.
 """
 from fastleak.closedform import analytic as _analytic  # noqa: F401  (registers)
+from fastleak.closedform import april as _april  # noqa: F401
 from fastleak.closedform.linear import Features, final_features, layer_input, row_inputs, singleton_rows
 from fastleak.closedform.registry import (METHODS, ClosedFormConfig, Reconstruction, Target, gradient_residual, method,
                                           names, run)
