@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CUDA checks and benchmarks, for a machine with a GPU and a CUDA build of torch:
-#   bash benchmarks/run_cuda.sh OUT_DIR
+#   bash benchmarks/run_cuda.sh [OUT_DIR]        # default runs/cuda
 # Builds fastleak._C with the CUDA kernels against the installed torch, then runs, each under its
 # own time limit so that one slow step cannot take the others' time:
 #   the CUDA twins of the op and attack tests, the end-to-end attack benchmark (with the
@@ -17,7 +17,7 @@
 # OUT_DIR receives log.txt (every step's output), build.log, the JSON results, scaling_cuda.png
 # and profile_case1_cuda.txt.
 set -uo pipefail
-out=${1:-cuda-results}
+out=${1:-runs/cuda}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 py=${PYTHON:-python3}
