@@ -32,19 +32,21 @@ RUNS = {"adam": AdamRun, "lbfgs": LBFGSRun}
 
 
 def attack(obs: Observation, model: nn.Module, preset: str | AttackConfig = "inverting", *,
-           labels: Tensor | str | None = None, restarts: int = 4, iterations: int | None = None, seed: int = 0,
+           labels: Tensor | str | None = None, label_public: Any = None, restarts: int = 4,
+           iterations: int | None = None, seed: int = 0,
            device: str | torch.device | None = None, callback: Callback | None = None,
            checkpoint: str | os.PathLike | None = None, priors: Mapping[str, Mapping[str, Any]] | None = None,
            execution: Execution | None = None, **overrides: Any) -> AttackResult:
     """Reconstruct the private batch behind ``obs`` (see ``attack_many``)."""
     fixed = labels if labels is None or isinstance(labels, str) else [labels]
-    return attack_many([obs], model, preset, labels=fixed, restarts=restarts, iterations=iterations, seed=seed,
-                       device=device, callback=callback, checkpoint=checkpoint, priors=priors,
-                       execution=execution, **overrides)[0]
+    return attack_many([obs], model, preset, labels=fixed, label_public=label_public, restarts=restarts,
+                       iterations=iterations, seed=seed, device=device, callback=callback, checkpoint=checkpoint,
+                       priors=priors, execution=execution, **overrides)[0]
 
 
 def attack_many(observations: Sequence[Observation], model: nn.Module, preset: str | AttackConfig = "inverting", *,
-                labels: Sequence[Tensor] | str | None = None, restarts: int = 4, iterations: int | None = None,
+                labels: Sequence[Tensor] | str | None = None, label_public: Any = None, restarts: int = 4,
+                iterations: int | None = None,
                 seed: int = 0, device: str | torch.device | None = None, callback: Callback | None = None,
                 checkpoint: str | os.PathLike | None = None, priors: Mapping[str, Mapping[str, Any]] | None = None,
                 execution: Execution | None = None, **overrides: Any) -> list[AttackResult]:
@@ -58,6 +60,8 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
     labels: None uses the preset's rule ("recover": ``fastleak.labels.recover`` with the
     preset's ``label_method``; "optimize": soft labels optimised jointly); "optimize" or
     "recover" override it; a tensor per observation fixes the labels.
+    label_public: the server's labelled public data for recovered labels, ``(images, labels)`` or a
+    ``fastleak.labels.PublicData`` (``fastleak.labels.counts_many``'s ``public``).
     callback(step, losses [Q]) is called every ``record_every`` steps with device tensors.
     checkpoint: a file path; the run is checkpointed there every ``checkpoint_every`` steps
     and on KeyboardInterrupt, and resumed from it when it exists.
@@ -79,7 +83,7 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
     device = execution.device_for(model)
     model = copy.deepcopy(model).to(device)
 
-    chosen = attack_labels(observations, model, config, labels)
+    chosen = attack_labels(observations, model, config, labels, public=label_public)
     # the run optimises soft labels only when asked to; given or recovered labels are fixed
     config = config.replace(labels="optimize" if chosen.mode == "optimize" else "recover")
     problem = Problem(model, [obs.to(device) for obs in observations], config, restarts, chosen.fixed, seed, device,

@@ -26,8 +26,9 @@ class AttackLabels:
 
 
 def attack_labels(observations: Sequence[Observation], model: nn.Module, config: AttackConfig,
-                  labels: Sequence[Tensor] | Tensor | str | None) -> AttackLabels:
-    """``labels`` None follows ``config.labels``; "recover" or "optimize" override it; tensors fix the labels."""
+                  labels: Sequence[Tensor] | Tensor | str | None, public=None) -> AttackLabels:
+    """``labels`` None follows ``config.labels``; "recover" or "optimize" override it; tensors fix the labels.
+    ``public``: the server's labelled public data for recovery (see ``fastleak.labels.counts_many``)."""
     mode = config.labels if labels is None else labels
     if isinstance(mode, str):
         if mode == "optimize":
@@ -36,7 +37,7 @@ def attack_labels(observations: Sequence[Observation], model: nn.Module, config:
             raise InvalidValueError(f"labels must be None, 'recover', 'optimize' or label tensors, got {mode!r}")
         from fastleak import labels as label_recovery
 
-        found = label_recovery.counts_many(observations, model, config.label_method)
+        found = label_recovery.counts_many(observations, model, config.label_method, public=public)
         for c in found:
             log.info("labels recovered with %s: %s", c.method, c.labels.tolist())
         return AttackLabels("recover", [c.labels for c in found], found[0].method)

@@ -106,7 +106,8 @@ def trajectory_states(model: torch.nn.Module, obs: Observation, pair: int, data:
     clone = client_copy(model, start, obs.bn_train)
     names = trainable_names(clone)
     x, y = pick_images(data, draw_counts("iid", num_samples, data.frequencies(num_classes), gen), gen)
-    x = x.to(next(clone.parameters()))
+    param = next(clone.parameters())
+    x, y = x.to(param), y.to(param.device)
     schedule = local_schedule(num_samples, obs.local_steps, obs.local_batch_size, obs.local_epochs)
     keep = set(torch.linspace(0, len(schedule) - 1, min(TRAJECTORY_POINTS, len(schedule))).round().long().tolist())
     buffers = {k: v for k, v in start.items() if k not in names}

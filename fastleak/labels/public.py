@@ -182,7 +182,8 @@ def simulate(model: nn.Module, obs: Observation, pair: int, data: PublicData, nu
     share for a public batch with label counts ``counts``."""
     clone = client_copy(model, dict(obs.pairs[pair].state), obs.bn_train)
     x, y = pick_images(data, counts, gen)
-    x = x.to(dtype=next(clone.parameters()).dtype)
+    param = next(clone.parameters())
+    x, y = x.to(param), y.to(param.device)
     if obs.kind == "gradient":
         return fedsgd(clone, x, y, loss=obs.loss, reduction=obs.reduction)
     return fedavg(clone, x, y, local_steps=obs.local_steps, lr=obs.local_lr, batch_size=obs.local_batch_size,

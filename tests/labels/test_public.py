@@ -111,3 +111,17 @@ def test_simulated_client_distributions():
             assert counts.shape == (10,) and int(counts.sum()) == b
     shards = draw_counts("shards", 12, f, torch.Generator().manual_seed(4))
     assert len(set(shards[shards > 0].tolist())) <= 2
+
+
+def test_an_attack_recovers_its_labels_with_the_public_data():
+    import fastleak
+
+    model = M.build("lenet", 10, in_shape=(1, 28, 28), seed=0)
+    x, y = D.load("mnist", 4, seed=0, labels="random")
+    obs = fedsgd(model, x, y)
+    public = L.PublicData(*D.load("mnist", 60, seed=1, split="train", labels="random"))
+    expected = L.counts(obs, model, "posterior", public=public)
+    result = fastleak.attack(obs, model, "inverting", labels="recover", label_public=public, restarts=1,
+                             iterations=1, label_method="posterior")
+    assert result.label_method == "posterior"
+    assert torch.equal(result.labels.sort().values, expected.labels)
