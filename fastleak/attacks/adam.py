@@ -24,11 +24,30 @@ class AdamRun(Run):
         self.x = problem.init_images().requires_grad_(True)
         self.soft = problem.init_soft_labels().requires_grad_(True) if cfg.labels == "optimize" else None
         self.leaves = [self.x] + ([self.soft] if self.soft is not None else [])
-        self.opt = torch.optim.Adam(self.leaves, lr=cfg.lr)
+        self._optimise(self.leaves)
+        self._losses = torch.full((problem.Q,), math.inf, device=problem.device)
+
+    def _optimise(self, leaves: list[Tensor]) -> None:
+        """A fresh Adam and step-decay schedule over ``leaves``; the CUDA graph is captured afresh."""
+        cfg = self.config
+        self.leaves = leaves
+        self.opt = torch.optim.Adam(leaves, lr=cfg.lr)
         self.graph: StepGraph | bool | None = None  # None: not tried yet; False: eager
         milestones = [int(cfg.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)] if cfg.lr_decay else []
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=milestones, gamma=0.1)
-        self._losses = torch.full((problem.Q,), math.inf, device=problem.device)
+
+    def keep(self, rows: Tensor) -> None:
+        optimizer, scheduler = self.opt.state_dict(), self.sched.state_dict()
+        for state in optimizer["state"].values():
+            for key in ("exp_avg", "exp_avg_sq"):
+                state[key] = state[key][rows]
+        with torch.no_grad():
+            self.x = self.x[rows].clone().requires_grad_(True)
+            self.soft = None if self.soft is None else self.soft[rows].clone().requires_grad_(True)
+        self._optimise([self.x] + ([self.soft] if self.soft is not None else []))
+        self.opt.load_state_dict(optimizer)
+        self.sched.load_state_dict(scheduler)
+        self._losses = self._losses[rows]
 
     def variables(self) -> tuple[Tensor, Tensor | None]:
         return self.x.detach(), None if self.soft is None else self.soft.detach()
@@ -56,9 +75,14 @@ class AdamRun(Run):
             for v, g in zip(self.leaves, grads):
                 g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
                 v.grad = g.sign_() if cfg.signed else g
+        lr = self.problem.row_value("lr", cfg.lr)
+        before = [v.detach().clone() for v in self.leaves] if isinstance(lr, Tensor) else None
         self.opt.step()
         self.sched.step()
         with torch.no_grad():
+            if before is not None:  # Adam's step is linear in its rate: scale each row's to the row's own
+                for v, v0 in zip(self.leaves, before):
+                    v.copy_(v0 + (v - v0) * (lr / cfg.lr).to(v.dtype).view(-1, *([1] * (v.dim() - 1))))
             if cfg.boxed:
                 self.x.clamp_(0, 1)
             self._reset(bad, step)

@@ -45,12 +45,13 @@ class BatchedLBFGS:
     checkpointed and resumed to the same result.
     """
 
-    def __init__(self, x: Tensor, config: LBFGSConfig = LBFGSConfig()) -> None:
+    def __init__(self, x: Tensor, config: LBFGSConfig = LBFGSConfig(), lr: Tensor | None = None) -> None:
         if x.dim() != 2:
             raise InvalidValueError(f"BatchedLBFGS: x must have shape [Q, n], got {tuple(x.shape)}")
         if config.line_search not in (None, "backtracking"):
             raise InvalidValueError(f"line_search must be None or 'backtracking', got {config.line_search!r}")
         self.config = config
+        self.lr = config.lr if lr is None else lr  # a float, or one rate per problem [Q]
         q, n = x.shape
         h = config.history_size
         z = dict(device=x.device, dtype=x.dtype)
@@ -66,6 +67,7 @@ class BatchedLBFGS:
             "prev_grad": torch.zeros(q, n, **z), "prev_loss": torch.zeros(q, **z),
             "loss": torch.zeros(q, **z), "grad": torch.zeros(q, n, **z),
             "active": torch.ones(q, dtype=torch.bool, device=x.device),
+            "best_x": self.x.clone(), "best_loss": torch.full((q,), float("inf"), **z),
             "n_iter": torch.zeros((), dtype=torch.long), "evaluated": torch.zeros((), dtype=torch.bool),
         }
 
@@ -77,6 +79,13 @@ class BatchedLBFGS:
         for k in self.state:
             self.state[k] = state[k].clone()
 
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the problems ``rows``."""
+        self.x = self.x[rows]
+        self.state = {k: v if v.dim() == 0 else v[rows] for k, v in self.state.items()}
+        if isinstance(self.lr, Tensor):
+            self.lr = self.lr[rows]
+
     @property
     def active(self) -> Tensor:
         return self.state["active"]
@@ -84,6 +93,27 @@ class BatchedLBFGS:
     @property
     def losses(self) -> Tensor:
         return self.state["loss"]
+
+    @property
+    def best(self) -> tuple[Tensor, Tensor]:
+        """Each problem's best point so far and its loss ([Q, n], [Q]): a fixed step can overshoot, and
+        the iterate the run ends on need not be its best."""
+        return self.state["best_x"], self.state["best_loss"]
+
+    def _remember_best(self) -> None:
+        s = self.state
+        better = s["loss"] < s["best_loss"]
+        s["best_x"] = torch.where(better[:, None], self.x, s["best_x"])
+        s["best_loss"] = torch.where(better, s["loss"], s["best_loss"])
+
+    def _forget(self, rows: Tensor) -> None:
+        """Drop the curvature pairs of the problems in ``rows`` (bool [Q])."""
+        s = self.state
+        for key in ("count", "ptr"):
+            s[key] = torch.where(rows, torch.zeros_like(s[key]), s[key])
+        s["h_diag"] = torch.where(rows, torch.ones_like(s["h_diag"]), s["h_diag"])
+        for key in ("sy", "yy", "grad_prod", "yd"):
+            s[key][rows] = 0
 
     def _used_slots(self, extra: int = 0) -> int:
         """How many leading ring slots can hold a pair: until a ring wraps, its pairs fill slots
@@ -161,6 +191,14 @@ class BatchedLBFGS:
         s["yd"][:, :used] = -(gamma * grad_prod[:, :, 1] + yd.squeeze(1))
         return -(gamma * g + (coef.view(q, 1, 2 * used) @ pairs).squeeze(1))
 
+    def resume(self) -> None:
+        """Make every problem stopped by a tolerance try again from where it is: the outer step of
+        ``torch.optim.LBFGS``, whose ``step`` stops its inner iterations at a tolerance and the next
+        ``step`` goes on (its curvature pairs kept). A problem whose loss is not finite stays stopped."""
+        s = self.state
+        if bool(s["evaluated"]):
+            s["active"] = torch.isfinite(s["loss"]) & (s["grad"].abs().amax(-1) > self.config.tolerance_grad)
+
     def step(self, closure: Closure) -> Tensor:
         """One iteration for every still-active problem; returns the current losses [Q]."""
         cfg, s = self.config, self.state
@@ -168,6 +206,7 @@ class BatchedLBFGS:
             s["loss"], s["grad"] = (v.detach() for v in closure(self.x))
             s["evaluated"] = torch.ones((), dtype=torch.bool)
             s["active"] &= s["grad"].abs().amax(-1) > cfg.tolerance_grad
+            self._remember_best()
         active = s["active"]
         if not bool(active.any()):
             return s["loss"]
@@ -179,10 +218,17 @@ class BatchedLBFGS:
             d = self._update_and_direction(g, g - s["prev_grad"], s["t"], active)
         s["prev_grad"], s["prev_loss"] = g.clone(), s["loss"].clone()
         if first:
-            t = torch.clamp(1.0 / g.abs().sum(-1), max=1.0) * cfg.lr
+            t = torch.clamp(1.0 / g.abs().sum(-1), max=1.0) * self.lr
         else:
-            t = torch.full_like(s["loss"], cfg.lr)
+            t = torch.full_like(s["loss"], 1.0) * self.lr
         gtd = _dot(g, d)
+        lost = active & (gtd > -cfg.tolerance_change) & (s["count"] > 0)
+        if bool(lost.any()):
+            # a history that no longer gives a descent direction starts afresh from the steepest descent
+            self._forget(lost)
+            d = torch.where(lost[:, None], -g, d)
+            t = torch.where(lost, torch.clamp(1.0 / g.abs().sum(-1), max=1.0) * self.lr, t)
+            gtd = _dot(g, d)
         active = active & (gtd <= -cfg.tolerance_change)
         s["d"] = torch.where(active[:, None], d, s["d"])
         s["n_iter"] += 1
@@ -200,6 +246,7 @@ class BatchedLBFGS:
         done |= (d * t[:, None]).abs().amax(-1) <= cfg.tolerance_change
         done |= (s["loss"] - s["prev_loss"]).abs() < cfg.tolerance_change
         s["active"] = active & ~done & torch.isfinite(s["loss"])
+        self._remember_best()
         return s["loss"]
 
     def _backtrack(self, closure: Closure, d: Tensor, t: Tensor, gtd: Tensor, active: Tensor):

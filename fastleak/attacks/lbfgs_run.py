@@ -21,8 +21,10 @@ class LBFGSRun(Run):
         if cfg.labels == "optimize":
             parts.append(problem.init_soft_labels().flatten(1))
         self.n_image = parts[0].shape[1]
+        lr = problem.row_value("lr", cfg.lr)
         self.opt = BatchedLBFGS(torch.cat(parts, 1), LBFGSConfig(lr=cfg.lr, history_size=cfg.history_size,
-                                                                 line_search=cfg.line_search))
+                                                                 line_search=cfg.line_search),
+                                lr=lr.to(parts[0].dtype) if isinstance(lr, Tensor) else None)
 
     def _split(self, flat: Tensor) -> tuple[Tensor, Tensor | None]:
         p = self.problem
@@ -38,15 +40,20 @@ class LBFGSRun(Run):
         return losses, grad
 
     def variables(self) -> tuple[Tensor, Tensor | None]:
-        return self._split(self.opt.x)
+        """Each problem's best point so far (lowest objective), as breaching's and the DLG reference code keep."""
+        return self._split(self.opt.best[0])
 
     def losses(self) -> Tensor:
         return self.opt.losses
 
     def step(self, step: int) -> None:
         self.problem.before_step(step, self._split(self.opt.x)[0])
+        self.opt.resume()
         for _ in range(self.config.lbfgs_inner):
             self.opt.step(self.closure)
+
+    def keep(self, rows: Tensor) -> None:
+        self.opt.keep(rows)
 
     def optimizer_state(self) -> dict[str, Any]:
         return {"lbfgs": self.opt.state_dict()}

@@ -12,6 +12,7 @@ from fastleak._registry import Registry
 from fastleak.attacks.execution import FIELDS as EXECUTION_FIELDS
 from fastleak.attacks.execution import Execution, split_execution
 from fastleak.attacks.priors import PRIORS, merge_priors, normalise_priors
+from fastleak.attacks.search import SELECT, check_halving, normalise_search
 from fastleak.errors import InvalidValueError
 
 CHOICES: dict[str, tuple[str | None, ...]] = {
@@ -43,6 +44,12 @@ class AttackConfig:
     run) or "lbfgs" (batched, per-problem; ``line_search`` None or "backtracking").
     priors: prior name -> its parameters (``fastleak.attacks.priors``; e.g. {"tv": {"weight": 0.05}}),
     completed with each prior's defaults on construction; a weight of 0 disables a prior.
+    search, halving, select, holdout: restarts over a grid of settings (``fastleak.attacks.search``):
+    knob (a prior of ``priors`` for its weight, or "lr") -> its values, each combination with
+    ``restarts`` rows; the fractions of the run at which the worse half of the rows is dropped; how
+    rows are ranked, there and for the result ("objective", "distance" or "holdout"); and the stride
+    of the held-out parameter tensors for "holdout". Setting a searched knob (``tv=1e-4``, ``lr=0.05``)
+    pins it: it leaves the search.
     fedavg_mode: for update observations, "unroll" (differentiable replay of the local
     steps) or "pseudo" (match the pseudo-gradient (W0 - Wt) / (lr * steps)).
     boxed: clamp images to [0, 1] after every step.
@@ -64,13 +71,18 @@ class AttackConfig:
     boxed: bool = True
     init: str = "uniform"
     priors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    search: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    halving: tuple[float, ...] = ()
+    select: str = "objective"
+    holdout: int = 4
     fedavg_mode: str = "unroll"
     history_size: int = 100
     lbfgs_inner: int = 1
     line_search: str | None = None
 
     def __post_init__(self) -> None:
-        typed_fields({k: v for k, v in self.as_dict().items() if k != "priors"}, AttackConfig, "attack")
+        typed_fields({k: v for k, v in self.as_dict().items() if k not in ("priors", "search", "halving")},
+                     AttackConfig, "attack")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise InvalidValueError(f"attack option {name} must be one of {', '.join(map(repr, allowed))}, "
@@ -83,15 +95,33 @@ class AttackConfig:
             if not getattr(self, name):
                 raise InvalidValueError(f"attack option {name} must be a non-empty string")
         object.__setattr__(self, "priors", normalise_priors(self.priors))
+        object.__setattr__(self, "search", normalise_search(self.search, self.priors))
+        object.__setattr__(self, "halving", check_halving(self.halving))
+        if self.select not in SELECT:
+            raise InvalidValueError(f"attack option select must be one of {', '.join(map(repr, SELECT))}, "
+                                    f"got {self.select!r}")
+        positive_int(self.holdout, "attack option holdout")
+        if self.select == "holdout" and self.holdout < 2:
+            raise InvalidValueError(f"attack option holdout must be >= 2 with select='holdout' (every holdout-th "
+                                    f"parameter tensor is held out), got {self.holdout}")
 
     def replace(self, **overrides: Any) -> "AttackConfig":
         """This configuration with fields replaced; a prior's name (``tv=0.1``) or an entry of
         ``PRIOR_OPTIONS`` (``group_every=50``) changes that prior's parameter."""
         fields_, prior_changes = _split_prior_options(overrides)
         _known_options(fields_)
-        if prior_changes:
-            fields_["priors"] = merge_priors(fields_.get("priors", self.priors), prior_changes)
-        return dataclasses.replace(self, **fields_)
+        if "search" not in fields_:  # what is set explicitly leaves the search
+            pinned = set(fields_) | set(fields_.get("priors", ()))
+            fields_["search"] = {k: v for k, v in self.search.items() if k not in pinned}
+        config = dataclasses.replace(self, **fields_)
+        return config.with_priors(prior_changes) if prior_changes else config
+
+    def with_priors(self, changes: Mapping[str, Mapping[str, Any]]) -> "AttackConfig":
+        """This configuration with its priors changed parameter by parameter (``merge_priors``); a
+        prior whose weight is set leaves the search."""
+        pinned = {name for name, change in changes.items() if isinstance(change, Mapping) and "weight" in change}
+        return dataclasses.replace(self, priors=merge_priors(self.priors, changes),
+                                   search={k: v for k, v in self.search.items() if k not in pinned})
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -192,7 +222,7 @@ def resolve(preset: str | AttackConfig, iterations: int | None = None, *,
     if iterations is not None:
         overrides = {**overrides, "iterations": iterations}
     config = config.replace(**overrides)
-    return config.replace(priors=merge_priors(config.priors, priors)) if priors else config
+    return config.with_priors(priors) if priors else config
 
 
 def configure(preset: str | AttackConfig, iterations: int | None = None, *,

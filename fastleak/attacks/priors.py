@@ -15,7 +15,8 @@ restarts) and the ``Problem`` give its term [Q], or None while it has nothing to
 * ``setup(problem)`` once before the first step and ``before_step(step, x, problem)`` before each
   (schedules, such as the group consensus); ``capturable(problem)`` False when the term changes
   its structure during the run, so a CUDA graph cannot replay it.
-* ``state_dict()`` / ``load_state_dict(state)``: what a checkpoint keeps of its state.
+* ``state_dict()`` / ``load_state_dict(state)``: what a checkpoint keeps of its state, and
+  ``keep(rows)``: keep the rows ``rows`` of any per-row state when a search drops the others.
 
 A prior defined in a module of your own is used as ``"your.module.name"``: the module is imported
 (from the current directory too) and must register ``name``.
@@ -26,7 +27,7 @@ import dataclasses
 import importlib
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -89,6 +90,9 @@ class Prior:
 
     def capturable(self, problem: Problem) -> bool:
         return True
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the rows ``rows`` of any per-row state (a search dropped the others)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -157,10 +161,13 @@ def merge_priors(priors: Mapping[str, Mapping[str, Any]], changes: Mapping[str, 
     return out
 
 
-def active(priors: Mapping[str, Mapping[str, Any]]) -> list[Prior]:
-    """Fresh instances of the priors with a non-zero weight, in order."""
-    built = [build(name, params) for name, params in priors.items()]
-    return [p for p in built if p.weight > 0]
+def active(priors: Mapping[str, Mapping[str, Any]],
+           search: Mapping[str, Sequence[float]] = {}) -> tuple[list[str], list[Prior]]:
+    """The names and fresh instances of the priors with a non-zero weight, or a non-zero weight among
+    their values in ``search``, in order."""
+    built = [(name, build(name, params)) for name, params in priors.items()]
+    used = [(name, p) for name, p in built if p.weight > 0 or any(w > 0 for w in search.get(name, ()))]
+    return [name for name, _ in used], [p for _, p in used]
 
 
 def _batchnorm_distance(module: nn.Module, x: Tensor) -> Tensor:
@@ -247,6 +254,10 @@ class GroupConsistency(Prior):
         r = problem.R
         return torch.cat([registration.consistency_loss(x[p * r:(p + 1) * r], self.center[p],
                                                         self.theta[p * r:(p + 1) * r]) for p in range(problem.P)])
+
+    def keep(self, rows: Tensor) -> None:
+        if self.theta is not None:
+            self.theta = self.theta[rows]
 
     def state_dict(self) -> dict[str, Any]:
         return {"center": self.center, "theta": self.theta}

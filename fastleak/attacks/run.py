@@ -20,6 +20,7 @@ from torch import Tensor
 from fastleak.attacks import checkpoint as checkpoints
 from fastleak.attacks.presets import AttackConfig
 from fastleak.attacks.problem import Problem
+from fastleak.attacks.search import Candidate, SearchReport, halving_steps, survivors
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,12 @@ Callback = Callable[[int, Tensor], None]
 class AttackResult:
     """One attacked observation.
 
-    images [B, C, H, W] in [0, 1] and labels [B] are those of the best restart (lowest final
-    objective). restart_images [R, B, C, H, W], restart_losses [R] (inf for a restart that
-    failed), history [T, R] (the objective every ``record_every`` steps, at ``history_steps``).
+    images [B, C, H, W] in [0, 1] and labels [B] are those of the best restart (the lowest final
+    score by ``config.select``: the objective, or the gradient distance for a search).
+    restart_images [R, B, C, H, W], restart_losses [R] (the final objective; inf for a restart that
+    failed) and restart_scores [R] are those of the rows that ran to the end; history [T, R0] (the
+    objective every ``record_every`` steps, at ``history_steps``) has a column for every first row,
+    NaN after a search dropped it. search: what a search tried and chose (None without one).
     wall_time and iterations_per_second cover the steps this call ran: after a resume, only those
     after the checkpoint.
     """
@@ -50,6 +54,8 @@ class AttackResult:
     config: AttackConfig
     label_method: str | None
     resets: int
+    restart_scores: Tensor | None = None
+    search: SearchReport | None = None
 
 
 class Run(ABC):
@@ -61,6 +67,10 @@ class Run(ABC):
         self.history: list[Tensor] = []
         self.history_steps: list[int] = []
         self.resets = torch.zeros((), dtype=torch.long, device=problem.device)
+        self.halving = halving_steps(self.config.halving, self.config.iterations)
+        # per first row: its score when it was dropped or at the end, and the step it was dropped at (-1: never)
+        self.row_scores = torch.full((problem.Q0,), math.inf)
+        self.dropped_at = torch.full((problem.Q0,), -1, dtype=torch.long)
 
     @abstractmethod
     def step(self, step: int) -> None:
@@ -73,6 +83,10 @@ class Run(ABC):
     @abstractmethod
     def variables(self) -> tuple[Tensor, Tensor | None]:
         """The images [Q, B, C, H, W] and the soft labels [Q, B, classes] (None when labels are fixed)."""
+
+    @abstractmethod
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the optimiser state of the current rows ``rows``."""
 
     @abstractmethod
     def optimizer_state(self) -> dict[str, Any]:
@@ -91,10 +105,13 @@ class Run(ABC):
             while step < cfg.iterations:
                 self.step(step)
                 step += 1
-                if step % run.record_every == 0 or step == cfg.iterations:
+                recorded = step % run.record_every == 0 or step == cfg.iterations
+                if recorded:
                     self.record(step)
-                    if callback is not None:
-                        callback(step, self.losses())
+                if step in self.halving:
+                    self.halve(step)
+                if recorded and callback is not None:
+                    callback(step, self.losses())
                 if checkpoint is not None and step % run.checkpoint_every == 0:
                     self.save(checkpoint, step)
         except KeyboardInterrupt:
@@ -104,21 +121,42 @@ class Run(ABC):
             raise
         return step - first
 
+    def halve(self, step: int) -> None:
+        """Drop the worse half of every observation's rows (by ``Problem.scores``), at least one kept."""
+        p = self.problem
+        before, keep = p.R, max(1, p.R // 2)
+        if keep == before:
+            return
+        scores = p.scores(self.losses()).detach()
+        rows = survivors(scores, p.P, keep)
+        dropped = torch.ones(p.Q, dtype=torch.bool)
+        dropped[rows.cpu()] = False
+        self.row_scores[p.rows[dropped]] = scores.cpu()[dropped].float()
+        self.dropped_at[p.rows[dropped]] = step
+        p.keep(rows)
+        self.keep(rows)
+        log.info("search: step %d keeps %d of %d rows per observation", step, keep, before)
+
     def record(self, step: int) -> None:
-        self.history.append(self.losses().detach().clone())
+        p = self.problem
+        losses = self.losses().detach()
+        full = torch.full((p.Q0,), math.nan, dtype=losses.dtype, device=losses.device)
+        full[p.rows.to(losses.device)] = losses
+        self.history.append(full)
         self.history_steps.append(step)
 
     def _shape(self) -> list[int]:
         p = self.problem
-        return [p.Q, p.B, *p.shape]
+        return [p.Q0, p.B, *p.shape]
 
     def save(self, path: str | os.PathLike, step: int) -> None:
         p = self.problem
         checkpoints.save(path, {
             "step": step, "config": self.config.as_dict(), "shape": self._shape(),
-            "history": torch.stack(self.history) if self.history else torch.zeros(0, p.Q),
+            "history": torch.stack(self.history) if self.history else torch.zeros(0, p.Q0),
             "history_steps": list(self.history_steps), "resets": self.resets,
             "generator": p.generator.get_state(), "priors": p.prior_state(),
+            "rows": p.rows, "row_scores": self.row_scores, "dropped_at": self.dropped_at,
             **self.optimizer_state()})
 
     def resume(self, path: str | os.PathLike) -> int:
@@ -129,6 +167,11 @@ class Run(ABC):
         self.history_steps = list(state["history_steps"])
         self.resets = state["resets"]
         p.generator.set_state(state["generator"].cpu())
+        if len(state["rows"]) < p.Q:
+            rows = torch.searchsorted(p.rows, state["rows"].cpu()).to(p.device)
+            p.keep(rows)
+            self.keep(rows)
+        self.row_scores, self.dropped_at = state["row_scores"].cpu(), state["dropped_at"].cpu()
         p.load_prior_state(state["priors"])
         self.load_optimizer_state(state)
         log.info("resumed attack from %s at step %d", os.fspath(path), state["step"])
@@ -144,19 +187,36 @@ class Run(ABC):
         p = self.problem
         x, soft = self.variables()
         losses = self.final_losses(x, soft)
+        scores = p.scores(losses).detach()
+        scores = torch.where(torch.isfinite(losses), scores, torch.full_like(scores, math.inf)).cpu()
+        self.row_scores[p.rows] = scores.float()
         labels = soft.argmax(-1) if soft is not None else p.hard_labels
         images = x.detach().clamp(0, 1).cpu()
-        history = torch.stack(self.history).cpu() if self.history else torch.zeros(0, p.Q)
+        history = torch.stack(self.history).cpu() if self.history else torch.zeros(0, p.Q0)
         out = []
         for k in range(p.P):
             sl = slice(k * p.R, (k + 1) * p.R)
-            restart_losses = losses[sl].cpu()
-            best = int(torch.argmin(restart_losses))
+            best = int(torch.argmin(scores[sl]))
             out.append(AttackResult(
                 images=images[sl][best], labels=labels[sl][best].cpu(), restart_images=images[sl],
-                restart_losses=restart_losses, best_restart=best, history=history[:, sl],
+                restart_losses=losses[sl].cpu(), best_restart=best,
+                history=history[:, k * p.Q0 // p.P:(k + 1) * p.Q0 // p.P],
                 history_steps=tuple(self.history_steps), wall_time=wall, iterations=self.config.iterations,
                 iterations_per_second=steps_run / wall if wall > 0 else math.inf,
                 config=self.config, label_method=method if soft is None else "optimize",
-                resets=int(self.resets)))
+                resets=int(self.resets), restart_scores=scores[sl], search=self._report(k, int(p.rows[sl][best]))))
         return out
+
+    def _report(self, k: int, winner: int) -> SearchReport | None:
+        """What the search of observation ``k`` tried (every candidate: its rows' best score) and chose."""
+        p = self.problem
+        if not self.config.search:
+            return None
+        per = p.Q0 // p.P
+        found = []
+        for c, values in enumerate(p.candidates):
+            rows = torch.arange(k * per + c * p.restarts, k * per + (c + 1) * p.restarts)
+            survived = bool((self.dropped_at[rows] < 0).any())
+            found.append(Candidate(values=values, score=float(self.row_scores[rows].min()),
+                                   dropped_at=None if survived else int(self.dropped_at[rows].max())))
+        return SearchReport(select=self.config.select, chosen=p.setting(winner), candidates=tuple(found))

@@ -85,6 +85,13 @@ class ClientSimulator:
         self._measured: list[list[Tensor]] = [[] for _ in self.taps]
         self.vmap_batches = vmap_batches
 
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the dummy batches ``rows`` (their states and targets)."""
+        if not self.shared_state:
+            self.params = {n: p[rows] for n, p in self.params.items()}
+            self.buffers = {n: b[rows] for n, b in self.buffers.items()}
+        self._targets = [t[rows] for t in self._targets]
+
     def _stack(self, tensors: list[Tensor]) -> Tensor:
         return torch.stack([t.detach() for t in tensors]).repeat_interleave(self.restarts, dim=0)
 
