@@ -12,9 +12,11 @@ gradient determines.
 """
 from fastleak.closedform import analytic as _analytic  # noqa: F401  (registers)
 from fastleak.closedform import april as _april  # noqa: F401
+from fastleak.closedform import rgap as _rgap  # noqa: F401
 from fastleak.closedform.linear import Features, final_features, layer_input, row_inputs, singleton_rows
+from fastleak.closedform.rgap import LayerRank, RankAnalysis, rank_analysis
 from fastleak.closedform.registry import (METHODS, ClosedFormConfig, Reconstruction, Target, gradient_residual, method,
                                           names, run)
 
-__all__ = ["METHODS", "ClosedFormConfig", "Features", "Reconstruction", "Target", "final_features",
+__all__ = ["METHODS", "ClosedFormConfig", "Features", "LayerRank", "RankAnalysis", "rank_analysis", "Reconstruction", "Target", "final_features",
            "gradient_residual", "layer_input", "method", "names", "row_inputs", "run", "singleton_rows"]
