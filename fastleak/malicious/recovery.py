@@ -273,29 +273,56 @@ def _error_bound(lattices, bias_diff: torch.Tensor, stats: torch.Tensor, config:
     return bound
 
 
-def _distinct(bins: list[int], images: torch.Tensor, model: MaliciousModel, seen: set[bytes]) -> list[int]:
-    """``bins`` without those whose input an earlier one's sample reaches, or that is already in ``seen``
-    (they hold that sample again: a bin certified single may still hold samples of negligible
-    coefficient besides it, so the same sample can be read again once they are peeled); adds the
-    kept inputs to ``seen``."""
+@dataclass
+class _Accepted:
+    """The samples accepted so far: their inputs (``keys``: bytes of inputs on the grid, ``near``: inputs
+    without a grid) and the bins they were read from (``claimed``)."""
+
+    keys: set
+    near: list
+    claimed: torch.Tensor
+
+
+def _distinct(bins: list[int], images: torch.Tensor, accepted: _Accepted, model: MaliciousModel,
+              config: RecoveryConfig) -> list[int]:
+    """The bins of ``bins`` whose input is a sample not read yet, in order; updates ``accepted``.
+
+    Trap rows and the bins of several measurements share samples, so one sample can be certified in
+    several bins; and a bin certified single may hold samples of negligible coefficient besides it,
+    which later peeling can leave as a near copy. A certified input must therefore reach its own bin
+    and no bin an accepted sample was read from (that bin would hold both), and differ from every accepted
+    input (certified inputs lie on the grid, so the same sample gives the same values; without a grid,
+    inputs within ``duplicate_tolerance`` RMS are the same). Without checks (every occupied bin taken
+    as it is) only the last rule applies."""
     if not bins:
         return []
     block = model.block
     index = torch.tensor(bins)
-    members = block.members(images[index].reshape(-1, *model.in_shape).to(block.bins.weight.device)).cpu()
-    reached = torch.zeros(members.shape[1], dtype=torch.bool)
+    judged = bool(config.checks)
+    members = block.members(images[index].reshape(-1, *model.in_shape).to(block.bins.weight.device)).cpu() \
+        if judged else None
     kept = []
     for i, k in enumerate(bins):
-        key = images[k].detach().cpu().numpy().tobytes()
-        if not reached[k] and key not in seen:
-            kept.append(k)
-            seen.add(key)
-            reached |= members[i]
+        image = images[k].detach().to(torch.float64)
+        if judged and (not members[i, k] or bool((members[i] & accepted.claimed).any())):
+            continue
+        if config.pixel_levels is not None:
+            key = image.cpu().numpy().tobytes()
+            if key in accepted.keys:
+                continue
+            accepted.keys.add(key)
+        elif accepted.near and bool(((torch.stack(accepted.near) - image).pow(2).mean(1).sqrt()
+                                     <= config.duplicate_tolerance).any()):
+            continue
+        else:
+            accepted.near.append(image)
+        accepted.claimed[k] = True
+        kept.append(k)
     return kept
 
 
 def _peel(weight: torch.Tensor, bias_diff: torch.Tensor, status: torch.Tensor, images: torch.Tensor,
-          accepted: list[int], seen: set[bytes], model: MaliciousModel, config: RecoveryConfig, lattices) -> None:
+          accepted: list[int], seen: _Accepted, model: MaliciousModel, config: RecoveryConfig, lattices) -> None:
     """Subtract the samples of the ``accepted`` bins from the mixed bins they reach and certify what is
     left, round after round (module docs); updates ``status``, ``images`` and ``accepted`` in place."""
     block = model.block
@@ -323,7 +350,7 @@ def _peel(weight: torch.Tensor, bias_diff: torch.Tensor, status: torch.Tensor, i
         new = rows[_judge(cands, model, config) == 0]
         images[rows] = candidate.to(images.dtype)
         images[new] = _on_grid(images[new], config)
-        fresh = _distinct(new.tolist(), images, model, seen)
+        fresh = _distinct(new.tolist(), images, seen, model, config)
         status[torch.tensor(fresh, dtype=torch.long)] = PEELED
         accepted.extend(fresh)
 
@@ -358,8 +385,8 @@ def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.T
     images[single] = _on_grid(images[single], config)
     accepted = single.tolist()
     if not hasattr(block, "bin_intervals") or len(block.directions) > 1:   # a sample reaches several bins
-        seen: set[bytes] = set()
-        accepted = _distinct(accepted, images, model, seen)
+        seen = _Accepted(set(), [], torch.zeros(len(diff), dtype=torch.bool))
+        accepted = _distinct(accepted, images, seen, model, config)
         if config.peel and observation.kind == "gradient" and bool((status == MIXED).any()):
             _peel(weight, diff, status, images, accepted, seen, model, config, lattices)
     chosen = torch.tensor(accepted, dtype=torch.long)
