@@ -12,6 +12,7 @@ gradient determines.
 """
 from fastleak.closedform import analytic as _analytic  # noqa: F401  (registers)
 from fastleak.closedform import april as _april  # noqa: F401
+from fastleak.closedform import features as _features  # noqa: F401
 from fastleak.closedform import rgap as _rgap  # noqa: F401
 from fastleak.closedform.linear import Features, final_features, layer_input, row_inputs, singleton_rows
 from fastleak.closedform.rgap import LayerRank, RankAnalysis, rank_analysis
