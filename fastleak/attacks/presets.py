@@ -11,6 +11,7 @@ from fastleak._checks import positive_int, typed_fields
 from fastleak._registry import Registry
 from fastleak.attacks.execution import FIELDS as EXECUTION_FIELDS
 from fastleak.attacks.execution import Execution, split_execution
+from fastleak.attacks.inits import INITS
 from fastleak.attacks.priors import PRIORS, merge_priors, normalise_priors
 from fastleak.attacks.search import SELECT, check_halving, normalise_search
 from fastleak.errors import InvalidValueError
@@ -20,7 +21,6 @@ CHOICES: dict[str, tuple[str | None, ...]] = {
     "distance": ("l2", "l2_relative", "cosine"),
     "layer_weights": ("equal", "linear", "exp"),
     "optimizer": ("adam", "lbfgs"),
-    "init": ("uniform", "gaussian"),
     "fedavg_mode": ("unroll", "pseudo"),
     "line_search": (None, "backtracking"),
 }
@@ -40,8 +40,17 @@ class AttackConfig:
     presets take 300 steps of 20 iterations, as the original DLG code does.
     distance: gradient distance "l2", "l2_relative" (L2 over the target's squared norm, so that prior
     weights mean the same on every model) or "cosine"; layer_weights: "equal", "linear", "exp".
-    optimizer: "adam" (optionally on signed gradients, with step decay at 3/8, 5/8, 7/8 of the
-    run) or "lbfgs" (batched, per-problem; ``line_search`` None or "backtracking").
+    optimizer: "adam" or "lbfgs" (batched, per-problem; ``line_search`` None or "backtracking").
+    signed: Adam's gradient: True its sign, False as it is, "soft" tanh(g s) / s with s = 1 - t/T
+    falling linearly over the run (breaching's soft sign: near the sign early, the gradient late).
+    lr_decay: Adam's rate schedule: True steps of 0.1 at 3/8, 5/8 and 7/8 of the run, "cosine"
+    cosine annealing to 0, False constant; after a linear warm-up over the first ``warmup`` steps.
+    langevin: Gaussian noise of standard deviation ``langevin`` x the current rate added to Adam's
+    gradient (before any sign; Yin et al. 2021). adam_betas, adam_eps: Adam's own settings
+    (breaching's "adam-safe": (0.5, 0.99), 1e-4).
+    stages: Adam on images of rising resolution (coarse to fine): the run is split into ``stages``
+    equal parts; part k optimises images of k/stages of the input's height and width, upsampled
+    (bilinear) to the input's size for the model, and the next part starts from their upsampling.
     priors: prior name -> its parameters (``fastleak.attacks.priors``; e.g. {"tv": {"weight": 0.05}}),
     completed with each prior's defaults on construction; a weight of 0 disables a prior.
     search, halving, select, holdout: restarts over a grid of settings (``fastleak.attacks.search``):
@@ -52,7 +61,8 @@ class AttackConfig:
     pins it: it leaves the search.
     fedavg_mode: for update observations, "unroll" (differentiable replay of the local
     steps) or "pseudo" (match the pseudo-gradient (W0 - Wt) / (lr * steps)).
-    boxed: clamp images to [0, 1] after every step.
+    boxed: clamp images to [0, 1] after every step (L-BFGS: after every ``lbfgs_inner`` iterations).
+    init: the initial images, a name of ``fastleak.attacks.inits.INITS``.
 
     Every field is checked on construction (and so by ``replace``); ``label_method`` only for its type,
     since label methods can be registered after a configuration is made.
@@ -66,8 +76,13 @@ class AttackConfig:
     optimizer: str = "adam"
     iterations: int = 2000
     lr: float = 0.1
-    signed: bool = True
-    lr_decay: bool = True
+    signed: bool | str = True
+    lr_decay: bool | str = True
+    warmup: int = 0
+    langevin: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    stages: int = 1
     boxed: bool = True
     init: str = "uniform"
     priors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -81,8 +96,12 @@ class AttackConfig:
     line_search: str | None = None
 
     def __post_init__(self) -> None:
-        typed_fields({k: v for k, v in self.as_dict().items() if k not in ("priors", "search", "halving")},
-                     AttackConfig, "attack")
+        typed_fields({k: v for k, v in self.as_dict().items()
+                      if k not in ("priors", "search", "halving", "adam_betas")}, AttackConfig, "attack")
+        self._check_adam()
+        if self.init not in INITS:
+            raise InvalidValueError(f"attack option init must be one of {', '.join(map(repr, INITS.names()))}, "
+                                    f"got {self.init!r}")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise InvalidValueError(f"attack option {name} must be one of {', '.join(map(repr, allowed))}, "
@@ -104,6 +123,28 @@ class AttackConfig:
         if self.select == "holdout" and self.holdout < 2:
             raise InvalidValueError(f"attack option holdout must be >= 2 with select='holdout' (every holdout-th "
                                     f"parameter tensor is held out), got {self.holdout}")
+
+    def _check_adam(self) -> None:
+        """The Adam settings beyond their types."""
+        if self.signed not in (True, False, "soft"):
+            raise InvalidValueError(f"attack option signed must be True, False or 'soft', got {self.signed!r}")
+        if self.lr_decay not in (True, False, "cosine"):
+            raise InvalidValueError(f"attack option lr_decay must be True (steps), False or 'cosine', "
+                                    f"got {self.lr_decay!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise InvalidValueError(f"attack option warmup must be an int >= 0 (steps), got {self.warmup!r}")
+        if not (math.isfinite(self.langevin) and self.langevin >= 0):
+            raise InvalidValueError(f"attack option langevin must be a finite number >= 0, got {self.langevin!r}")
+        betas = self.adam_betas
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and
+                all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+            raise InvalidValueError(f"attack option adam_betas must be two numbers in [0, 1), got {betas!r}")
+        object.__setattr__(self, "adam_betas", tuple(float(b) for b in betas))
+        if not (math.isfinite(self.adam_eps) and self.adam_eps > 0):
+            raise InvalidValueError(f"attack option adam_eps must be a positive finite number, got {self.adam_eps!r}")
+        positive_int(self.stages, "attack option stages")
+        if self.stages > 1 and self.optimizer != "adam":
+            raise InvalidValueError(f"attack option stages > 1 needs optimizer 'adam', got {self.optimizer!r}")
 
     def replace(self, **overrides: Any) -> "AttackConfig":
         """This configuration with fields replaced; a prior's name (``tv=0.1``) or an entry of

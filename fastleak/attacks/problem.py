@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from fastleak.attacks.execution import Execution
+from fastleak.attacks.inits import INITS
 from fastleak.attacks.presets import AttackConfig
 from fastleak.attacks.priors import Prior, active
 from fastleak.attacks.search import candidates, holdout_mask
@@ -107,22 +108,26 @@ class Problem:
         for prior in self.priors:
             prior.keep(rows)
 
-    def _random_images(self, generator: torch.Generator) -> Tensor:
-        shape = (self.Q, self.B, *self.shape)
-        device = generator.device
-        if self.config.init == "uniform":
-            return torch.rand(shape, generator=generator, device=device)
-        return 0.5 + 0.25 * torch.randn(shape, generator=generator, device=device)
+    def _random_images(self, generator: torch.Generator, size: Sequence[int] | None) -> Tensor:
+        """Images [Q, B, C, *size] (size None: the input's) by the configuration's ``init``."""
+        shape = (self.Q, self.B, *self.shape) if size is None else (self.Q, self.B, self.shape[0], *size)
+        return INITS.get(self.config.init)(shape, generator)
 
-    def init_images(self) -> Tensor:
-        """The initial images, drawn on the CPU so that a seed gives the same start on every device."""
-        return self._random_images(self.generator).to(self.device)
+    def init_images(self, size: Sequence[int] | None = None) -> Tensor:
+        """The initial images, drawn on the CPU so that a seed gives the same start on every device;
+        ``size`` (H, W) draws them at another resolution."""
+        return self._random_images(self.generator, size).to(self.device)
 
-    def fresh_images(self, step: int) -> Tensor:
+    def fresh_images(self, step: int, size: Sequence[int] | None = None) -> Tensor:
         """Images for restarts started again at ``step``, drawn on the device (no host synchronisation)
         from a generator seeded by the attack's seed and the step, so a resumed run draws the same."""
-        generator = torch.Generator(device=self.device).manual_seed(((self.seed & 0xFFFFFFFF) << 32) | (step + 1))
-        return self._random_images(generator)
+        return self._random_images(self.step_generator(step), size)
+
+    def step_generator(self, step: int, stream: int = 0) -> torch.Generator:
+        """A generator on the device seeded by the attack's seed, ``step`` and ``stream`` (0: fresh images,
+        1: gradient noise), so a resumed run draws the same."""
+        return torch.Generator(device=self.device).manual_seed(
+            ((self.seed & 0xFFFFFFFF) << 32) | (stream << 31) | (step + 1))
 
     def init_soft_labels(self) -> Tensor:
         return torch.randn((self.Q, self.B, self.C), generator=self.generator).to(self.device)

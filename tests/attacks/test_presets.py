@@ -10,7 +10,7 @@ from fastleak.errors import InvalidValueError
     ("distance", "l1", "attack option distance must be one of 'l2', 'l2_relative', 'cosine', got 'l1'"),
     ("layer_weights", "random", "attack option layer_weights must be one of 'equal', 'linear', 'exp'"),
     ("optimizer", "sgd", "attack option optimizer must be one of 'adam', 'lbfgs', got 'sgd'"),
-    ("init", "zeros", "attack option init must be one of 'uniform', 'gaussian'"),
+    ("init", "zeros", "attack option init must be one of 'gaussian', 'patterned-16', 'patterned-4', 'uniform', got 'zeros'"),
     ("fedavg_mode", "replay", "attack option fedavg_mode must be one of 'unroll', 'pseudo'"),
     ("line_search", "wolfe", "attack option line_search must be one of None, 'backtracking', got 'wolfe'"),
     ("iterations", 0, "attack option iterations must be a positive int, got 0"),
