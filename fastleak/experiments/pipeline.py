@@ -43,6 +43,24 @@ def attack_iterations(spec: ExperimentSpec) -> int | None:
     return configure(spec.preset, spec.iterations, **spec.attack_options)[0].iterations
 
 
+def label_public_data(spec: ExperimentSpec, scenario):
+    """The server's public data for recovered labels (``spec.public_data``; by default the other
+    split of the dataset, or none where it cannot be read)."""
+    from fastleak.labels.public import default_public, load_public
+
+    if spec.public_data == "none":
+        return None
+    size = scenario.images.shape[-1]
+    try:
+        return load_public(spec.public_data or default_public(spec.dataset, spec.split), root=spec.data_root,
+                           size=size)
+    except (data.DatasetError, ValueError) as exc:
+        if spec.public_data is not None:
+            raise
+        log.info("no public data for the labels: %s", str(exc).splitlines()[0])
+        return None
+
+
 def run(spec: ExperimentSpec, *, callback=None, checkpoint=None) -> RunOutcome:
     """Simulate, attack and evaluate; ``callback``/``checkpoint`` are passed to the attack.
 
@@ -56,8 +74,9 @@ def run(spec: ExperimentSpec, *, callback=None, checkpoint=None) -> RunOutcome:
     scenario = simulate(spec)
     labels = {"recover": "recover", "optimize": "optimize", "true": scenario.labels}[spec.attack_labels]
     options = {"label_method": spec.label_method, **spec.attack_options}
+    public = label_public_data(spec, scenario) if spec.attack_labels == "recover" else None
     result = attack(scenario.observation, scenario.model, spec.preset,
-                    labels=labels, restarts=spec.restarts, iterations=spec.iterations,
+                    labels=labels, label_public=public, restarts=spec.restarts, iterations=spec.iterations,
                     seed=spec.seed, device=spec.device, callback=callback, checkpoint=checkpoint, **options)
     evaluation = evaluate(result.images, scenario.images, result.labels, scenario.labels,
                           num_classes=data.num_classes(spec.dataset, root=spec.data_root))

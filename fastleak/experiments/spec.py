@@ -14,7 +14,7 @@ CLIENT_BN = ("train", "eval")
 THREATS = ("honest", "malicious")
 # Fields added after results files existed, and the value that reproduces the experiments written
 # before them; ``fastleak.sweeps.job_key`` leaves them out at that value so old results stay valid.
-LATER_FIELDS = {"threat": "honest", "clients": 1}
+LATER_FIELDS = {"threat": "honest", "clients": 1, "public_data": None}
 # The aggregation defense that ``clients`` > 1 selects, over that many clients (its one parameter).
 AGGREGATION = "secure_aggregation"
 
@@ -44,6 +44,9 @@ class ExperimentSpec:
     "malicious" (the server sends a modified model, ``fastleak.malicious``; ``preset`` is "imprint" or
     "trap" and ``attack_options`` override its config fields, e.g. {"bins": 64}).
     attack_labels: "recover" (``label_method``), "optimize" or "true" (the ground truth, for ablations).
+    public_data: the server's labelled public data for recovered labels, "NAME[:SPLIT]" of
+    ``fastleak.data`` (read from ``data_root``; split "train" by default), "none", or None: the other
+    split of ``dataset`` when it can be read (``fastleak.labels.counts``'s ``public``).
     attack_options: overrides of the preset's ``AttackConfig`` fields.
     """
 
@@ -68,6 +71,7 @@ class ExperimentSpec:
     iterations: int | None = None
     attack_labels: str = "recover"
     label_method: str = "auto"
+    public_data: str | None = None
     attack_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str = "cpu"
@@ -83,6 +87,10 @@ class ExperimentSpec:
             raise InvalidValueError(f"split must be 'train' or 'test', got {self.split!r}")
         if self.attack_labels not in ("recover", "optimize", "true"):
             raise InvalidValueError(f"attack_labels must be recover, optimize or true, got {self.attack_labels!r}")
+        if self.public_data is not None and (not isinstance(self.public_data, str) or
+                                             self.public_data.partition(":")[2] not in ("", "train", "test")):
+            raise InvalidValueError(f"public_data must be 'NAME[:SPLIT]' (split train or test) or 'none', got "
+                                    f"{self.public_data!r}")
         for name in ("batch", "restarts", "pairs", "local_steps", "clients"):
             positive_int(getattr(self, name), name)
         optional_positive_int(self.iterations, "iterations")

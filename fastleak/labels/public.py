@@ -96,6 +96,25 @@ def as_public(public: Any, num_classes: int, input_shape: Sequence[int] | None) 
     return data
 
 
+def load_public(spec: str, *, root=None, images: int = 1000, size: int | None = None) -> PublicData:
+    """``spec`` "NAME[:SPLIT]" (split "train" by default) as PublicData: up to ``images`` images of
+    that split of ``fastleak.data`` dataset NAME (read from ``root`` as ``fastleak.data.load`` does,
+    resized to ``size``), in a fixed order with their natural labels."""
+    from fastleak import data
+
+    name, _, split = spec.partition(":")
+    split = split or "train"
+    if split not in ("train", "test"):
+        raise InvalidValueError(f"public data {spec!r}: the split must be train or test")
+    source = data.open_split(name, root=root, split=split)
+    return PublicData(*data.load(name, min(len(source.labels), images), seed=0, root=root, split=split, size=size))
+
+
+def default_public(dataset: str, split: str) -> str:
+    """The server's public data by default: the other split of the clients' dataset."""
+    return f"{dataset}:{'train' if split == 'test' else 'test'}"
+
+
 def draw_counts(kind: str, num_samples: int, frequencies: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Label counts [C] (long) of one simulated client batch of ``num_samples``:
 

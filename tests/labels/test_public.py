@@ -125,3 +125,21 @@ def test_an_attack_recovers_its_labels_with_the_public_data():
                              iterations=1, label_method="posterior")
     assert result.label_method == "posterior"
     assert torch.equal(result.labels.sort().values, expected.labels)
+
+
+def test_experiments_take_the_other_split_as_public_data_by_default():
+    from types import SimpleNamespace
+
+    from fastleak.experiments import ExperimentSpec
+    from fastleak.experiments.pipeline import label_public_data
+
+    scenario = SimpleNamespace(images=torch.zeros(1, 1, 28, 28))
+    public = label_public_data(ExperimentSpec(dataset="mnist", model="lenet"), scenario)
+    assert public.num_images == 1000 and public.images.shape[1:] == (1, 28, 28)
+    assert label_public_data(ExperimentSpec(dataset="mnist", public_data="none"), scenario) is None
+    cifar = SimpleNamespace(images=torch.zeros(1, 3, 32, 32))
+    assert label_public_data(ExperimentSpec(dataset="cifar10"), cifar) is None  # no shipped train split
+    with pytest.raises(ValueError, match="no 'train' split"):
+        label_public_data(ExperimentSpec(dataset="cifar10", public_data="cifar10:train"), cifar)
+    with pytest.raises(ValueError, match=r"public_data must be 'NAME\[:SPLIT\]'"):
+        ExperimentSpec(public_data="mnist:val")

@@ -42,35 +42,27 @@ def _label_methods() -> list[str]:
 def _public_data(args: argparse.Namespace, dataset: str | None, split: str, data_root: str | None,
                  input_shape: tuple[int, ...] | None):
     """(PublicData or None, a line describing it)."""
-    from fastleak import data
     from fastleak.data import DatasetError
-    from fastleak.labels import PublicData
+    from fastleak.labels.public import default_public, load_public
 
     given = args.public_data
     if given == "none":
         return None, "public data: none"
-    if given is None:
-        if dataset is None:
-            return None, "public data: none (pass --public-data NAME[:SPLIT])"
-        name, other = dataset, "train" if split == "test" else "test"
-    else:
-        name, _, other = given.partition(":")
-        other = other or "train"
-        if other not in ("train", "test"):
-            raise CliError(f"--public-data {given!r}: the split must be train or test", "e.g. --public-data mnist:train")
+    if given is None and dataset is None:
+        return None, "public data: none (pass --public-data NAME[:SPLIT])"
     if args.public_images < 2:
         raise CliError(f"--public-images must be at least 2, got {args.public_images}", "e.g. --public-images 1000")
-    size = input_shape[-1] if input_shape else None
+    spec = given or default_public(dataset, split)
     try:
-        source = data.open_split(name, root=data_root, split=other)
-        x, y = data.load(name, min(len(source.labels), args.public_images), seed=0, root=data_root, split=other,
-                         size=size)
+        public = load_public(spec, root=data_root, images=args.public_images,
+                             size=input_shape[-1] if input_shape else None)
     except (DatasetError, ValueError) as exc:
         if given is None:
-            return None, f"public data: none (the {other} split of {name} cannot be read: {str(exc).splitlines()[0]})"
+            return None, f"public data: none ({spec} cannot be read: {str(exc).splitlines()[0]})"
         raise CliError(f"--public-data {given!r}: {str(exc).splitlines()[0]}",
                        "name a dataset and split that exist, e.g. mnist:train, or pass --data-root DIR") from None
-    return PublicData(x, y), f"public data: {len(y)} images of the {other} split of {name}"
+    name, _, part = spec.partition(":")
+    return public, f"public data: {public.num_images} images of the {part or 'train'} split of {name}"
 
 
 @command("labels", "Recover the label counts of a simulated or saved observation and print the count table.",

@@ -123,6 +123,9 @@ def attack_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
                    help=f"recover, optimize or true (default: {shown['attack_labels']})")
     g.add_argument("--label-method", default=None,
                    help=f"label recovery method, see 'fastleak labels' (default: {shown['label_method']})")
+    g.add_argument("--public-data", default=None, metavar="NAME[:SPLIT]",
+                   help="the server's labelled public data for recovered labels, read from --data-root like "
+                        "--dataset; 'none' for none (default: the other split of --dataset when it can be read)")
     g.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="override a preset field, e.g. tv=0.1, repeatable (default: the preset's)")
 
@@ -130,7 +133,7 @@ def attack_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
 MALICIOUS_PRESET = "imprint"
 _SPEC_KEYS = ("dataset", "data_root", "split", "model", "client_bn", "state_dict", "batch", "labels", "mode",
               "local_steps", "local_lr", "local_batch_size", "pairs", "defense", "seed", "preset", "restarts",
-              "iterations", "attack_labels", "label_method", "device", "threat", "clients")
+              "iterations", "attack_labels", "label_method", "public_data", "device", "threat", "clients")
 
 
 def spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
