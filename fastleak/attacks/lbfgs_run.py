@@ -1,5 +1,11 @@
 """The L-BFGS run: each dummy batch's images (and soft labels) flattened into one problem of
-``BatchedLBFGS``, so every restart keeps its own curvature history and step size."""
+``BatchedLBFGS``, so every restart keeps its own curvature history and step size.
+
+A boxed run clamps the images to [0, 1] after every ``lbfgs_inner`` iterations (breaching's boxed
+L-BFGS does so after every ``torch.optim.LBFGS.step``), evaluates the objective again at the clamped
+images, and counts the clamp as part of the last step, so the next curvature pair is the secant of
+the move actually made.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -51,6 +57,25 @@ class LBFGSRun(Run):
         self.opt.resume()
         for _ in range(self.config.lbfgs_inner):
             self.opt.step(self.closure)
+        if self.config.boxed:
+            self._box()
+
+    def _box(self) -> None:
+        """Clamp the images to [0, 1]; the last direction absorbs the clamp (d += delta / t, and its
+        products with the stored y_j), and the objective is evaluated again before the next iteration."""
+        opt, n = self.opt, self.n_image
+        inside = opt.x[:, :n].clamp(0, 1)
+        delta = torch.zeros_like(opt.x)
+        delta[:, :n] = inside - opt.x[:, :n]
+        if not bool(delta.any()):
+            return
+        s = opt.state
+        moved = s["t"] > 0
+        shift = torch.where(moved[:, None], delta / torch.where(moved, s["t"], 1.0)[:, None], 0.0)
+        s["d"] = s["d"] + shift
+        s["yd"] = s["yd"] + (s["pairs"][:, :, 1] @ shift[..., None]).squeeze(-1)
+        opt.x = torch.cat([inside, opt.x[:, n:]], 1)
+        s["evaluated"] = torch.zeros((), dtype=torch.bool, device=s["evaluated"].device)
 
     def keep(self, rows: Tensor) -> None:
         self.opt.keep(rows)

@@ -255,6 +255,66 @@ def geng() -> AttackConfig:
                         lr_decay=True, boxed=True, priors={"tv": {"weight": 0.05}}, fedavg_mode="unroll")
 
 
+# The optimisation attacks breaching 0.1.2 configures (breaching/config/attack/*.yaml), in fastleak's
+# units: breaching's Euclidean objective is 0.5 * scale * ||r - t||^2 where ours ("l2") is ||r - t||^2, so
+# its regulariser scales (and Langevin noise) are multiplied here by 2 / scale; its "randn" is our
+# "gaussian" (N(0, 1) inside a normalisation by mean 0.5 and deviation 0.25).
+
+
+@preset("modern")
+def modern() -> AttackConfig:
+    """breaching's "modern" Inverting Gradients: cosine distance, colour TV (isotropic, double
+    opponents) and the classifier-features prior, patterned initialisation, soft-signed Adam with a
+    warm-up and cosine decay, boxed images."""
+    return AttackConfig(distance="cosine", optimizer="adam", iterations=2000, lr=0.1, signed="soft",
+                        lr_decay="cosine", warmup=50, boxed=True, init="patterned-4",
+                        priors={"tv_power": {"weight": 0.1, "inner": 2.0, "outer": 0.5, "opponents": True},
+                                "features": {"weight": 0.1}})
+
+
+@preset("clsattack")
+def clsattack() -> AttackConfig:
+    """breaching's "clsattack": ``modern`` with twice its colour TV and no features prior (the
+    optimisation breaching runs after its class-fishing server; the malicious server is not part of it)."""
+    return modern().replace(priors={"tv_power": {"weight": 0.2, "inner": 2.0, "outer": 0.5, "opponents": True}})
+
+
+@preset("wei")
+def wei() -> AttackConfig:
+    """Wei et al. 2020 ("A Framework for Evaluating Gradient Leakage Attacks in FL"): L2 matching plus
+    the task loss, patterned initialisation, boxed L-BFGS."""
+    return AttackConfig(distance="l2", optimizer="lbfgs", iterations=300, lbfgs_inner=20, lr=1.0, signed=False,
+                        lr_decay=False, boxed=True, init="patterned-16", priors={"task": {"weight": 2.0}})
+
+
+@preset("beyondinfering")
+def beyondinfering() -> AttackConfig:
+    """Wang et al. 2019 ("Beyond Inferring Class Representatives"), as breaching runs it without the GAN:
+    L2 matching with TV (inner exponent 2, outer 1.25), boxed L-BFGS."""
+    return AttackConfig(distance="l2", optimizer="lbfgs", iterations=400, lbfgs_inner=20, lr=1.0, signed=False,
+                        lr_decay=False, boxed=True, init="gaussian",
+                        priors={"tv_power": {"weight": 0.4704, "inner": 2.0, "outer": 1.25}})
+
+
+@preset("multiscale_ghiasi")
+def multiscale_ghiasi() -> AttackConfig:
+    """Inverting Gradients coarse to fine (Ghiasi et al. 2022's multi-resolution schedule): seven
+    stages of rising resolution, Adam with betas (0.5, 0.99) and eps 1e-4 ("adam-safe"), signed, with
+    step decay in every stage."""
+    return AttackConfig(distance="cosine", optimizer="adam", iterations=2000, lr=0.1, signed=True, lr_decay=True,
+                        boxed=True, stages=7, adam_betas=(0.5, 0.99), adam_eps=1e-4, priors={"tv": {"weight": 0.05}})
+
+
+@preset("seethroughgradients")
+def seethroughgradients() -> AttackConfig:
+    """breaching's configuration of Yin et al. 2021: L2 matching (breaching's scale 1e-4), TV, a pixel
+    norm and BatchNorm statistics against the model's running ones, unsigned Adam with warm-up, cosine
+    decay and Langevin noise, the labels by Yin et al.'s rule; no group consistency."""
+    return AttackConfig(distance="l2", label_method="yin", optimizer="adam", iterations=2000, lr=0.1, signed=False,
+                        lr_decay="cosine", warmup=50, langevin=200.0, boxed=True, init="gaussian",
+                        priors={"tv_power": {"weight": 2.0}, "norm": {"weight": 0.02}, "bn": {"weight": 2000.0}})
+
+
 def resolve(preset: str | AttackConfig, iterations: int | None = None, *,
             priors: Mapping[str, Mapping[str, Any]] | None = None, **overrides: Any) -> AttackConfig:
     """The preset (a name or a configuration) with ``overrides`` (``AttackConfig.replace``'s keywords) and

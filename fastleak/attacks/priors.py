@@ -264,3 +264,61 @@ class GroupConsistency(Prior):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.center, self.theta = state["center"], state["theta"]
+
+
+def _colour_opponents(images: Tensor) -> Tensor:
+    """RGB images [N, 3, H, W] with their three double-opponent channels appended (R-G, R-B, G-B);
+    other channel counts unchanged."""
+    if images.shape[1] != 3:
+        return images
+    r, g, b = images.unbind(1)
+    return torch.cat([images, torch.stack([r - g, r - b, g - b], 1)], 1)
+
+
+@prior("tv_power")
+class PowerTotalVariation(Prior):
+    """Total variation with exponents (Geiping et al.'s and breaching's general form): the mean over the
+    pixels, channels and images of (|dx| + eps)^inner + (|dy| + eps)^inner, raised to ``outer``; dx, dy
+    the differences to the right and lower neighbour. inner 1, outer 1 is anisotropic TV; inner 2,
+    outer 0.5 isotropic TV. ``opponents``: RGB images also pay for the variation of R-G, R-B and G-B
+    (colour TV by double opponents)."""
+
+    inner: float = 1.0
+    outer: float = 1.0
+    opponents: bool = False
+    eps: float = 1e-8
+
+    def check(self) -> None:
+        for name in ("inner", "outer"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise InvalidValueError(f"prior tv_power: {name} must be a positive finite number, "
+                                        f"got {getattr(self, name)!r}")
+        if not (math.isfinite(self.eps) and self.eps >= 0):
+            raise InvalidValueError(f"prior tv_power: eps must be a finite number >= 0, got {self.eps!r}")
+
+    def term(self, x: Tensor, problem: Problem) -> Tensor:
+        images = x.flatten(0, 1)
+        if self.opponents:
+            images = _colour_opponents(images)
+        dx = images[..., :-1, 1:] - images[..., :-1, :-1]
+        dy = images[..., 1:, :-1] - images[..., :-1, :-1]
+        local = ((dx.abs() + self.eps).pow(self.inner) + (dy.abs() + self.eps).pow(self.inner)).pow(self.outer)
+        return local.view(x.shape[0], -1).mean(1)
+
+
+@prior("norm")
+class PixelNorm(Prior):
+    """The mean of |pixel|^p over each dummy batch, divided by p (``p`` = 2: half the ``l2`` prior)."""
+
+    p: float = 2.0
+
+    def check(self) -> None:
+        if not (math.isfinite(self.p) and self.p > 0):
+            raise InvalidValueError(f"prior norm: p must be a positive finite number, got {self.p!r}")
+
+    def term(self, x: Tensor, problem: Problem) -> Tensor:
+        return x.abs().pow(self.p).flatten(1).mean(1) / self.p
+
+
+# the priors that run the model forward register themselves on import
+from fastleak.attacks import forward_priors  # noqa: E402,F401
