@@ -135,7 +135,7 @@ def paired_labels(model: nn.Module, gradients: dict[str, Tensor], images: Tensor
 
 
 @method("analytic")
-def analytic(targets: list[Target], labels: list[Tensor], *, refine_steps: int = 30) -> list[Reconstruction]:
+def analytic(targets: list[Target], labels: list[Tensor], *, refine_steps: int = 200) -> list[Reconstruction]:
     """The input off the first fully connected layer: exact for one sample, and per sample for unique labels
     when that layer is the classifier (module docs).
 
@@ -165,9 +165,3 @@ def analytic(targets: list[Target], labels: list[Tensor], *, refine_steps: int =
         out.append(Reconstruction(images=x[None], labels=y))
     return out
 
-
-def features(target: Target, labels: Tensor, steps: int = 30):
-    """The final layer's inputs of ``target``'s batch (``fastleak.closedform.linear.final_features``)."""
-    dw, db, w, b = classifier_tensors(target.model, target.gradients)
-    return final_features(dw, db, w, b, labels, loss=target.observation.loss,
-                          reduction=target.observation.reduction, steps=steps)

@@ -63,7 +63,7 @@ def _distance(feats: Tensor, wanted: Tensor, mask: Tensor, kind: str) -> Tensor:
 @method("feature_inversion", iterative=True)
 def feature_inversion(targets: list[Target], labels: list[Tensor], *, restarts: int = 1,
                       iterations: int | None = None, seed: int = 0, callback=None, lr: float = 0.1, tv: float = 1e-4,
-                      distance: str = "cosine", refine_steps: int = 30) -> list[Reconstruction]:
+                      distance: str = "cosine", refine_steps: int = 200) -> list[Reconstruction]:
     """The classifier's input of every unique-label sample in closed form, then images optimised to produce it
     (module docs): a forward-only objective.
 
