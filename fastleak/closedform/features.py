@@ -90,7 +90,9 @@ def feature_inversion(targets: list[Target], labels: list[Tensor], *, restarts: 
                     "objective leaves them out", missing, exact.numel())
     shape = (len(targets), restarts, targets[0].num_samples, *targets[0].input_shape)
     device = wanted.device
-    x = torch.rand(shape, generator=torch.Generator().manual_seed(seed)).to(device).requires_grad_(True)
+    # every observation starts from the same draw, so attacking it alone or among others gives the same images
+    start = torch.rand(shape[1:], generator=torch.Generator().manual_seed(seed))
+    x = start.expand(shape).contiguous().to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=lr)
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, [steps * 3 // 8, steps * 5 // 8, steps * 7 // 8], 0.1)
     history, recorded = [], []
