@@ -138,7 +138,7 @@ def _peak_rss_mib() -> float:
 def _setup(w: Workload):
     import fastleak.data as data
     import fastleak.models as models
-    from fastleak.attacks import PRESETS
+    from fastleak.attacks.presets import configure
     from fastleak.federated import fedsgd
 
     kw = {"width": w.width} if w.width is not None else {}
@@ -146,8 +146,8 @@ def _setup(w: Workload):
     x, y = data.load(w.dataset, w.attacks * w.batch, seed=DATA_SEED)
     xs, ys = x.split(w.batch), list(y.split(w.batch))
     observations = [fedsgd(model, xi, yi) for xi, yi in zip(xs, ys)]
-    config = PRESETS.get(w.preset).replace(iterations=w.iterations, record_every=1, **w.overrides)
-    return model, observations, ys, config, (xs[0], ys[0])
+    config, execution = configure(w.preset, w.iterations, record_every=1, **w.overrides)
+    return model, observations, ys, config, execution, (xs[0], ys[0])
 
 
 def clock_names(device: str) -> tuple[str, str]:
@@ -187,7 +187,7 @@ def _steady(stamps: list[list[float]], warmup: int, timed: int, clock: int) -> f
     return statistics.median(b - a for a, b in zip(window, window[1:]))
 
 
-def _run_fastleak(w: Workload, device: torch.device, model, observations, labels, config,
+def _run_fastleak(w: Workload, device: torch.device, model, observations, labels, config, execution,
                   profiler=None) -> dict:
     from fastleak.attacks import attack_many
 
@@ -203,11 +203,11 @@ def _run_fastleak(w: Workload, device: torch.device, model, observations, labels
 
     watch = Stopwatch(device)
     attack_many(observations, model, config, labels=labels, restarts=w.restarts, seed=ATTACK_SEED, device=device,
-                callback=callback)
+                callback=callback, execution=execution)
     return {"first_losses": first[0].tolist(), "total": watch.elapsed(), "stamps": stamps}
 
 
-def _run_eager(w: Workload, device: torch.device, model, observations, labels, config) -> dict:
+def _run_eager(w: Workload, device: torch.device, model, observations, labels, config, execution=None) -> dict:
     from benchmarks.eager_reference import eager_attack_many
 
     stamps: dict[str, list[list[float]]] = {}
@@ -242,8 +242,8 @@ def worker(case: Case, side: str, device: torch.device, profile_path: str | None
     torch.backends.cudnn.allow_tf32 = ALLOW_TF32
     torch.backends.cuda.matmul.allow_tf32 = ALLOW_TF32
     w = case.workload
-    model, observations, labels, config, batch = _setup(w)
-    config = config.replace(**{**engine, **(ABLATIONS[side][1] if side in ABLATIONS else {})})
+    model, observations, labels, config, execution, batch = _setup(w)
+    execution = execution.replace(**{**engine, **(ABLATIONS[side][1] if side in ABLATIONS else {})})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rss_before = _rss_mib()
@@ -254,7 +254,8 @@ def worker(case: Case, side: str, device: torch.device, profile_path: str | None
         # the callback steps the profiler after every attack iteration: skip the first, record the second
         with profile(activities=activities, schedule=schedule(wait=1, warmup=0, active=1),
                      record_shapes=True) as prof:
-            out = _run_fastleak(w, device, model, observations, labels, config.replace(iterations=2), profiler=prof)
+            out = _run_fastleak(w, device, model, observations, labels, config.replace(iterations=2), execution,
+                                profiler=prof)
         sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
         with open(profile_path, "w") as f:
             f.write(prof.key_averages().table(sort_by=sort, row_limit=20) + "\n")
@@ -265,8 +266,8 @@ def worker(case: Case, side: str, device: torch.device, profile_path: str | None
         out = _run_train(w, device, model, batch)
     else:
         if case.kind == "sweep":  # pay imports and first-call costs outside the timed runs
-            run(w, device, model, observations[:1], labels[:1], config.replace(iterations=2))
-        out = run(w, device, model, observations, labels, config)
+            run(w, device, model, observations[:1], labels[:1], config.replace(iterations=2), execution)
+        out = run(w, device, model, observations, labels, config, execution)
     out["rss_before_mib"] = rss_before
     out["rss_peak_mib"] = _peak_rss_mib()
     out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
@@ -411,12 +412,12 @@ def plot_scaling(rows: list[dict], path: str) -> None:
 
 
 def engine_options(args) -> dict:
-    """The AttackConfig fields of fastleak's side that the command line switches."""
+    """The Execution settings of fastleak's side that the command line switches."""
     return {"cuda_graph": not args.no_cuda_graph, "lean_conv": not args.no_lean_conv}
 
 
-# ``--ablate``: fastleak again with one engine feature off; side name -> (what is off, AttackConfig
-# fields, environment). Each one's time over the full engine's is the speed-up that feature earns.
+# ``--ablate``: fastleak again with one engine feature off; side name -> (what is off, Execution
+# settings, environment). Each one's time over the full engine's is the speed-up that feature earns.
 ABLATIONS = {
     "fastleak-lean-conv": ("lean convolutions", {"lean_conv": False}, {}),
     "fastleak-compiled-ops": ("compiled ops", {}, {"FASTLEAK_REFERENCE_OPS": "1"}),
