@@ -108,15 +108,25 @@ class Problem:
         for prior in self.priors:
             prior.keep(rows)
 
-    def _random_images(self, generator: torch.Generator, size: Sequence[int] | None) -> Tensor:
-        """Images [Q, B, C, *size] (size None: the input's) by the configuration's ``init``."""
-        shape = (self.Q, self.B, *self.shape) if size is None else (self.Q, self.B, self.shape[0], *size)
+    def _random_images(self, generator: torch.Generator, size: Sequence[int] | None, rows: int | None = None) -> Tensor:
+        """Images [rows, B, C, *size] (rows None: Q; size None: the input's) by the configuration's ``init``."""
+        rows = self.Q if rows is None else rows
+        shape = (rows, self.B, *self.shape) if size is None else (rows, self.B, self.shape[0], *size)
         return INITS.get(self.config.init)(shape, generator)
 
     def init_images(self, size: Sequence[int] | None = None) -> Tensor:
         """The initial images, drawn on the CPU so that a seed gives the same start on every device;
-        ``size`` (H, W) draws them at another resolution."""
-        return self._random_images(self.generator, size).to(self.device)
+        ``size`` (H, W) draws them at another resolution. The candidates of a search share their draws:
+        restart r of every candidate starts where restart r of a run with constant settings would."""
+        return self._for_candidates(self._random_images(self.generator, size, rows=self.P * self.restarts))
+
+    def _for_candidates(self, draws: Tensor) -> Tensor:
+        """[P * restarts, ...] draws as [Q0, ...], each candidate's rows taking its problem's draws in turn."""
+        g = len(self.candidates)
+        if g == 1:
+            return draws.to(self.device)
+        per = draws.view(self.P, 1, self.restarts, *draws.shape[1:]).expand(-1, g, -1, *draws.shape[1:])
+        return per.reshape(self.Q0, *draws.shape[1:]).clone().to(self.device)
 
     def fresh_images(self, step: int, size: Sequence[int] | None = None) -> Tensor:
         """Images for restarts started again at ``step``, drawn on the device (no host synchronisation)
@@ -130,7 +140,7 @@ class Problem:
             ((self.seed & 0xFFFFFFFF) << 32) | (stream << 31) | (step + 1))
 
     def init_soft_labels(self) -> Tensor:
-        return torch.randn((self.Q, self.B, self.C), generator=self.generator).to(self.device)
+        return self._for_candidates(torch.randn((self.P * self.restarts, self.B, self.C), generator=self.generator))
 
     def distance(self, shared: list[Tensor], target: list[Tensor], weights: Tensor | None = None) -> Tensor:
         weights = self.weights if weights is None else weights

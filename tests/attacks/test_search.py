@@ -128,17 +128,26 @@ def test_a_search_reports_what_it_tried_and_chose(case):
 
 
 def test_a_searched_rate_is_each_rows_own(case):
-    """Rows are independent: each follows the run it would have with its rate on all rows."""
+    """The candidates share their starting images, and each row follows the run of its own settings."""
     model, x, y, obs = case
-    opts = dict(labels=y, restarts=1, iterations=4, seed=3, select="objective")
-    both = attack(obs, model, "inverting", search={"lr": [0.1, 0.02]}, **opts).restart_images
-    fast = attack(obs, model, "inverting", search={"lr": [0.1, 0.1]}, **opts).restart_images
-    slow = attack(obs, model, "inverting", search={"lr": [0.02, 0.02]}, **opts).restart_images
-    plain = attack(obs, model, "inverting", labels=y, restarts=2, iterations=4, seed=3, lr=0.02).restart_images
-    torch.testing.assert_close(both[0], fast[0], rtol=0, atol=1e-6)
-    torch.testing.assert_close(both[1], slow[1], rtol=0, atol=1e-6)
-    torch.testing.assert_close(slow, plain, rtol=0, atol=1e-5)
-    assert not torch.allclose(fast[1], slow[1])
+    opts = dict(labels=y, restarts=1, iterations=4, seed=3)
+    both = attack(obs, model, "inverting", search={"lr": [0.1, 0.02]}, select="objective", **opts).restart_images
+    for q, lr in enumerate([0.1, 0.02]):
+        alone = attack(obs, model, "inverting", lr=lr, **opts).restart_images
+        torch.testing.assert_close(both[q], alone[0], rtol=0, atol=1e-5)
+    assert not torch.allclose(both[0], both[1])
+
+
+def test_the_candidates_share_their_restarts_draws(case):
+    model, x, y, obs = case
+    config = configure("inverting", 4, search={"tv": [1e-4, 1e-2, 5e-2]})[0]
+    problem = Problem(model, [obs, obs], config, 2, [y, y], 0, CPU)
+    images = problem.init_images()
+    plain = Problem(model, [obs, obs], configure("inverting", 4)[0], 2, [y, y], 0, CPU).init_images()
+    assert images.shape[0] == 12
+    for p in range(2):
+        for c in range(3):
+            assert torch.equal(images[p * 6 + c * 2:p * 6 + c * 2 + 2], plain[p * 2:p * 2 + 2])
 
 
 def test_an_interrupted_search_resumes_with_the_same_candidates(case, tmp_path):
