@@ -5,10 +5,12 @@
     python -m benchmarks.peers.fastleak_side --to-peer --iterations 2000 [--restarts 1] [--only ...]
     python -m benchmarks.peers.fastleak_side --table [--peer runs/peers/breaching] [--out runs/peers/fastleak]
 
-Runs in fastleak's venv on the case files of ``cases``: ``inverting`` for the ``ig_`` cases
-and ``dlg`` for the ``dlg_`` ones, the presets' defaults with only the budget changed, the labels
-given as breaching is given them (DLG: optimised jointly on both sides), one problem per case,
-after one untimed one-iteration attack (imports and first calls, as on breaching's side).
+Runs in fastleak's venv on the case files of ``cases``: the preset of the case name's prefix
+(``PRESETS``: ``inverting`` for ``ig_``, ``dlg`` for ``dlg_``, the preset of breaching's name for the
+others), or ``--preset`` for every case (give it its own ``--out``), the preset's defaults with only
+the budget changed, the labels given as breaching is given them (DLG: optimised jointly on both
+sides), one problem per case, after one untimed one-iteration attack (imports and first calls, as on
+breaching's side). A case breaching could not attack is tabulated with breaching's error.
 ``--table`` scores both sides' images against the truth with ``fastleak.metrics.evaluate`` (PSNR
 after matching the images one to one) and prints a markdown table with the per-iteration time
 ratio breaching / fastleak (> 1: fastleak is faster).
@@ -29,7 +31,8 @@ import torch
 from benchmarks.peers.common import (attack_options, load, model_of, paired_results, profiled, run_record,
                                      selected_cases, start, with_gradients)
 
-PRESETS = {"ig": "inverting", "dlg": "dlg"}
+PRESETS = {"ig": "inverting", "dlg": "dlg", "modern": "modern", "clsattack": "clsattack", "wei": "wei",
+           "beyondinfering": "beyondinfering", "multiscale": "multiscale_ghiasi", "seethrough": "seethroughgradients"}
 LADDER = (100, 250, 500, 1000)
 
 
@@ -46,19 +49,21 @@ def observation(case: dict):
     return model, with_gradients(obs, case["gradients"])
 
 
-def run(case_path: Path, iterations: int, restarts: int, out: Path, profile: bool = False) -> Path:
+def run(case_path: Path, iterations: int, restarts: int, out: Path, profile: bool = False,
+        preset: str | None = None) -> Path:
     from fastleak.attacks import attack
 
     case = load(case_path)
     model, obs = observation(case)
     kind = case["name"].split("_")[0]
+    preset = preset or PRESETS[kind]
     labels = None if kind == "dlg" else case["labels"]  # DLG optimises the labels jointly, as in breaching
     stem = f"{case['name']}_{kind}_{iterations}x{restarts}"
-    attack(obs, model, PRESETS[kind], labels=labels, restarts=restarts, iterations=1)  # untimed warm-up
+    attack(obs, model, preset, labels=labels, restarts=restarts, iterations=1)  # untimed warm-up
     with profiled(profile, out / f"{stem}_profile.txt"):
-        res = attack(obs, model, PRESETS[kind], labels=labels, restarts=restarts, iterations=iterations)
+        res = attack(obs, model, preset, labels=labels, restarts=restarts, iterations=iterations)
     path = out / f"{stem}.pt"
-    torch.save({"case": case["name"], "attack": kind, "iterations": iterations, "restarts": restarts,
+    torch.save({"case": case["name"], "attack": kind, "preset": preset, "iterations": iterations, "restarts": restarts,
                 "images": res.images, "labels": res.labels, "seconds": res.wall_time,
                 "seconds_per_iteration": res.wall_time / iterations, **run_record()}, path)
     return path
@@ -70,7 +75,8 @@ def psnr(result: dict, truth: dict) -> float:
     return evaluate(result["images"].to(truth["images"].dtype), truth["images"]).psnr
 
 
-def to_peer(case_path: Path, iterations: int, restarts: int, out: Path, peer: Path) -> Path | None:
+def to_peer(case_path: Path, iterations: int, restarts: int, out: Path, peer: Path,
+            preset: str | None = None) -> Path | None:
     """The cheapest ladder budget that reaches the peer's PSNR at ``iterations`` (see the docstring)."""
     truth = load(case_path)
     kind = case_path.stem.split("_")[0]
@@ -85,7 +91,7 @@ def to_peer(case_path: Path, iterations: int, restarts: int, out: Path, peer: Pa
     for budget in ladder + [iterations]:
         path = out / f"{case_path.stem}_{kind}_{budget}x{restarts}.pt"
         if not path.exists():
-            path = run(case_path, budget, restarts, out)
+            path = run(case_path, budget, restarts, out, preset=preset)
         mine = load(path)
         rungs.append({"iterations": budget, "psnr": psnr(mine, truth), "seconds": mine["seconds"]})
         if rungs[-1]["psnr"] >= target:
@@ -115,7 +121,8 @@ def table(cases: Path, ours: Path, peer: Path) -> str:
     for _, mine, other in paired_results(ours, peer):
         truth = load(cases / f"{mine['case']}.pt")
         if "error" in other:
-            lines.append(f"| {mine['case']} | {mine['iterations']} × {mine['restarts']} | | {other['error']} | | | |")
+            lines.append(f"| {mine['case']} | {mine['iterations']} × {mine['restarts']} | {psnr(mine, truth):.1f} | "
+                         f"{other['error']} | {mine['seconds']:.1f} | | |")
             continue
         a, b = psnr(mine, truth), psnr(other, truth)
         # breaching runs its restarts one after another; per iteration means per iteration of all of them
@@ -128,6 +135,7 @@ def table(cases: Path, ours: Path, peer: Path) -> str:
 def main() -> None:
     ap = attack_options(__doc__.split("\n\n")[0], "runs/peers/fastleak", peer="runs/peers/breaching")
     ap.add_argument("--to-peer", action="store_true", help="the time to the peer's PSNR at --iterations (docstring)")
+    ap.add_argument("--preset", default=None, help="this preset on every case instead of the prefix's (docstring)")
     args = ap.parse_args()
     if args.table:
         print(table(Path(args.cases), Path(args.out), Path(args.peer)))
@@ -137,10 +145,10 @@ def main() -> None:
     out = start(args)
     for case_path in selected_cases(args.cases, args.only):
         if args.to_peer:
-            summary = to_peer(case_path, args.iterations, args.restarts, out, Path(args.peer))
+            summary = to_peer(case_path, args.iterations, args.restarts, out, Path(args.peer), args.preset)
             print(f"{case_path.stem}: " + (f"{summary}" if summary else "no breaching result to reach"), flush=True)
             continue
-        path = run(case_path, args.iterations, args.restarts, out, args.profile)
+        path = run(case_path, args.iterations, args.restarts, out, args.profile, args.preset)
         result = load(path)
         print(f"{case_path.stem}: {result['seconds']:.1f} s, {1e3 * result['seconds_per_iteration']:.1f} ms/it",
               flush=True)
