@@ -40,7 +40,7 @@ def attack_iterations(spec: ExperimentSpec) -> int | None:
         return None
     from fastleak.attacks.presets import configure
 
-    return configure(spec.preset, spec.iterations, **spec.attack_options)[0].iterations
+    return configure(spec.preset, spec.iterations, priors=spec.priors, **spec.attack_options)[0].iterations
 
 
 def label_public_data(spec: ExperimentSpec, scenario):
@@ -77,7 +77,8 @@ def run(spec: ExperimentSpec, *, callback=None, checkpoint=None) -> RunOutcome:
     public = label_public_data(spec, scenario) if spec.attack_labels == "recover" else None
     result = attack(scenario.observation, scenario.model, spec.preset,
                     labels=labels, label_public=public, restarts=spec.restarts, iterations=spec.iterations,
-                    seed=spec.seed, device=spec.device, callback=callback, checkpoint=checkpoint, **options)
+                    seed=spec.seed, device=spec.device, callback=callback, checkpoint=checkpoint, priors=spec.priors,
+                    **options)
     evaluation = evaluate(result.images, scenario.images, result.labels, scenario.labels,
                           num_classes=data.num_classes(spec.dataset, root=spec.data_root))
     log.info("attack %s on %s/%s B=%d: PSNR %.2f dB, SSIM %.3f, LnAcc %.2f", spec.preset, spec.model, spec.dataset,

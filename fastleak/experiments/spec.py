@@ -14,7 +14,7 @@ CLIENT_BN = ("train", "eval")
 THREATS = ("honest", "malicious")
 # Fields added after results files existed, and the value that reproduces the experiments written
 # before them; ``fastleak.sweeps.job_key`` leaves them out at that value so old results stay valid.
-LATER_FIELDS = {"threat": "honest", "clients": 1, "public_data": None}
+LATER_FIELDS = {"threat": "honest", "clients": 1, "public_data": None, "priors": {}}
 # The aggregation defense that ``clients`` > 1 selects, over that many clients (its one parameter).
 AGGREGATION = "secure_aggregation"
 
@@ -48,6 +48,8 @@ class ExperimentSpec:
     ``fastleak.data`` (read from ``data_root``; split "train" by default), "none", or None: the other
     split of ``dataset`` when it can be read (``fastleak.labels.counts``'s ``public``).
     attack_options: overrides of the preset's ``AttackConfig`` fields.
+    priors: changes to the preset's priors, prior by prior and parameter by parameter (``fastleak.attack``'s
+    ``priors``; e.g. {"tv": {"weight": 1e-4}}; a prior of your own by its dotted module path).
     """
 
     dataset: str = "cifar10"
@@ -73,6 +75,7 @@ class ExperimentSpec:
     label_method: str = "auto"
     public_data: str | None = None
     attack_options: dict[str, Any] = field(default_factory=dict)
+    priors: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 0
     device: str = "cpu"
     threat: str = "honest"
@@ -91,6 +94,10 @@ class ExperimentSpec:
                                              self.public_data.partition(":")[2] not in ("", "train", "test")):
             raise InvalidValueError(f"public_data must be 'NAME[:SPLIT]' (split train or test) or 'none', got "
                                     f"{self.public_data!r}")
+        if not isinstance(self.priors, dict) or not all(isinstance(k, str) and isinstance(v, dict)
+                                                        for k, v in self.priors.items()):
+            raise InvalidValueError(f"priors must map prior names to their parameters, e.g. "
+                                    f"{{'tv': {{'weight': 0.0001}}}}, got {self.priors!r}")
         for name in ("batch", "restarts", "pairs", "local_steps", "clients"):
             positive_int(getattr(self, name), name)
         optional_positive_int(self.iterations, "iterations")

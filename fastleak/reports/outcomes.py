@@ -52,7 +52,8 @@ def _honest(outcome: Outcome, run_dir: Path, spec_dict: dict[str, Any]) -> dict[
     write_config(run_dir, spec_dict, result.config.as_dict())
     metrics = {**ev.as_dict(), "wall_time_s": result.wall_time, "iterations": result.iterations,
                "iterations_per_second": result.iterations_per_second, "best_restart": result.best_restart,
-               "restart_losses": result.restart_losses.tolist(), "resets": result.resets}
+               "restart_losses": result.restart_losses.tolist(), "resets": result.resets,
+               "search": None if result.search is None else result.search.as_dict()}
     write_json(run_dir / "metrics.json", metrics)
     num_classes = int(max(scenario.labels.max(), result.labels.max()) + 1)
     true_counts = torch.bincount(scenario.labels, minlength=num_classes)

@@ -6,7 +6,9 @@ runs/<timestamp>/
                  "torch", "fastleak"}: everything needed to reproduce the run
   metrics.json  {"version", "psnr", "ssim", "mse", "psnr_per_image", "ssim_per_image", "order",
                  "lpips", "labels": {"ln_acc", "le_acc", "exact"}, "wall_time_s",
-                 "iterations", "iterations_per_second", "best_restart", "restart_losses", "resets"}
+                 "iterations", "iterations_per_second", "best_restart", "restart_losses", "resets",
+                 "search": null or {"select", "chosen": {knob: value}, "candidates": [{"values", "score",
+                 "dropped_at"}, ...]}}
   labels.json   {"version", "method", "true": [...], "recovered": [...],
                  "counts": {"class": [true, recovered], ...}}
   grid.png      ground truth (top) and matched reconstructions (bottom) with PSNR captions

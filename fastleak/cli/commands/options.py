@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fastleak._keyvalue import key_values
+from fastleak._keyvalue import key_values, named_key_values
 from fastleak._toml import read_toml
 from fastleak.cli.errors import CliError
 
@@ -128,6 +128,10 @@ def attack_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
                         "--dataset; 'none' for none (default: the other split of --dataset when it can be read)")
     g.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="override a preset field, e.g. tv=0.1, repeatable (default: the preset's)")
+    g.add_argument("--prior", action="append", metavar="NAME[:KEY=VALUE,...]",
+                   help="change or add a prior of the preset, e.g. tv:weight=1e-4 or group:weight=0.01,every=50; "
+                        "weight=0 removes one; a prior of your own as MODULE.NAME, importable from the current "
+                        "directory; repeatable (default: the preset's priors)")
 
 
 MALICIOUS_PRESET = "imprint"
@@ -156,6 +160,9 @@ def spec_from_args(args: argparse.Namespace, base: dict[str, Any]):
                                     **key_values(args.defense_param, "--defense-param", "sigma=0.01")}
     if getattr(args, "option", None):
         values["attack_options"] = {**values.get("attack_options", {}), **key_values(args.option, "--option", "tv=0.1")}
+    for text in getattr(args, "prior", None) or ():
+        name, params = named_key_values(text, "--prior", "tv:weight=1e-4")
+        values["priors"] = {**values.get("priors", {}), name: {**values.get("priors", {}).get(name, {}), **params}}
     if values.get("threat") == "malicious" and getattr(args, "preset", None) is None and "preset" not in base:
         values["preset"] = MALICIOUS_PRESET
     return ExperimentSpec.from_dict(values)

@@ -89,10 +89,25 @@ def _honest_summary(outcome, spec, run_dir: Path, thread_policy: str) -> list[st
                    f"  [{res.label_method}]"),
         ("label accuracy", f"LnAcc {ev.labels.ln_acc:.2f}  LeAcc {ev.labels.le_acc:.2f}  "
                            f"exact {'yes' if ev.labels.exact else 'no'}"),
+        *_search_rows(res.search),
         ("PSNR", f"{ev.psnr:.2f} dB (per image: {', '.join(f'{p:.1f}' for p in ev.psnr_per_image)})"),
         ("SSIM", f"{ev.ssim:.3f}"),
         ("speed", f"{res.iterations_per_second:.1f} it/s, {res.wall_time:.1f} s on {spec.device}, {thread_policy}"),
         ("outputs", str(run_dir))])]
+
+
+def _search_rows(report) -> list[tuple[str, str]]:
+    """What a search chose and the gradient distance every candidate reached (none without a search)."""
+    if report is None:
+        return []
+
+    def values(v) -> str:
+        return " ".join(f"{k}={x:g}" for k, x in v.items())
+
+    tried = ", ".join(f"{values(c.values)}: {c.score:.3g}" + ("" if c.dropped_at is None else f" (to {c.dropped_at})")
+                      for c in report.candidates)
+    return [("chosen", f"{values(report.chosen)} of {len(report.candidates)} candidates, by {report.select}"),
+            ("candidates", tried)]
 
 
 def _malicious_summary(outcome, spec, run_dir: Path, thread_policy: str) -> list[str]:
