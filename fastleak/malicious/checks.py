@@ -28,6 +28,8 @@ computed for them in the same pass:
   steps, that a quantised update allows in the bin's values) is at most ``grid_tolerance``. A
   candidate on the grid with a coarser bound is a quantisation artefact, not necessarily the
   client's sample (8-bit quantisation puts dark bins' candidates on the grid at the wrong values).
+  An update's candidate re-scaled onto the grid has no bound when another scale tried fits the
+  grid about as well (``rescale.ambiguous``): an image of few grey levels fits several.
 """
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from fastleak.errors import InvalidValueError
+from fastleak.malicious.imprint import copy_of
 from fastleak.malicious.model import MaliciousModel
 from fastleak.malicious.recovery import Recovery
 from fastleak.malicious.theory import peeling_fraction
@@ -56,8 +57,11 @@ class RecoveryScore:
 
 
 def evaluate(recovery: Recovery, model: MaliciousModel, true_images: torch.Tensor,
-             true_labels: torch.Tensor | None = None, *, num_classes: int | None = None) -> RecoveryScore:
-    """Match ``recovery.images`` to ``true_images`` [B, *in_shape] and score them (module docs)."""
+             true_labels: torch.Tensor | None = None, *, num_classes: int | None = None,
+             clients: torch.Tensor | None = None) -> RecoveryScore:
+    """Match ``recovery.images`` to ``true_images`` [B, *in_shape] and score them (module docs).
+    ``clients`` [B]: each sample's client, for a block separated per client (``imprint.separate``):
+    a sample reaches only its client's copy of the bins."""
     if not isinstance(true_images, torch.Tensor) or tuple(true_images.shape[1:]) != model.in_shape:
         raise InvalidValueError(f"true_images must have shape [B, *{model.in_shape}], got "
                                 + (str(tuple(true_images.shape)) if isinstance(true_images, torch.Tensor)
@@ -79,6 +83,8 @@ def evaluate(recovery: Recovery, model: MaliciousModel, true_images: torch.Tenso
 
     block = model.block
     members = block.members(true_images.detach().to(block.bins.weight.device)).cpu()
+    if clients is not None:
+        members &= copy_of(block, torch.arange(members.shape[1]))[None, :] == torch.as_tensor(clients)[:, None].cpu()
     per_bin = members.sum(0)
     alone = tuple(bool(v) for v in (members & (per_bin == 1)).any(1).tolist())
     empty_truth = per_bin == 0

@@ -38,6 +38,7 @@ let a FedSGD server read nearly every sample where one group reads its singleton
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -56,15 +57,17 @@ STRUCTURES = ("cumulative", "sparse")
 class ImprintConfig:
     """The server's choices: ``bins`` (K >= 2 rows), the ``measurement`` (a name in
     ``measurements.names()``), how many ``measurements`` (directions, each with ``bins /
-    measurements`` bins of its own; sparse bins only), its ``seed`` (for random projections) and
-    the ``structure``: "cumulative" (ReLU rows, the paper's layout) or "sparse" (hard-tanh rows, one
-    per bin)."""
+    measurements`` bins of its own; sparse bins only), its ``seed`` (for random projections), the
+    ``structure``: "cumulative" (ReLU rows, the paper's layout) or "sparse" (hard-tanh rows, one
+    per bin), and ``clients``: copies of all those bins, one per client (``separate``), for a
+    server that separates the clients of a secure aggregation (``clients * bins`` rows)."""
 
     bins: int
     measurement: str = "mean"
     seed: int = 0
     structure: str = "cumulative"
     measurements: int = 1
+    clients: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
@@ -80,9 +83,12 @@ class ImprintConfig:
                 or self.bins // count < 2:
             raise InvalidValueError(f"measurements must be a positive int dividing bins={self.bins} into groups of at "
                                     f"least 2 bins, got {count!r}")
-        if count > 1 and self.structure != "sparse":
-            raise InvalidValueError("several measurements need structure='sparse' (each row a bin of its own "
-                                    f"direction), got structure={self.structure!r}")
+        if isinstance(self.clients, bool) or not isinstance(self.clients, int) or self.clients < 1:
+            raise InvalidValueError(f"clients must be a positive int (copies of the bins, one per client), got "
+                                    f"{self.clients!r}")
+        if (count > 1 or self.clients > 1) and self.structure != "sparse":
+            raise InvalidValueError("several measurements or clients need structure='sparse' (each row a bin of its "
+                                    f"own), got structure={self.structure!r}")
 
 
 class ImprintBlock(nn.Module):
@@ -91,12 +97,14 @@ class ImprintBlock(nn.Module):
     ``measurement`` is one direction [N] or several [M, N]; ``edges`` [K + 1] (or [M, K / M + 1],
     one row per direction) are the bin boundaries: bin k is ``(edges[k], edges[k + 1]]`` (the
     cumulative block's last edge is inf). With several directions, rows ``g K / M`` to
-    ``(g + 1) K / M - 1`` are direction g's bins.
+    ``(g + 1) K / M - 1`` are direction g's bins. ``copies`` > 1: the directions come in that many
+    consecutive copies, one per client of a separated secure aggregation (``separate``).
     """
 
     def __init__(self, in_shape: tuple[int, ...], measurement: torch.Tensor, edges: torch.Tensor,
-                 structure: str = "cumulative") -> None:
+                 structure: str = "cumulative", copies: int = 1) -> None:
         super().__init__()
+        self.copies = copies
         directions = measurement.reshape(-1, measurement.shape[-1])
         group_edges = edges.reshape(len(directions), -1)
         num_features, per_group = math.prod(in_shape), group_edges.shape[1] - 1
@@ -204,10 +212,41 @@ def imprint_model(model: nn.Module, public: torch.Tensor, config: ImprintConfig,
                                          public)
     per_group = config.bins // config.measurements
     edges = torch.stack([fit_edges(public, d, per_group, config.structure) for d in directions])
-    if config.measurements == 1:
+    if config.clients > 1:
+        directions, edges = directions.repeat(config.clients, 1), edges.repeat(config.clients, 1)
+    elif config.measurements == 1:
         directions, edges = directions[0], edges[0]
-    block = ImprintBlock(shape, directions, edges, config.structure)
+    block = ImprintBlock(shape, directions, edges, config.structure, config.clients)
     param = next(model.parameters(), None)
     if param is not None:
         block = block.to(device=param.device)
     return attach(block, model, shape)
+
+
+def separate(model: MaliciousModel) -> list[MaliciousModel]:
+    """One model per client for a server that separates the clients of a secure aggregation (in the
+    spirit of LOKI, Zhao et al. 2023): the block of ``model`` holds one copy of its bins per client
+    (``ImprintConfig.clients``), and client j's model keeps copy j alone, its other rows switched
+    off (weights 0, bias -1: never active, no gradient). The sum the aggregation reveals then holds
+    every client's samples in its own copy, as if each client had been attacked alone, and each
+    recovered input comes with its client (``copy_of`` its bin). ``model`` itself, with every copy,
+    is what the server recovers with."""
+    if not isinstance(model, MaliciousModel) or not isinstance(model.block, ImprintBlock):
+        raise InvalidTypeError(f"model must be a MaliciousModel with an imprint block, got {type(model).__name__}")
+    block = model.block
+    per_copy = block.bins.out_features // block.copies
+    out = []
+    for j in range(block.copies):
+        own = copy.deepcopy(model)
+        off = torch.ones(block.bins.out_features, dtype=torch.bool)
+        off[j * per_copy:(j + 1) * per_copy] = False
+        with torch.no_grad():
+            own.block.bins.weight[off] = 0
+            own.block.bins.bias[off] = -1
+        out.append(own)
+    return out
+
+
+def copy_of(block: nn.Module, bins: torch.Tensor) -> torch.Tensor:
+    """The copy (client, for a separated block) of each bin index in ``bins``; zeros for one copy."""
+    return torch.as_tensor(bins) // (block.bins.out_features // getattr(block, "copies", 1))

@@ -7,6 +7,11 @@ client's batch (the protocol tells the server its batch size):
   sample is alone in its bin with probability ``(1 - 1/K)^(B - 1) ~ exp(-1/2) = 0.61``. Sparse rows
   keep that through FedAvg's local steps; ``structure="cumulative"`` gives the paper's layout,
   exact for FedSGD only (``benchmarks/bench_imprint.py``). Options: the fields of ``ImprintConfig``.
+* ``imprint_pca``: the same ``2 * batch_size`` sparse bins split into 4 groups, each on one of the
+  4 principal directions of the public data (QBI-style quantile edges along each), read with
+  peeling: a FedSGD server reads nearly the whole batch where one direction gives its singletons
+  (``benchmarks/RESULTS.md``). FedAvg updates are not peeled, so there each group's singletons are
+  what is read. Options: the fields of ``ImprintConfig``.
 * ``trap``: ``rows = 2 * batch_size`` trap rows that fire for ``1 / batch_size`` of the public
   data. Options: the fields of ``TrapConfig``.
 """
@@ -50,6 +55,14 @@ def _config(cls: type, defaults: dict[str, Any], options: dict[str, Any], name: 
 @preset("imprint")
 def _imprint(model: nn.Module, public: torch.Tensor, batch_size: int, in_shape, **options: Any) -> MaliciousModel:
     config = _config(ImprintConfig, {"bins": 2 * batch_size, "structure": "sparse"}, options, "imprint")
+    return imprint_model(model, public, config, in_shape=in_shape)
+
+
+@preset("imprint_pca")
+def _imprint_pca(model: nn.Module, public: torch.Tensor, batch_size: int, in_shape, **options: Any) -> MaliciousModel:
+    bins = max(8, -(-2 * batch_size // 4) * 4)   # 2B rounded up to a multiple of the 4 directions
+    config = _config(ImprintConfig, {"bins": bins, "structure": "sparse", "measurement": "pca", "measurements": 4},
+                     options, "imprint_pca")
     return imprint_model(model, public, config, in_shape=in_shape)
 
 

@@ -57,8 +57,9 @@ import torch
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated.observation import Observation
 from fastleak.malicious import checks as _checks
+from fastleak.malicious.imprint import copy_of
 from fastleak.malicious.model import MaliciousModel
-from fastleak.malicious.rescale import measurement_estimate, off_grid, snap_to_grid
+from fastleak.malicious.rescale import ambiguous, measurement_estimate, off_grid, snap_to_grid
 from fastleak.malicious.resolution import Lattice, error_bound, lattice
 from fastleak.ops.imprint_certify import bin_stats_reference, imprint_certify
 
@@ -235,8 +236,9 @@ def _on_grid(images: torch.Tensor, config: RecoveryConfig) -> torch.Tensor:
 
 
 def _snapped(images: torch.Tensor, bias_diff: torch.Tensor, rows: torch.Tensor, model: MaliciousModel,
-             config: RecoveryConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rows of ``rows`` whose candidate a re-scaling puts closer to the grid, and their new candidates."""
+             config: RecoveryConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rows of ``rows`` whose candidate a re-scaling puts closer to the grid, their new candidates,
+    and whether another scale tried fits the grid about as well (``rescale.ambiguous``)."""
     low, high, levels = config.grid
     flat = images[rows].to(torch.float64)
     off = off_grid(flat, levels, low, high)
@@ -249,9 +251,10 @@ def _snapped(images: torch.Tensor, bias_diff: torch.Tensor, rows: torch.Tensor, 
                                               lower[rows.to(lower.device)].to(direction.device),
                                               upper[rows.to(upper.device)].to(direction.device))
         estimate = torch.where(torch.isfinite(by_measurement), by_measurement, flat)
-    snapped = snap_to_grid(direction, estimate, levels, low, high, config.snap_search)
-    better = off_grid(snapped, levels, low, high) < off
-    return rows[better], snapped[better]
+    snapped, other = snap_to_grid(direction, estimate, levels, low, high, config.snap_search)
+    now = off_grid(snapped, levels, low, high)
+    better = now < off
+    return rows[better], snapped[better], ambiguous(now[better], other[better], config.grid_tolerance)
 
 
 def _lattices(weight: torch.Tensor, bias: torch.Tensor, config: RecoveryConfig) -> tuple[Lattice | None, ...]:
@@ -262,14 +265,15 @@ def _lattices(weight: torch.Tensor, bias: torch.Tensor, config: RecoveryConfig) 
 
 def _error_bound(lattices, bias_diff: torch.Tensor, stats: torch.Tensor, config: RecoveryConfig,
                  scaled_by_grid: torch.Tensor | None = None) -> torch.Tensor:
-    """``resolution.error_bound`` of candidates; the bias's lattice does not count for the candidates
-    ``scaled_by_grid`` (re-scaled onto the grid: their scale comes from the weights)."""
+    """``resolution.error_bound`` of candidates. The candidates ``scaled_by_grid`` (re-scaled onto the
+    grid) take their scale from their brightest weight entry instead of the bias, so the weights'
+    error counts twice (each value's own, and the scale's) and the bias's not at all."""
     low, high, levels = config.grid
     largest = torch.maximum(stats[:, _checks.LOW].abs(), stats[:, _checks.HIGH].abs())
     steps = levels / (high - low) if levels else 1.0
     bound = error_bound(*lattices, bias_diff, largest, steps)
-    if scaled_by_grid is not None and lattices[1] is not None and bool(scaled_by_grid.any()):
-        bound = torch.where(scaled_by_grid, error_bound(lattices[0], None, bias_diff, largest, steps), bound)
+    if scaled_by_grid is not None and bool(scaled_by_grid.any()):
+        bound = torch.where(scaled_by_grid, 2 * error_bound(lattices[0], None, bias_diff, largest, steps), bound)
     return bound
 
 
@@ -281,6 +285,17 @@ class _Accepted:
     keys: set
     near: list
     claimed: torch.Tensor
+
+
+def _reach(model: MaliciousModel, images: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """The bins [n, K] the samples ``images`` [n, D] reach, read from ``bins`` [n]: the block's
+    ``members``, within the copy of their own bin for a block separated per client."""
+    block = model.block
+    members = block.members(images.reshape(-1, *model.in_shape).to(block.bins.weight.device)).cpu()
+    if getattr(block, "copies", 1) > 1:
+        every = torch.arange(members.shape[1])
+        members &= copy_of(block, every)[None, :] == copy_of(block, bins)[:, None]
+    return members
 
 
 def _distinct(bins: list[int], images: torch.Tensor, accepted: _Accepted, model: MaliciousModel,
@@ -296,11 +311,9 @@ def _distinct(bins: list[int], images: torch.Tensor, accepted: _Accepted, model:
     as it is) only the last rule applies."""
     if not bins:
         return []
-    block = model.block
     index = torch.tensor(bins)
     judged = bool(config.checks)
-    members = block.members(images[index].reshape(-1, *model.in_shape).to(block.bins.weight.device)).cpu() \
-        if judged else None
+    members = _reach(model, images[index], index) if judged else None
     kept = []
     for i, k in enumerate(bins):
         image = images[k].detach().to(torch.float64)
@@ -335,8 +348,7 @@ def _peel(weight: torch.Tensor, bias_diff: torch.Tensor, status: torch.Tensor, i
     while fresh:
         index = torch.tensor(fresh)
         samples = images[index].to(torch.float64)
-        members = block.members(samples.reshape(-1, *model.in_shape).to(block.bins.weight.device)).cpu()
-        reach = members & (status == MIXED)[None, :]                          # [fresh, K]
+        reach = _reach(model, samples, index) & (status == MIXED)[None, :]                          # [fresh, K]
         rows = torch.nonzero(reach.any(0)).flatten()
         if not len(rows):
             break
@@ -365,17 +377,20 @@ def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.T
     stats = stats.detach()[rows].to(torch.float64)
     images = images.detach().clone()
     scaled_by_grid = torch.zeros(len(rows), dtype=torch.bool)
+    uncertain = torch.zeros(len(rows), dtype=torch.bool)
     if config.snap_to_grid and config.pixel_levels is not None and observation.kind == "update" and len(rows):
         unsettled = rows[stats[:, _checks.OFF_GRID] > 0]
-        moved, snapped = _snapped(images, diff, unsettled, model, config)
+        moved, snapped, ambiguous = _snapped(images, diff, unsettled, model, config)
         if len(moved):
             candidate, stats_moved = _certify(snapped, torch.ones(len(moved), dtype=snapped.dtype), moved, block, config)
             images[moved] = candidate.to(images.dtype)
             position = torch.searchsorted(rows, moved)
             stats[position] = stats_moved
             scaled_by_grid[position] = True
-    candidates = _checks.Candidates(rows, images[rows], stats,
-                                    _error_bound(lattices, diff[rows], stats, config, scaled_by_grid), diff)
+            uncertain[position] = ambiguous
+    bound = _error_bound(lattices, diff[rows], stats, config, scaled_by_grid)
+    bound = torch.where(uncertain, torch.inf, bound)   # two scales put it on the grid: its values are not known
+    candidates = _checks.Candidates(rows, images[rows], stats, bound, diff)
     failed_mask = _judge(candidates, model, config)
     status = torch.full((len(diff),), EMPTY, dtype=torch.int64)
     status[rows] = torch.where(failed_mask == 0, SINGLE, MIXED)
@@ -384,7 +399,7 @@ def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.T
     single = rows[failed_mask == 0]
     images[single] = _on_grid(images[single], config)
     accepted = single.tolist()
-    if not hasattr(block, "bin_intervals") or len(block.directions) > 1:   # a sample reaches several bins
+    if not hasattr(block, "bin_intervals") or len(block.directions) > 1:   # a sample reaches several bins (copies)
         seen = _Accepted(set(), [], torch.zeros(len(diff), dtype=torch.bool))
         accepted = _distinct(accepted, images, seen, model, config)
         if config.peel and observation.kind == "gradient" and bool((status == MIXED).any()):

@@ -40,10 +40,13 @@ def measurement_estimate(direction: torch.Tensor, measurement: torch.Tensor, low
 
 
 def snap_to_grid(direction: torch.Tensor, estimate: torch.Tensor, levels: int, low: float, high: float,
-                 search: int = 8) -> torch.Tensor:
+                 search: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """The rows of ``estimate`` [K, N] (each bin's input, ``direction`` [K, N] times some scale)
     re-scaled onto the grid of ``levels`` steps over [low, high] where a scale within ``search``
-    steps of the estimate's lies closer to it (module docs). float64 in, float64 out."""
+    steps of the estimate's lies closer to it (module docs), and for each row the distance to the
+    grid (in steps) of the best other scale tried: a row that another scale puts about as near the
+    grid (an image of few grey levels, which a scale of 1 + 4/255 maps within 0.008 steps of the
+    grid again) has no certain scale (``ambiguous``). float64 in, float64 out."""
     step = (high - low) / levels
     brightest = direction.abs().argmax(1, keepdim=True)
     d_j = direction.gather(1, brightest).squeeze(1)
@@ -51,12 +54,25 @@ def snap_to_grid(direction: torch.Tensor, estimate: torch.Tensor, levels: int, l
     level_j = torch.where(torch.isfinite(level_j), level_j, 0.0)
     images = torch.where(torch.isfinite(estimate), estimate, 0.0)
     best, best_off = images, off_grid(images, levels, low, high)
+    best_level = torch.full_like(level_j, torch.nan)
+    offs, candidate_levels = [], []
     for delta in range(-search, search + 1):
         value = low + (level_j + delta) * step
         usable = (value != 0) & (d_j != 0)
         candidate = direction / torch.where(usable, d_j / torch.where(usable, value, 1.0), 1.0)[:, None]
-        off = off_grid(candidate, levels, low, high)
-        better = usable & (off < best_off)
+        off = torch.where(usable, off_grid(candidate, levels, low, high), torch.inf)
+        better = off < best_off
         best = torch.where(better[:, None], candidate, best)
         best_off = torch.where(better, off, best_off)
-    return best
+        best_level = torch.where(better, level_j + delta, best_level)
+        offs.append(off)
+        candidate_levels.append(level_j + delta)
+    others = torch.stack(offs, 1).masked_fill(torch.stack(candidate_levels, 1) == best_level[:, None], torch.inf)
+    return best, others.amin(1)
+
+
+def ambiguous(best: torch.Tensor, other: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """Whether another scale fits the grid about as well as the best one: within ``tolerance`` steps
+    and less than 4 times the best's distance plus 0.002 steps (a clean sample's own scale leaves it
+    within 1e-4 steps; the few grey levels of some digits fit a wrong scale to 0.008)."""
+    return (other <= tolerance) & (other < 4 * best + 0.002)

@@ -10,12 +10,16 @@ that scale onto the grid exactly), so ``checks.resolution`` certifies only bins 
 within ``grid_tolerance``. Under that bound, rounding the candidate to the grid gives the sample
 exactly.
 
-``lattice(t)`` finds the step from a strided sample of ``t``'s values: their distinct values'
-gaps are whole multiples of one step (to ``LATTICE_TOLERANCE`` of it) for a quantised tensor,
-while the sums of a clean gradient fall anywhere. A clean bin whose row is its own pixel grid (a
-single occupied bin, as with one sample) is a lattice too, of step ``|b| / levels``; so is a bin
-quantised losslessly. Neither changes the sample, so a weight lattice of exactly one grid step
-through zero costs a bin nothing.
+``lattice(t)`` finds the step from a strided sample of ``t``'s values: a common divisor of their
+gaps, by Euclid's algorithm on real numbers (each remainder is a multiple of the step as long as
+the gaps are; each candidate is the mean step of the multiples it gives, so that rounding
+averages out), up to the float rounding of the values. A quantised tensor has one with at most
+``MAX_LEVELS`` steps across its range; the sums of a clean gradient share none coarser than their
+rounding. A clean bin whose row is its own pixel grid (a single occupied bin, as with one sample)
+is a lattice too, of step ``|b| / levels``; so is a bin quantised losslessly. Neither changes the
+sample, so a weight lattice of exactly one grid step through zero costs a bin nothing. A float32
+update ``W_after - W_before`` is a fine lattice of the parameters' float spacing, which costs a
+bin nothing either.
 """
 from __future__ import annotations
 
@@ -23,9 +27,11 @@ from dataclasses import dataclass
 
 import torch
 
-LATTICE_TOLERANCE = 1e-2   # float32 rounding of a 16-bit quantiser's levels stays under 0.7% of a step
-SAMPLES = 2048
-MIN_LEVELS = 3
+LATTICE_TOLERANCE = 1e-3   # of a step: how far a bin's lattice may be from one grid step and still be its grid
+SAMPLES = 4096
+MIN_LEVELS = 8
+MAX_LEVELS = 1 << 17
+ROUNDING = {torch.float32: 2.0 ** -24, torch.float64: 2.0 ** -53}
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,8 @@ class Lattice:
 
 def lattice(t: torch.Tensor, samples: int = SAMPLES) -> Lattice | None:
     """The lattice the values of ``t`` lie on, from up to ``samples`` of them (every ``numel /
-    samples``-th), or None when their gaps share no step (module docs). The step is the smallest
-    gap, or a half to an eighth of it when the gaps are odd multiples of a finer step."""
+    samples``-th), or None when they hold fewer than ``MIN_LEVELS`` distinct values or share no step
+    coarser than ``1 / MAX_LEVELS`` of their range (module docs)."""
     flat = t.detach().reshape(-1)
     if flat.numel() == 0:
         return None
@@ -48,14 +54,33 @@ def lattice(t: torch.Tensor, samples: int = SAMPLES) -> Lattice | None:
     if len(values) < MIN_LEVELS or not bool(torch.isfinite(values).all()):
         return None
     gaps = values[1:] - values[:-1]
-    smallest = float(gaps.min())
-    for divisor in range(1, 9):
-        step = smallest / divisor
-        ratio = gaps / step
-        if bool(((ratio - ratio.round()).abs() <= LATTICE_TOLERANCE).all()):
+    span = float(values[-1] - values[0])
+    noise = 4 * float(values.abs().max()) * ROUNDING.get(t.dtype, ROUNDING[torch.float32])
+    step = float(gaps.min())
+    while step * MAX_LEVELS >= span:
+        step = _refined(gaps, step, noise)
+        multiple = (gaps / step).round().clamp_min(1)
+        remainder = (gaps - multiple * step).abs()
+        off = remainder > 2 * noise
+        if not bool(off.any()):
             offset = float(torch.remainder(values[0], step))
-            return Lattice(step, offset if offset < step * (1 - LATTICE_TOLERANCE) else 0.0)
+            return Lattice(step, 0.0 if min(offset, step - offset) <= 2 * noise else offset)
+        step = min(float(remainder[off].min()), step / 2)
     return None
+
+
+def _refined(gaps: torch.Tensor, step: float, noise: float) -> float:
+    """``step`` re-estimated as the mean step of the gaps' multiples of it, taking in larger gaps as the
+    estimate sharpens (a gap's multiple is known while the step's error times it stays under a
+    quarter step), so that the values' rounding averages out."""
+    total = 1.0
+    for _ in range(16):
+        usable = gaps <= 0.25 * step * step * total / (2 * noise)
+        multiple = (gaps[usable] / step).round().clamp_min(1)
+        step, total = float(gaps[usable].sum() / multiple.sum()), float(multiple.sum())
+        if bool(usable.all()):
+            break
+    return step
 
 
 def error_bound(weights: Lattice | None, bias: Lattice | None, bias_diff: torch.Tensor, largest: torch.Tensor,
@@ -67,7 +92,7 @@ def error_bound(weights: Lattice | None, bias: Lattice | None, bias_diff: torch.
     scale = bias_diff.to(torch.float64).abs().reciprocal() * steps_per_unit
     if weights is not None:
         rho = weights.step * scale
-        own_grid = ((rho - 1).abs() <= LATTICE_TOLERANCE) & (weights.offset <= LATTICE_TOLERANCE * weights.step)
+        own_grid = ((rho - 1).abs() <= LATTICE_TOLERANCE) & (weights.offset == 0.0)
         out = out + torch.where(own_grid, 0.0, rho / 2)
     if bias is not None:
         out = out + largest.to(torch.float64).abs() * (bias.step / 2) * scale

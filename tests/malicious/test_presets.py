@@ -1,5 +1,6 @@
 """The server's presets: blocks sized for the batch it reads, options that override their configs."""
 import pytest
+import torch
 
 from fastleak.errors import InvalidValueError
 from fastleak.malicious import ImprintBlock, TrapBlock, presets
@@ -26,10 +27,20 @@ def test_trap_rows_fire_for_one_sample_in_a_batch_on_average(lenet, mnist_public
 
 
 def test_unknown_presets_and_options_are_named(lenet, mnist_public):
-    with pytest.raises(InvalidValueError, match="unknown malicious preset 'imprnt'; valid names: imprint, trap"):
+    with pytest.raises(InvalidValueError, match="unknown malicious preset 'imprnt'; valid names: imprint, imprint_pca, "
+                                                "trap"):
         presets.build("imprnt", lenet, mnist_public, 8)
     with pytest.raises(InvalidValueError, match="'trap' preset has no option bins; its options are activation_rate, "
                                                 "rows, seed"):
         presets.build("trap", lenet, mnist_public, 8, bins=4)
     with pytest.raises(InvalidValueError, match="batch_size"):
         presets.build("imprint", lenet, mnist_public, 0)
+
+
+def test_imprint_pca_splits_the_bins_into_four_principal_directions(lenet, mnist_public):
+    model = presets.build("imprint_pca", lenet, mnist_public, 30)
+    block = model.block
+    assert block.bins.out_features == 60 and len(block.directions) == 4 and not block.cumulative
+    gram = block.directions @ block.directions.T
+    torch.testing.assert_close(gram, torch.eye(4, dtype=torch.float64), rtol=0, atol=1e-9)
+    assert presets.build("imprint_pca", lenet, mnist_public, 1).block.bins.out_features == 8

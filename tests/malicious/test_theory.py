@@ -55,3 +55,19 @@ def test_errors_name_the_argument():
         theory.equal_bins_singleton_fraction(4, 0)
     with pytest.raises(ValueError, match="bin_counts must be .* summing to at least batch_size=5"):
         theory.pool_singleton_fraction(torch.tensor([1, 2]), 5)
+
+
+def test_peeling_reads_what_subtraction_leaves_alone():
+    # bins: 0 = {a}, 1 = {a, b}, 2 = {b, c}, 3 = {d, e}: a, then b, then c; d and e stay mixed
+    members = torch.zeros(5, 4, dtype=torch.bool)
+    for sample, bins in enumerate(([0, 1], [1, 2], [2], [3], [3])):
+        members[sample, bins] = True
+    assert theory.peeling_fraction(members) == pytest.approx(3 / 5)
+    # one bin per sample (one measurement): peeling reads the singletons only
+    one = torch.nn.functional.one_hot(torch.tensor([0, 0, 1, 2, 2, 3]), 5).bool()
+    assert theory.peeling_fraction(one) == pytest.approx(2 / 6)
+    pool = torch.nn.functional.one_hot(torch.arange(400) % 50, 50).bool()
+    assert theory.sampled_peeling_fraction(pool, 20, draws=500) == pytest.approx(
+        theory.pool_singleton_fraction(torch.full((50,), 8), 20), abs=0.02)
+    with pytest.raises(ValueError, match="members must be a non-empty bool matrix"):
+        theory.peeling_fraction(torch.zeros(0, 3, dtype=torch.bool))

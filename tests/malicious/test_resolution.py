@@ -1,0 +1,64 @@
+"""fastleak.malicious.resolution: the lattice of quantised tensors, and none in clean gradients."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastleak.malicious.resolution import error_bound, lattice
+
+
+def quantize(tensors, bits):
+    """Uniform quantisation per tensor to 2**bits levels from its minimum to its maximum (the
+    ``quantize`` defense's rule)."""
+    out = []
+    for t in tensors:
+        lo, hi = t.min(), t.max()
+        step = (hi - lo) / (2 ** bits - 1)
+        out.append(torch.round((t - lo) / step) * step + lo)
+    return tuple(out)
+
+
+def clean_rows(seed: int = 0) -> torch.Tensor:
+    """A sparse bin layer's gradient: rows c_k x_k of 8-bit images with their own coefficients, half empty."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (64, 300), generator=g).float() / 255
+    c = torch.randn(64, 1, generator=g) * 1e-3
+    c[::2] = 0
+    return c * x
+
+
+@pytest.mark.parametrize("bits", [4, 8, 10])
+def test_a_quantised_tensor_lies_on_its_step(bits):
+    (q,) = quantize((clean_rows(),), bits)
+    found = lattice(q)
+    lo, hi = clean_rows().min().item(), clean_rows().max().item()
+    assert found is not None
+    assert found.step == pytest.approx((hi - lo) / (2 ** bits - 1), rel=1e-3)
+
+
+def test_clean_gradients_and_noise_have_no_lattice():
+    assert lattice(clean_rows()) is None
+    assert lattice(torch.randn(1000, generator=torch.Generator().manual_seed(1))) is None
+    assert lattice(torch.tensor([0.0, 0.1])) is None   # too few values to tell
+    assert lattice(torch.zeros(0)) is None
+
+
+def test_one_row_on_its_own_pixel_grid_costs_nothing():
+    """A single occupied bin (a batch of one) is a lattice of step c / 255 through zero: its own grid."""
+    row = torch.zeros(2, 300)
+    row[0] = 0.37 * torch.randint(0, 256, (300,), generator=torch.Generator().manual_seed(2)).float() / 255
+    found = lattice(row)
+    assert found is not None and found.offset == 0.0
+    bound = error_bound(found, None, torch.tensor([0.37]), torch.tensor([1.0]), 255.0)
+    assert bound.item() == 0.0
+
+
+def test_error_bound_adds_the_weight_and_bias_steps():
+    (qw,) = quantize((clean_rows(),), 8)
+    weights = lattice(qw)
+    bias = lattice(torch.arange(20.0) * 1e-4 + 3e-5)
+    b = torch.tensor([1e-3, 1e-4], dtype=torch.float64)
+    bound = error_bound(weights, bias, b, torch.tensor([1.0, 0.5]), 255.0)
+    expected = weights.step / 2 / b * 255 + torch.tensor([1.0, 0.5]) * (bias.step / 2) / b * 255
+    torch.testing.assert_close(bound, expected.double(), rtol=1e-6, atol=0)
+    assert (error_bound(None, None, b, torch.ones(2), 255.0) == 0).all()
