@@ -10,9 +10,10 @@ from fastleak.cli.commands.registry import command
 from fastleak.cli.commands.running import execute
 
 
-# A FedSGD client as it trains (BatchNorm on batch statistics). The wall times, in seconds on two idle CPU
-# cores with the default threads (the median of three runs of `fastleak demo [--fast]`), are the figures the
-# help and the README quote (tests/test_readme.py holds the README to them).
+# A FedSGD client as it trains (BatchNorm on batch statistics). Its wall times in seconds on two idle CPU cores
+# with the default threads, as `python -m benchmarks.cli_timings --only demo` measures them (RESULTS.md, "The new
+# demo on a busy machine": 14.6 s and 6.7 s), are the figures the help and the README quote (tests/test_readme.py
+# holds the README to them).
 DEMO_SECONDS = 15
 DEMO_FAST_SECONDS = 7
 DEMO = {"dataset": "cifar10", "model": "plainconv", "model_options": {"width": 16, "depth": 3}, "client_bn": "train",
