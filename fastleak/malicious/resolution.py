@@ -57,7 +57,7 @@ def lattice(t: torch.Tensor, samples: int = SAMPLES) -> Lattice | None:
     span = float(values[-1] - values[0])
     noise = 4 * float(values.abs().max()) * ROUNDING.get(t.dtype, ROUNDING[torch.float32])
     step = float(gaps.min())
-    while step * MAX_LEVELS >= span:
+    while step > 0 and step * MAX_LEVELS >= span:
         step = _refined(gaps, step, noise)
         multiple = (gaps / step).round().clamp_min(1)
         remainder = (gaps - multiple * step).abs()
@@ -76,6 +76,8 @@ def _refined(gaps: torch.Tensor, step: float, noise: float) -> float:
     total = 1.0
     for _ in range(16):
         usable = gaps <= 0.25 * step * step * total / (2 * noise)
+        if not bool(usable.any()):
+            return step
         multiple = (gaps[usable] / step).round().clamp_min(1)
         step, total = float(gaps[usable].sum() / multiple.sum()), float(multiple.sum())
         if bool(usable.all()):

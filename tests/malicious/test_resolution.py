@@ -62,3 +62,11 @@ def test_error_bound_adds_the_weight_and_bias_steps():
     expected = weights.step / 2 / b * 255 + torch.tensor([1.0, 0.5]) * (bias.step / 2) / b * 255
     torch.testing.assert_close(bound, expected.double(), rtol=1e-6, atol=0)
     assert (error_bound(None, None, b, torch.ones(2), 255.0) == 0).all()
+
+
+def test_partial_sums_of_a_cumulative_bias_have_no_lattice():
+    """A regression test: Euclid's remainders grew smaller than every gap, and the refinement then
+    averaged over no gap at all (a NaN step that failed every bin)."""
+    c = torch.randn(40, generator=torch.Generator().manual_seed(3)) * 30
+    sums = c.flip(0).cumsum(0).flip(0).repeat_interleave(2)
+    assert lattice(sums) is None
