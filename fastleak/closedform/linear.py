@@ -44,7 +44,7 @@ def layer_input(weight_grad: Tensor, bias_grad: Tensor) -> Tensor:
     norm = db.pow(2).sum(-1, keepdim=True)
     if bool((norm == 0).any()):
         raise InvalidValueError("bias_grad is zero: no sample reached the layer, so its input cannot be read")
-    return (db.unsqueeze(-1) * dw).sum(-2) / norm
+    return (db.unsqueeze(-2) @ dw).squeeze(-2) / norm
 
 
 def row_inputs(weight_grad: Tensor, bias_grad: Tensor) -> tuple[Tensor, Tensor]:

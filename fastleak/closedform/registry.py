@@ -176,7 +176,9 @@ def _targets(observations: Sequence[Observation], model: nn.Module, device: torc
         at_state = copy.deepcopy(model)
         at_state.load_state_dict(obs.pairs[0].state)
         at_state = at_state.to(device).train(obs.bn_train)
-        out.append(Target(obs.to(device), at_state, {n: g.to(device) for n, g in zip(obs.param_names, grads)}))
+        on_device = all(t.device == device for pair in obs.pairs for t in (*pair.shared, *pair.state.values()))
+        out.append(Target(obs if on_device else obs.to(device), at_state,
+                          {n: g.to(device) for n, g in zip(obs.param_names, grads)}))
     same_protocol(observations, "a closed-form attack needs observations of one protocol and batch shape",
                   also=("num_samples",))
     return out
