@@ -32,21 +32,38 @@ def error_mass(grad_b: torch.Tensor) -> torch.Tensor:
     return 0.5 * grad_b.double().abs().sum(1)
 
 
-def choose(num_samples: int, num_classes: int, mass: float | None) -> tuple[str, str]:
+# geng_shift's count estimates come out whole (mean distance to an integer, negatives included, below
+# this) where the softmax barely varies across inputs (untrained models, the LeNet's loss plateau:
+# 0.00-0.10 at B = 32 and 64 on the trained-model grid), and scatter on confident models (0.08-0.35).
+WHOLE_COUNTS = 0.12
+# ... but also on a confident model whose batch the dummies happen to fit; the error mass of those
+# stays below this (0.00-0.11 at B >= 32 on the grid's states with >= 96% held-out accuracy).
+SETTLED_ERROR_MASS = 0.12
+
+
+def whole_counts_gap(estimates: torch.Tensor) -> torch.Tensor:
+    """Per row of float count estimates [N, C]: the mean distance of an estimate to the nearest
+    whole, non-negative count."""
+    e = estimates.double()
+    return ((e - e.round()).abs() + (-e).clamp_min(0)).mean(1)
+
+
+def choose(num_samples: int, num_classes: int, mass: float | None, gap: float | None = None) -> tuple[str, str]:
     """What ``method="auto"`` runs on a batch of ``num_samples`` without public data, and why;
-    ``mass`` is the observation's ``error_mass`` (None without a shared final-layer bias).
+    ``mass`` is the observation's ``error_mass`` (None without a shared final-layer bias) and ``gap``
+    the ``whole_counts_gap`` of its ``geng_shift`` estimates (None: not computed).
 
     - one sample: ``idlg``, exact at any training round;
-    - a model confident on the batch (or without a bias to tell): ``rlg`` for at most half as many
-      samples as classes, whose label set rests on the signs of p − y alone and so survives
-      training; for larger batches on a confident model ``presence_prior``: there the count
+    - at most half as many samples as classes: ``rlg`` on a model confident on the batch (error mass
+      below 0.45) or without a bias to tell, whose label set rests on the signs of p − y alone and so
+      survives training; ``geng_shift`` on an uncertain model;
+    - larger batches: ``geng_shift`` on an uncertain model (error mass 0.45 or more), or where its
+      estimates come out whole (``WHOLE_COUNTS``) on a model that is not settled on the batch
+      (``SETTLED_ERROR_MASS``): the softmax then barely varies across inputs, which is what the
+      dummies assume; otherwise ``presence_prior``: on a model confident on the batch the count
       methods return confident nonsense (the bias gradient carries only the residual of a few hard
-      samples), while the prior conditioned on the classes the gradient shows present stays at or
-      above the equal-counts guess (benchmarks/RESULTS.md, trained-model grid); ``geng`` without
-      a bias;
-    - an uncertain model: ``geng_shift``: on the trained-model grid (LeNet and ConvNet from round
-      0 to 100, FedSGD and FedAvg, B = 8 to 64) it had the highest mean LnAcc of the count methods
-      on models that are not yet confident.
+      samples), while the prior given the classes the gradient shows present stays at or above the
+      equal-counts guess (benchmarks/RESULTS.md, trained-model grid); ``geng`` without a bias.
     """
     if num_samples == 1:
         return "idlg", "one sample: the sign of its label's logit gradient"
@@ -56,14 +73,18 @@ def choose(num_samples: int, num_classes: int, mass: float | None) -> tuple[str,
         if small:
             return "rlg", f"{size}, no shared bias; the label set from the gradient's column space"
         return "geng", f"{size}; counts from the final weight gradient (no shared bias)"
-    if mass < CONFIDENT_ERROR_MASS:
-        why = f"error mass < {CONFIDENT_ERROR_MASS}: a confident model"
-        if small:
-            return "rlg", f"{size}, {why}; the label set from the gradient's column space"
-        return "presence_prior", (f"{size}, {why}, whose gradient carries too little to count; the prior given "
-                                  "the classes shown present")
-    return "geng_shift", (f"{size}, error mass >= {CONFIDENT_ERROR_MASS}: an uncertain model; dummies moved to the "
-                          "batch's mean feature")
+    if mass >= CONFIDENT_ERROR_MASS:
+        return "geng_shift", (f"{size}, error mass >= {CONFIDENT_ERROR_MASS}: an uncertain model; dummies moved to "
+                              "the batch's mean feature")
+    if small:
+        return "rlg", (f"{size}, error mass < {CONFIDENT_ERROR_MASS}: a confident model; the label set from the "
+                       "gradient's column space")
+    if gap is not None and gap < WHOLE_COUNTS and mass >= SETTLED_ERROR_MASS:
+        return "geng_shift", (f"{size}, geng_shift's estimates within {WHOLE_COUNTS} of whole counts and error mass "
+                              f">= {SETTLED_ERROR_MASS}: a softmax that barely varies across inputs")
+    return "presence_prior", (f"{size}, error mass < {CONFIDENT_ERROR_MASS} and geng_shift's estimates not whole: "
+                              "a model confident on the batch, whose gradient carries too little to count; the "
+                              "prior given the classes shown present")
 
 
 def candidates(num_samples: int, num_classes: int, has_bias: bool) -> tuple[str, ...]:
@@ -247,10 +268,20 @@ def _auto(ev: Evidence, config: LabelConfig, sizes: list[int], first_row: list[i
                      ", ".join(f"{k} {v:.2f}" for k, v in sorted(cal.scores.items(), key=lambda kv: -kv[1])))
         return chosen
     masses: list[float | None] = [None] * n
+    gaps: list[float | None] = [None] * n
     if ev.has_bias:
         per_obs = combine_pairs(error_mass(ev.grad_b)[:, None], ev.obs_index, n, "mean")[:, 0]
         masses = per_obs.tolist()
-    picks = [choose(sizes[i], ev.num_classes, masses[i]) for i in range(n)]
+        unsure = [i for i in range(n) if sizes[i] > ev.num_classes // 2 and masses[i] < CONFIDENT_ERROR_MASS]
+        if unsure:
+            rows = torch.isin(ev.obs_index, torch.tensor(unsure, device=ev.obs_index.device)).nonzero().squeeze(1)
+            sub = ev.subset(rows)
+            est = combine_pairs(registry.get("geng_shift").estimate(sub, config).double(), sub.obs_index, n,
+                                config.combine)
+            gap = whole_counts_gap(est)
+            for i in unsure:
+                gaps[i] = float(gap[i])
+    picks = [choose(sizes[i], ev.num_classes, masses[i], gaps[i]) for i in range(n)]
     for name, reason in sorted(set(picks)):
         which = [i for i in range(n) if picks[i] == (name, reason)]
         spread = ("" if masses[which[0]] is None else

@@ -81,6 +81,10 @@ def test_auto_names_its_choice(make_head, make_observation, caplog):
         assert f"auto' chose {chosen}" in caplog.text
     assert [L.choose(b, 10, mass)[0] for b, mass in ((4, 0.1), (4, None), (4, 0.9), (6, 0.1), (6, None), (6, 0.9))] == [
         "rlg", "rlg", "geng_shift", "presence_prior", "geng", "geng_shift"]
+    # Larger batches on a model that is not sure: geng_shift where its estimates come out whole.
+    assert [L.choose(32, 10, mass, gap)[0] for mass, gap in ((0.3, 0.05), (0.3, 0.2), (0.05, 0.05), (0.5, 0.3))] == [
+        "geng_shift", "presence_prior", "presence_prior", "geng_shift"]
+    assert L.api.whole_counts_gap(torch.tensor([[1.0, 2.0, -0.5, 3.25]])).tolist() == [pytest.approx(0.3125)]
 
 
 def test_rounded_counts_always_sum_to_the_batch_size(make_head, make_observation):
