@@ -90,3 +90,9 @@ def test_the_command_line_runs_a_closed_form_preset(tmp_path, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["psnr"] == 100.0 and metrics["iterations"] == 0
     assert json.loads((run / "config.json").read_text())["attack_config"]["name"] == "analytic"
+
+
+def test_the_readmes_closed_form_table_lists_the_registered_methods():
+    from tests.test_readme import readme, section, table_names
+
+    assert sorted(table_names(section(readme(), "Closed-form attacks"))) == sorted(closedform.names())
