@@ -228,11 +228,13 @@ def _judge(candidates: _checks.Candidates, model: MaliciousModel, config: Recove
 
 
 def _on_grid(images: torch.Tensor, config: RecoveryConfig) -> torch.Tensor:
+    """``images`` rounded to the pixel grid, in their dtype (the grid's values ``low + i / scale``
+    computed as the data's own are: one rounded division)."""
     low, high, levels = config.grid
     if not levels:
         return images
-    step = (high - low) / levels
-    return (((images.to(torch.float64) - low) / step).round() * step + low).to(images.dtype)
+    scale = levels / (high - low)
+    return ((images - low) * scale).round() / scale + low
 
 
 def _snapped(images: torch.Tensor, bias_diff: torch.Tensor, rows: torch.Tensor, model: MaliciousModel,
@@ -375,7 +377,7 @@ def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.T
     empty = diff.abs() <= config.empty_tolerance * diff.abs().max().clamp_min(1e-300)
     rows = torch.nonzero(~empty).flatten()
     stats = stats.detach()[rows].to(torch.float64)
-    images = images.detach().clone()
+    images = images.detach()
     scaled_by_grid = torch.zeros(len(rows), dtype=torch.bool)
     uncertain = torch.zeros(len(rows), dtype=torch.bool)
     if config.snap_to_grid and config.pixel_levels is not None and observation.kind == "update" and len(rows):
@@ -383,6 +385,7 @@ def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.T
         moved, snapped, ambiguous = _snapped(images, diff, unsettled, model, config)
         if len(moved):
             candidate, stats_moved = _certify(snapped, torch.ones(len(moved), dtype=snapped.dtype), moved, block, config)
+            images = images.clone()
             images[moved] = candidate.to(images.dtype)
             position = torch.searchsorted(rows, moved)
             stats[position] = stats_moved
@@ -397,13 +400,17 @@ def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.T
     failed = torch.zeros(len(diff), dtype=torch.int64)
     failed[rows] = failed_mask
     single = rows[failed_mask == 0]
-    images[single] = _on_grid(images[single], config)
     accepted = single.tolist()
     if not hasattr(block, "bin_intervals") or len(block.directions) > 1:   # a sample reaches several bins (copies)
+        images = images.clone()
+        images[single] = _on_grid(images[single], config)
         seen = _Accepted(set(), [], torch.zeros(len(diff), dtype=torch.bool))
         accepted = _distinct(accepted, images, seen, model, config)
         if config.peel and observation.kind == "gradient" and bool((status == MIXED).any()):
             _peel(weight, diff, status, images, accepted, seen, model, config, lattices)
+        chosen_images = images[torch.tensor(accepted, dtype=torch.long).to(images.device)]
+    else:
+        chosen_images = _on_grid(images[single], config)
     chosen = torch.tensor(accepted, dtype=torch.long)
     labels = None
     if config.labels is not None:
@@ -412,7 +419,7 @@ def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.T
         labels = label_api.recover(observation, model, config.labels)
     shape = model.in_shape
     status_names = tuple(STATUSES[s] for s in status.tolist())
-    result = Recovery(images=images[chosen.to(images.device)].reshape(-1, *shape), bins=chosen,
+    result = Recovery(images=chosen_images.reshape(-1, *shape), bins=chosen,
                       status=status_names,
                       failed_checks=tuple(_failed_names(m, config.checks) for m in failed.tolist()),
                       bin_images=images.reshape(-1, *shape), bias_diff=bias_diff, labels=labels,
@@ -439,8 +446,11 @@ def recover_many(observations: Sequence[Observation], model: MaliciousModel,
         raise InvalidValueError("observations must hold at least one Observation")
     started = time.perf_counter()
     shared = [_bin_tensors(obs, model) for obs in observations]
-    weights = torch.stack([w for w, _, _ in shared])
-    biases = torch.stack([b.to(w.dtype) for w, b, _ in shared])
+    if len(shared) == 1:
+        weights, biases = shared[0][0][None], shared[0][1].to(shared[0][0].dtype)[None]
+    else:
+        weights = torch.stack([w for w, _, _ in shared])
+        biases = torch.stack([b.to(w.dtype) for w, b, _ in shared])
     block = model.block
     measurement = block.directions.to(weights) if hasattr(block, "bin_intervals") else None
     low, high, levels = config.grid
