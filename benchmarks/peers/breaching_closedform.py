@@ -8,8 +8,9 @@ model from ``fastleak.models`` with the case's state dict, hands breaching the g
 (as ``breaching_side`` does) and runs ``prepare_attack(...).reconstruct`` with the stock configuration
 (``closedform_cases.ATTACKS``). breaching's APRIL reads ``model.model.blocks[0]``, the layout of its
 wrapped timm models, so the ViT is wrapped in a module whose ``model`` is the ViT (the parameters keep
-their order). One untimed call, then the median of ``--repeat`` timed ones. A configuration that fails
-on a model is recorded with its error. Writes ``<out>/<case>.pt``.
+their order). One untimed call, then the median of ``--repeat`` timed ones; a call of ten seconds or more
+is timed once (``closedform_cases.timed``). A configuration that fails on a model is recorded with its
+error. Writes ``<out>/<case>.pt``.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.peers.closedform_cases import ATTACKS
-from benchmarks.peers.common import (breaching_attacker, breaching_payloads, load, median_seconds, model_of, options,
+from benchmarks.peers.closedform_cases import ATTACKS, timed
+from benchmarks.peers.common import (breaching_attacker, breaching_payloads, load, model_of, options,
                                      quiet, run_record, selected_cases, start)
 
 
@@ -52,7 +53,7 @@ def run(case_path: Path, repeat: int, out: Path) -> Path:
 
     result = {"case": case["name"], "attack": ATTACKS[case["attack"]], **run_record(peer=True)}
     try:
-        seconds, times, found = median_seconds(reconstruct, repeat, payloads)
+        seconds, times, found = timed(reconstruct, repeat, payloads)
         result.update(images=found["data"].detach().float().clamp(0, 1), labels=found["labels"], seconds=seconds,
                       times=times)
     except Exception as exc:  # a configuration that does not apply to the model: its own error, recorded

@@ -7,7 +7,8 @@
 Runs in fastleak's venv on the case files of ``closedform_cases``: ``fastleak.attack`` with the case's
 closed-form method (its defaults), the labels given as breaching is given them, on the case's gradient
 bit for bit (``fastleak_side.observation``). One untimed call, then the median of ``--repeat`` timed
-ones; the time covers the whole call (checks, the reconstruction, the gradient residual it reports).
+ones (a call of ten seconds or more: timed once, ``closedform_cases.timed``); the time covers the whole
+call (checks, the reconstruction, the gradient residual it reports).
 ``--table`` scores both sides' images against the truth with ``fastleak.metrics.evaluate`` (PSNR after
 matching the images one to one; 100 dB is its cap, an exact answer) and prints one markdown table per
 attack, with the time ratio breaching / fastleak (> 1: fastleak is faster).
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.peers.closedform_cases import ATTACKS
-from benchmarks.peers.common import load, median_seconds, options, paired_results, run_record, selected_cases, start
+from benchmarks.peers.closedform_cases import ATTACKS, timed
+from benchmarks.peers.common import load, options, paired_results, run_record, selected_cases, start
 from benchmarks.peers.fastleak_side import observation, psnr
 
 
@@ -29,7 +30,7 @@ def run(case_path: Path, repeat: int, out: Path) -> Path:
 
     case = load(case_path)
     model, obs = observation(case)
-    seconds, times, res = median_seconds(lambda: attack(obs, model, case["attack"], labels=case["labels"]), repeat)
+    seconds, times, res = timed(lambda: attack(obs, model, case["attack"], labels=case["labels"]), repeat)
     path = out / f"{case['name']}.pt"
     torch.save({"case": case["name"], "attack": case["attack"], "images": res.images, "labels": res.labels,
                 "seconds": seconds, "times": times, "residual": float(res.restart_losses[res.best_restart]),

@@ -36,15 +36,16 @@ def _live_rows(bias_grad: Tensor) -> Tensor:
 
 def layer_input(weight_grad: Tensor, bias_grad: Tensor) -> Tensor:
     """The input [..., m] of a fully connected layer for one sample, from its weight gradient [..., K, m]
-    and bias gradient [..., K]: the least-squares solution of ``dW_k = db_k u`` over the rows (float64)."""
-    dw, db = weight_grad.double(), bias_grad.double()
-    if dw.shape[:-1] != db.shape:
-        raise InvalidValueError(f"weight_grad {tuple(dw.shape)} and bias_grad {tuple(db.shape)} do not belong to "
-                                "one layer: expected [..., K, m] and [..., K]")
-    norm = db.pow(2).sum(-1, keepdim=True)
+    and bias gradient [..., K]: the least-squares solution of ``dW_k = db_k u`` over the rows (returned in
+    float64)."""
+    if weight_grad.shape[:-1] != bias_grad.shape:
+        raise InvalidValueError(f"weight_grad {tuple(weight_grad.shape)} and bias_grad {tuple(bias_grad.shape)} do not "
+                                "belong to one layer: expected [..., K, m] and [..., K]")
+    norm = bias_grad.double().pow(2).sum(-1, keepdim=True)
     if bool((norm == 0).any()):
         raise InvalidValueError("bias_grad is zero: no sample reached the layer, so its input cannot be read")
-    return (db.unsqueeze(-2) @ dw).squeeze(-2) / norm
+    # one matrix-vector product in the gradient's dtype: each entry a sum of K products, rounded once more
+    return (bias_grad.unsqueeze(-2).to(weight_grad.dtype) @ weight_grad).squeeze(-2).double() / norm
 
 
 def row_inputs(weight_grad: Tensor, bias_grad: Tensor) -> tuple[Tensor, Tensor]:
@@ -140,9 +141,9 @@ def final_features(weight_grad: Tensor, bias_grad: Tensor, weight: Tensor, bias:
         raise InvalidValueError(f"labels must be [P, B] with P = {p}, got {tuple(labels.shape)}")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= c):
         raise InvalidValueError(f"labels must lie in [0, {c}), got [{int(labels.min())}, {int(labels.max())}]")
-    live = _live_rows(db)
-    ratio = torch.where(live[..., None], dw / torch.where(live, db, 1.0)[..., None], 0.0)
-    features = torch.gather(ratio, 1, labels[..., None].expand(-1, -1, dw.shape[-1]))
+    live = torch.gather(_live_rows(db), 1, labels)
+    rows = torch.gather(dw, 1, labels[..., None].expand(-1, -1, dw.shape[-1]))
+    features = torch.where(live[..., None], rows / torch.where(live, torch.gather(db, 1, labels), 1.0)[..., None], 0.0)
     counts = torch.zeros(p, c, dtype=torch.long, device=labels.device).scatter_add_(1, labels,
                                                                                      torch.ones_like(labels))
     unique = torch.gather(counts, 1, labels) == 1
@@ -152,7 +153,10 @@ def final_features(weight_grad: Tensor, bias_grad: Tensor, weight: Tensor, bias:
         for done in range(1, steps + 1):
             logits = features @ w.transpose(1, 2) + b[:, None, :]
             g = _loss_gradient(logits, labels, loss, reduction)
-            new = torch.linalg.lstsq(g.transpose(1, 2), dw).solution
+            # the least-squares features through the normal equations: G G^T is only [B, B] and well conditioned
+            # (each row of G is dominated by its own label's entry); lstsq keeps a singular one (repeated labels
+            # that start alike) at the minimum-norm solution
+            new = torch.linalg.lstsq(g @ g.transpose(1, 2), g @ dw).solution
             change = (new - features).norm() / new.norm().clamp_min(1e-300)
             features = new
             if float(change) <= tolerance:

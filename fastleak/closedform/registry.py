@@ -204,14 +204,14 @@ def gradient_residual(target: Target, images: Tensor, labels: Tensor) -> Tensor:
     obs, model = target.observation, target.model
     params = dict(model.named_parameters())
     params = {n: params[n] for n in obs.param_names}
-    observed = torch.cat([target.gradients[n].flatten() for n in obs.param_names])
+    observed = [target.gradients[n] for n in obs.param_names]
+    scale = torch.stack([t.double().norm() for t in observed]).norm().clamp_min(1e-300)
     out = []
     with torch.enable_grad():
         for x in images:
-            grads = client_gradients(model, params, x.to(observed.dtype), labels.to(observed.device), loss=obs.loss,
-                                     reduction=obs.reduction)
-            diff = torch.cat([g.detach().flatten() for g in grads]) - observed
-            out.append(diff.norm() / observed.norm().clamp_min(torch.finfo(observed.dtype).tiny))
+            grads = client_gradients(model, params, x.to(observed[0].dtype), labels.to(observed[0].device),
+                                     loss=obs.loss, reduction=obs.reduction)
+            out.append(torch.stack([(g.detach() - t).double().norm() for g, t in zip(grads, observed)]).norm() / scale)
     return torch.stack(out)
 
 
