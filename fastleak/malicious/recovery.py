@@ -316,20 +316,23 @@ def _distinct(bins: list[int], images: torch.Tensor, accepted: _Accepted, model:
     index = torch.tensor(bins)
     judged = bool(config.checks)
     members = _reach(model, images[index], index) if judged else None
+    consistent = (members[torch.arange(len(bins)), index] & ~(members & accepted.claimed).any(1)).tolist() \
+        if judged else [True] * len(bins)
+    on_grid = images[index].detach().cpu().numpy() if config.pixel_levels is not None else None
     kept = []
     for i, k in enumerate(bins):
-        image = images[k].detach().to(torch.float64)
-        if judged and (not members[i, k] or bool((members[i] & accepted.claimed).any())):
+        if not consistent[i]:
             continue
-        if config.pixel_levels is not None:
-            key = image.cpu().numpy().tobytes()
+        if on_grid is not None:
+            key = on_grid[i].tobytes()
             if key in accepted.keys:
                 continue
             accepted.keys.add(key)
-        elif accepted.near and bool(((torch.stack(accepted.near) - image).pow(2).mean(1).sqrt()
-                                     <= config.duplicate_tolerance).any()):
-            continue
         else:
+            image = images[k].detach().to(torch.float64)
+            if accepted.near and bool(((torch.stack(accepted.near) - image).pow(2).mean(1).sqrt()
+                                       <= config.duplicate_tolerance).any()):
+                continue
             accepted.near.append(image)
         accepted.claimed[k] = True
         kept.append(k)
@@ -350,13 +353,14 @@ def _peel(weight: torch.Tensor, bias_diff: torch.Tensor, status: torch.Tensor, i
     while fresh:
         index = torch.tensor(fresh)
         samples = images[index].to(torch.float64)
-        reach = _reach(model, samples, index) & (status == MIXED)[None, :]                          # [fresh, K]
-        rows = torch.nonzero(reach.any(0)).flatten()
-        if not len(rows):
+        reach = _reach(model, samples, index) & (status == MIXED)[None, :]      # [fresh, K]
+        sample, row = torch.nonzero(reach, as_tuple=True)                       # each (sample, mixed bin it reaches)
+        if not len(row):
             break
-        coef = reach[:, rows].T.to(torch.float64) * residual_b[index][None, :]   # [rows, fresh]: c_i where i reaches
-        residual_w[position[rows]] -= coef @ samples
-        residual_b[rows] -= coef.sum(1)
+        coef = residual_b[index][sample]
+        residual_w.index_add_(0, position[row], samples[sample] * coef[:, None], alpha=-1)
+        residual_b.index_add_(0, row, coef, alpha=-1)
+        rows = row.unique()
         rows = rows[residual_b[rows] != 0]
         b = residual_b[rows]
         candidate, stats = _certify(residual_w[position[rows]], b, rows, block, config)
