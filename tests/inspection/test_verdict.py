@@ -28,6 +28,8 @@ def test_every_registry_model_at_initialisation_is_honest(name, digits):
 @pytest.mark.parametrize("batch", [8, 64])
 @pytest.mark.parametrize("preset,options,kind", [("imprint", {}, "imprint"),
                                                   ("imprint", {"structure": "cumulative"}, "imprint"),
+                                                  ("imprint_pca", {}, "imprint"),
+                                                  ("imprint_pca", {"clients": 3}, "imprint"),
                                                   ("trap", {}, "trap")])
 def test_the_shipped_presets_are_found_with_and_without_data(preset, options, kind, batch, digits, public_digits):
     model = presets.build(preset, models.build("lenet", 10, in_shape=(1, 28, 28)), public_digits, batch, **options)
@@ -75,3 +77,12 @@ def test_bad_arguments_name_what_was_expected(digits):
         inspect(torch.nn.Linear(3, 2))
     with pytest.raises(InvalidValueError, match="does not accept inputs of shape"):
         inspect(net, in_shape=(3, 5, 5))
+
+
+def test_each_client_model_of_a_separated_server_is_found(public_digits, digits):
+    from fastleak.malicious import separate
+
+    union = presets.build("imprint_pca", models.build("lenet", 10, in_shape=(1, 28, 28)), public_digits, 16, clients=2)
+    for own in separate(union):
+        verdict = inspect(own, digits, batch_size=16, draws=2)
+        assert verdict.malicious and verdict.kind == "imprint" and verdict.recoverable_fraction > 0.5
