@@ -90,7 +90,7 @@ def warm_up(attacker, server: list[dict], user: list[dict]) -> None:
 
 
 def run(case_path: Path, attack: str, iterations: int, restarts: int, out: Path, profile: bool = False,
-        server_statistics: bool = False) -> Path:
+        server_statistics: bool = False, seed: int | None = None) -> Path:
     case = load(case_path)
     model = model_of(case)
     loss = torch.nn.CrossEntropyLoss(reduction=case["reduction"])
@@ -106,7 +106,7 @@ def run(case_path: Path, attack: str, iterations: int, restarts: int, out: Path,
 
     stem = f"{case['name']}_{attack}_{iterations}x{restarts}"
     result = {"case": case["name"], "attack": attack, "iterations": iterations, "restarts": restarts,
-              "server_statistics": statistics, **run_record(peer=True)}
+              "server_statistics": statistics, "seed": seed, **run_record(peer=True)}
     server, user = payloads(case, model, labels_given=attack != "dlg")  # DLG optimises the labels jointly
     try:
         warm_up(attacker_for(1), *payloads(case, model, labels_given=attack != "dlg"))
@@ -123,6 +123,8 @@ def run(case_path: Path, attack: str, iterations: int, restarts: int, out: Path,
     if not at_truth <= limit:
         result["error"] = f"breaching's objective at the true images is {at_truth:.3g}, not ~0: the case is broken"
     else:
+        if seed is not None:
+            torch.manual_seed(seed)
         with profiled(profile, out / f"{stem}_profile.txt"):
             started = time.perf_counter()
             reconstruction, _ = attacker.reconstruct(server, user, server_secrets={}, dryrun=False)
@@ -144,7 +146,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     for case_path in selected_cases(args.cases, args.only):
         attack = case_path.stem.split("_")[0]
-        path = run(case_path, attack, args.iterations, args.restarts, out, args.profile, args.server_statistics)
+        path = run(case_path, attack, args.iterations, args.restarts, out, args.profile, args.server_statistics,
+                   args.seed)
         result = load(path)
         print(f"{case_path.stem}: " + (result.get("error") or
               f"{result['seconds']:.1f} s, {1e3 * result['seconds_per_iteration']:.1f} ms/it, objective at the "

@@ -41,6 +41,9 @@ def attack_options(description: str, out: str, peer: str | None = None) -> argpa
     ap = options(description, "runs/peers/cases", out, peer)
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--restarts", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the attack's seed (fastleak: attack(seed=...), default 0; breaching: torch.manual_seed before "
+                         "its run, default none: torch's own start); give each seed its own --out")
     ap.add_argument("--profile", action="store_true",
                     help="run under torch.profiler and write its table of ops beside each result (slower)")
     return ap

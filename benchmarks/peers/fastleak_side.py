@@ -50,7 +50,7 @@ def observation(case: dict):
 
 
 def run(case_path: Path, iterations: int, restarts: int, out: Path, profile: bool = False,
-        preset: str | None = None) -> Path:
+        preset: str | None = None, seed: int | None = None) -> Path:
     from fastleak.attacks import attack
 
     case = load(case_path)
@@ -61,9 +61,10 @@ def run(case_path: Path, iterations: int, restarts: int, out: Path, profile: boo
     stem = f"{case['name']}_{kind}_{iterations}x{restarts}"
     attack(obs, model, preset, labels=labels, restarts=restarts, iterations=1)  # untimed warm-up
     with profiled(profile, out / f"{stem}_profile.txt"):
-        res = attack(obs, model, preset, labels=labels, restarts=restarts, iterations=iterations)
+        res = attack(obs, model, preset, labels=labels, restarts=restarts, iterations=iterations, seed=seed or 0)
     path = out / f"{stem}.pt"
-    torch.save({"case": case["name"], "attack": kind, "preset": preset, "iterations": iterations, "restarts": restarts,
+    torch.save({"case": case["name"], "attack": kind, "preset": preset, "seed": seed or 0, "iterations": iterations,
+                "restarts": restarts,
                 "images": res.images, "labels": res.labels, "seconds": res.wall_time,
                 "seconds_per_iteration": res.wall_time / iterations, **run_record()}, path)
     return path
@@ -76,7 +77,7 @@ def psnr(result: dict, truth: dict) -> float:
 
 
 def to_peer(case_path: Path, iterations: int, restarts: int, out: Path, peer: Path,
-            preset: str | None = None) -> Path | None:
+            preset: str | None = None, seed: int | None = None) -> Path | None:
     """The cheapest ladder budget that reaches the peer's PSNR at ``iterations`` (see the docstring)."""
     truth = load(case_path)
     kind = case_path.stem.split("_")[0]
@@ -91,7 +92,7 @@ def to_peer(case_path: Path, iterations: int, restarts: int, out: Path, peer: Pa
     for budget in ladder + [iterations]:
         path = out / f"{case_path.stem}_{kind}_{budget}x{restarts}.pt"
         if not path.exists():
-            path = run(case_path, budget, restarts, out, preset=preset)
+            path = run(case_path, budget, restarts, out, preset=preset, seed=seed)
         mine = load(path)
         rungs.append({"iterations": budget, "psnr": psnr(mine, truth), "seconds": mine["seconds"]})
         if rungs[-1]["psnr"] >= target:
@@ -145,10 +146,10 @@ def main() -> None:
     out = start(args)
     for case_path in selected_cases(args.cases, args.only):
         if args.to_peer:
-            summary = to_peer(case_path, args.iterations, args.restarts, out, Path(args.peer), args.preset)
+            summary = to_peer(case_path, args.iterations, args.restarts, out, Path(args.peer), args.preset, args.seed)
             print(f"{case_path.stem}: " + (f"{summary}" if summary else "no breaching result to reach"), flush=True)
             continue
-        path = run(case_path, args.iterations, args.restarts, out, args.profile, args.preset)
+        path = run(case_path, args.iterations, args.restarts, out, args.profile, args.preset, args.seed)
         result = load(path)
         print(f"{case_path.stem}: {result['seconds']:.1f} s, {1e3 * result['seconds_per_iteration']:.1f} ms/it",
               flush=True)

@@ -75,7 +75,7 @@ def test_breaching_settings_are_carried_over():
     assert modern.priors["tv_power"] == {"weight": 0.1, "inner": 2.0, "outer": 0.5, "opponents": True, "eps": 1e-8}
     assert PRESETS.get("clsattack").priors.keys() == {"tv_power"}
     wei = PRESETS.get("wei")
-    assert (wei.optimizer, wei.boxed, wei.init, wei.prior_weight("task")) == ("lbfgs", True, "patterned-16", 2.0)
+    assert (wei.optimizer, wei.boxed, wei.init, wei.prior_weight("task")) == ("lbfgs", True, "patterned-16", 0.02)
     ghiasi = PRESETS.get("multiscale_ghiasi")
     assert (ghiasi.stages, ghiasi.adam_betas, ghiasi.adam_eps) == (7, (0.5, 0.99), 1e-4)
     seethrough = PRESETS.get("seethroughgradients")
