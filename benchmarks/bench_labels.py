@@ -13,10 +13,25 @@ protocol (fedsgd, fedavgK: K full-batch local SGD steps at ``--local-lr``) x bat
 pattern. Every cell draws ``--trials`` batches (seeds seed..seed+trials-1) and scores every
 applicable method on all of them with one batched ``counts_many`` call.
 
-``--grid`` runs the trained-model grid of trained_states.GRID (its models, states, batches, patterns
-and protocols; options given as well override them) and adds the population oracle
-(``--population``): ``geng_bias`` with dummies from the victim's own distribution, which knows the
-population but not the batch.
+``--grid`` runs the trained-model grid of trained_states.GRID (its models, states, batches, patterns,
+protocols and methods; options given as well override them), with the server's public data the
+other split (``--public mnist:train``).
+
+Besides the registered methods, ``--methods`` takes: ``auto+public`` and ``posterior+public`` (with
+``--public NAME:SPLIT``: ``--public-images`` images of that split, one ``PublicData`` for the whole
+run, so each model state, protocol and batch size is fitted once); ``uniform`` (equal counts, the
+largest-remainder rounding of B/C) and ``frequency`` (B times the public class frequencies): the
+guesses a method must beat; ``set_oracle``: the batch split equally among the classes it holds
+(the ceiling of a method that reads only which classes are present); ``population`` (``--population``): ``geng_bias`` with dummies from the
+victim's own distribution, which knows the population but not the batch. For methods that report
+intervals the cell records ``coverage``: the share of (class, batch) pairs whose true count lies
+in the interval, over all classes and over the active ones; for ``auto+public`` also the seconds
+per observation once its model state is fitted (``obs_seconds``, a second call on the same
+``PublicData``).
+
+Label patterns: those of ``fastleak.data`` (random, repeat:K, unique) and ``dirichlet:A``: each
+batch's class proportions drawn from Dirichlet(A) (seeded by the trial), its labels from them, as
+non-IID FL clients hold them.
 
 Metrics per method, over the classes that are present in the truth or in the recovery:
 LnAcc = share whose count is exact, LeAcc = share whose presence is right; exact = share of
@@ -31,6 +46,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import fastleak.data as D
@@ -69,21 +85,50 @@ def methods_for(batch: int, pattern: str, classes: int, has_bias: bool, wanted: 
             continue
         if m == "yin" and (pattern != "unique" or batch > classes):
             continue
+        if m in GUESSES or m in ORACLES or "+" in m:
+            out.append(m)
+            continue
         if m != "auto" and L.registry.get(m).needs_bias and not has_bias:
             continue
         out.append(m)
     return out
 
 
-def score(found: list[L.LabelCounts], truths: list[torch.Tensor]) -> dict:
+def score(found: list[L.LabelCounts] | list[torch.Tensor], truths: list[torch.Tensor]) -> dict:
     ln = le = exact = 0.0
     for f, t in zip(found, truths):
-        active = (t > 0) | (f.counts > 0)
-        ln += float((f.counts[active] == t[active]).double().mean())
-        le += float(((f.counts[active] > 0) == (t[active] > 0)).double().mean())
-        exact += float(torch.equal(f.counts, t))
+        counts = f.counts if isinstance(f, L.LabelCounts) else f
+        active = (t > 0) | (counts > 0)
+        ln += float((counts[active] == t[active]).double().mean())
+        le += float(((counts[active] > 0) == (t[active] > 0)).double().mean())
+        exact += float(torch.equal(counts, t))
     n = len(truths)
-    return {"LnAcc": ln / n, "LeAcc": le / n, "exact": exact / n}
+    out = {"LnAcc": ln / n, "LeAcc": le / n, "exact": exact / n}
+    if found and isinstance(found[0], L.LabelCounts) and all(f.interval is not None for f in found):
+        inside = [((t >= f.interval[:, 0]) & (t <= f.interval[:, 1])) for f, t in zip(found, truths)]
+        active = [(t > 0) | (f.counts > 0) for f, t in zip(found, truths)]
+        out["coverage"] = float(torch.cat(inside).double().mean())
+        out["coverage_active"] = float(torch.cat([i[a] for i, a in zip(inside, active)]).double().mean())
+        out["pairs"] = sum(len(i) for i in inside)
+        out["level"] = found[0].level
+    return out
+
+
+def draw_labels(dataset: str, batch: int, pattern: str, seed: int):
+    """A batch of ``dataset``'s test split with the label pattern ``pattern`` (see the module docstring)."""
+    if pattern.startswith("dirichlet:"):
+        classes = D.info(dataset).num_classes
+        rng = np.random.default_rng([DIRICHLET_SEED, seed])
+        probs = rng.dirichlet(np.full(classes, float(pattern.partition(":")[2])))
+        return D.load(dataset, batch, seed=seed, labels=rng.choice(classes, batch, p=probs).tolist())
+    return D.load(dataset, batch, seed=seed, labels=pattern)
+
+
+def public_data(spec: str | None, images: int) -> L.PublicData | None:
+    """The server's public data ``NAME:SPLIT``: up to ``images`` images of that split (natural labels)."""
+    from fastleak.labels.public import load_public
+
+    return load_public(spec, images=images) if spec else None
 
 
 # Real images of other datasets, never the victim's: the attacker's public auxiliary data.
@@ -91,16 +136,17 @@ AUXILIARY = {"cifar10": ("cifar100", "imagenet"), "cifar100": ("cifar10", "image
 AUXILIARY_SEED = 1000
 
 
-def label_config(dummies: str, dataset: str, num_dummies: int) -> L.LabelConfig:
+def label_config(dummies: str, dataset: str, num_dummies: int, simulations: int = L.LabelConfig.simulations
+                 ) -> L.LabelConfig:
     """Noise dummies ("pink", "uniform", "normal"), or "auxiliary": equal shares of the AUXILIARY
     datasets of ``dataset``, at its image side."""
     if dummies != "auxiliary":
-        return L.LabelConfig(num_dummies=num_dummies, dummy_distribution=dummies)
+        return L.LabelConfig(num_dummies=num_dummies, dummy_distribution=dummies, simulations=simulations)
     sources = AUXILIARY[dataset]
     sizes = [num_dummies // len(sources) + (i < num_dummies % len(sources)) for i in range(len(sources))]
     side = D.info(dataset).size
     parts = [D.load(name, n, seed=AUXILIARY_SEED, size=side)[0] for name, n in zip(sources, sizes)]
-    return L.LabelConfig(dummies=torch.cat(parts))
+    return L.LabelConfig(dummies=torch.cat(parts), simulations=simulations)
 
 
 def observe(model, x, y, protocol: str, local_lr: float):
@@ -119,20 +165,43 @@ def population_config(dataset: str) -> L.LabelConfig:
     return L.LabelConfig(dummies=D.load(dataset, POPULATION_IMAGES, seed=AUXILIARY_SEED, split="train")[0])
 
 
+GUESSES = ("uniform", "frequency")
+DIRICHLET_SEED = 1905
+# Knows which classes the batch holds (not how many of each) and splits the batch equally among them:
+# the ceiling of a method that reads only presence from the gradient.
+ORACLES = ("set_oracle",)
+
+
 def run_cell(model, dataset, classes, batch, pattern, protocol, trials, seed, methods, local_lr, config,
-             population=None):
+             population=None, public=None):
     observations, truths = [], []
     for t in range(trials):
-        x, y = D.load(dataset, batch, seed=seed + t, labels=pattern)
+        x, y = draw_labels(dataset, batch, pattern, seed + t)
         observations.append(observe(model, x, y, protocol, local_lr))
         truths.append(torch.bincount(y, minlength=classes))
     result = {}
     for m in methods:
         t0 = time.time()
-        found = L.counts_many(observations, model, m, config=config)
+        if m in GUESSES:
+            f = torch.full((classes,), 1.0 / classes, dtype=torch.float64) if m == "uniform" else \
+                public.frequencies(classes)
+            guess = L.largest_remainder(batch * f[None], torch.tensor([batch]))[0]
+            result[m] = score([guess] * trials, truths)
+            continue
+        if m in ORACLES:
+            present = torch.stack(truths) > 0
+            split = batch * present.double() / present.sum(1, keepdim=True)
+            result[m] = score(list(L.largest_remainder(split, torch.full((trials,), batch))), truths)
+            continue
+        name, _, with_public = m.partition("+")
+        found = L.counts_many(observations, model, name, config=config, public=public if with_public else None)
         result[m] = {**score(found, truths), "seconds": time.time() - t0}
-        if m == "auto":
+        if name == "auto":
             result[m]["chose"] = sorted({f.method for f in found})
+        if m == "auto+public":
+            t0 = time.time()
+            L.counts_many(observations, model, name, config=config, public=public)
+            result[m]["obs_seconds"] = (time.time() - t0) / trials
     if population is not None and batch > 1:
         method = "geng_bias" if M.final_linear(model).bias is not None else "geng"
         result["population"] = score(L.counts_many(observations, model, method, config=population), truths)
@@ -213,7 +282,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--grid", action="store_true", help="the trained-model grid of trained_states.GRID (its states, "
                    "batches, patterns and protocols; options given as well override them)")
     p.add_argument("--population", action="store_true", help="also score the population oracle: geng_bias with "
-                   "dummies from the victim's own distribution (on with --grid)")
+                   "dummies from the victim's own distribution")
+    p.add_argument("--public", default=None, metavar="NAME:SPLIT",
+                   help="the server's public data for the +public methods (with --grid: mnist:train)")
+    p.add_argument("--public-images", type=int, default=1000)
+    p.add_argument("--simulations", type=int, default=L.LabelConfig.simulations,
+                   help="public batches simulated per model state, protocol and batch size (LabelConfig)")
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--convnet-width", type=int, default=64)
@@ -231,7 +305,6 @@ def main(argv: list[str] | None = None) -> dict:
     if a.grid:
         models = [] if "--models" in argv else ["--models", ",".join(GRID.models)]
         a = p.parse_args([*GRID.label_args(), *argv, *models])
-        a.population = True
     if a.quick:
         a.models, a.datasets, a.batches, a.trials = "lenet,resnet18", "cifar10", "1,8,32", 3
         a.protocols, a.states, a.throughput = "fedsgd,fedavg4", "untrained", a.throughput or 64
@@ -246,8 +319,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name in a.models.split(","):
         for dataset in datasets:
             classes = D.info(dataset).num_classes
-            config = label_config(a.dummies, dataset, a.num_dummies)
+            config = label_config(a.dummies, dataset, a.num_dummies, a.simulations)
             population = population_config(dataset) if a.population else None
+            public = public_data(a.public, a.public_images)
             grid_states = a.grid and "--states" not in argv
             for state in (GRID.states(name) if grid_states else a.states.split(",")):
                 model, info = state_model(name, dataset, state, a.seed, a.convnet_width)
@@ -263,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
                                     continue
                                 label = f"{name}/{dataset}/B={batch}/{pattern}"
                                 try:
-                                    D.load(dataset, batch, seed=a.seed, labels=pattern)
+                                    draw_labels(dataset, batch, pattern, a.seed)
                                 except ValueError:
                                     if label not in report["skipped"]:
                                         report["skipped"].append(label)
@@ -271,7 +345,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 ms = methods_for(batch, pattern, classes, has_bias, methods)
                                 t0 = time.time()
                                 result = run_cell(model, dataset, classes, batch, pattern, protocol, a.trials, a.seed,
-                                                  ms, a.local_lr, config, population)
+                                                  ms, a.local_lr, config, population, public)
                                 cell = {"model": name, "dataset": dataset, "classes": classes, "state": state, "bn": bn,
                                         "protocol": protocol, "batch": batch, "pattern": pattern,
                                         "seconds": time.time() - t0, "result": result}

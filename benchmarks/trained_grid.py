@@ -40,8 +40,11 @@ def build_states(grid: Grid = GRID) -> dict[str, dict]:
 
 
 def label_summary(reports: list[dict]) -> str:
-    """One markdown row per (model, state, protocol): per cell, LnAcc of ``auto`` / of the best
-    single method (its name) / of the population oracle, from bench_labels JSON reports."""
+    """One markdown row per (model, state, protocol), from bench_labels JSON reports (a later report's
+    methods replace an earlier one's in the same cell). Per cell: with public-data columns, LnAcc of
+    ``auto`` with public data / without / of the better guess (equal counts or the public class
+    frequencies) / of the set oracle where measured; otherwise LnAcc of ``auto`` / of the best single
+    method (its name) / of the population oracle."""
     cells = [c for r in reports for c in r["cells"]]
     columns = sorted({(c["batch"], c["pattern"]) for c in cells})
     accuracy = {state: info["test_accuracy"] for r in reports for state, info in r.get("trained", {}).items()}
@@ -49,7 +52,9 @@ def label_summary(reports: list[dict]) -> str:
              "|---|---|---|" + "---|" * len(columns)]
     rows: dict[tuple, dict] = {}
     for c in cells:
-        rows.setdefault((c["model"], int(c["state"][5:]), c["protocol"]), {})[(c["batch"], c["pattern"])] = c["result"]
+        # later reports' methods override earlier ones' (a rerun of some columns)
+        rows.setdefault((c["model"], int(c["state"][5:]), c["protocol"]), {}).setdefault(
+            (c["batch"], c["pattern"]), {}).update(c["result"])
     order = {name: i for i, name in enumerate(GRID.models + GRID.protocols)}
     for (model, rnd, protocol), by_cell in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1],
                                                                               order.get(kv[0][2], 99))):
@@ -59,6 +64,11 @@ def label_summary(reports: list[dict]) -> str:
             if res is None:
                 entries.append("")
                 continue
+            if "auto+public" in res:
+                guess = max(res[g]["LnAcc"] for g in bench_labels.GUESSES if g in res)
+                oracle = f" / {res['set_oracle']['LnAcc']:.2f}" if "set_oracle" in res else ""
+                entries.append(f"{res['auto+public']['LnAcc']:.2f} / {res['auto']['LnAcc']:.2f} / {guess:.2f}{oracle}")
+                continue
             best_name, best = max(((m, v["LnAcc"]) for m, v in res.items() if m not in ("auto", "population")),
                                   key=lambda kv: kv[1])
             floor = f" / {res['population']['LnAcc']:.2f}" if "population" in res else ""
@@ -66,6 +76,34 @@ def label_summary(reports: list[dict]) -> str:
         acc = accuracy.get(f"{model}/round{rnd}")
         state = f"{rnd} ({acc:.1%})" if acc is not None else str(rnd)
         lines.append(f"| {model} | {state} | {protocol} | " + " | ".join(entries) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def posterior_summary(reports: list[dict]) -> str:
+    """One markdown row per (model, state, protocol) of the public-data columns: the methods
+    ``auto`` chose, the coverage of its intervals and of the posterior's over all (class, batch)
+    pairs, and its seconds per observation at the largest batch once the state is fitted."""
+    rows: dict[tuple, list[dict]] = {}
+    for r in reports:
+        for c in r["cells"]:
+            if "auto+public" in c["result"]:
+                rows.setdefault((c["model"], int(c["state"][5:]), c["protocol"]), []).append(c)
+    lines = ["| model | round | protocol | auto chose | auto: 90% coverage | posterior: 90% coverage | "
+             "s per observation (B) |", "|---|---|---|---|---|---|---|"]
+    order = {name: i for i, name in enumerate(GRID.models + GRID.protocols)}
+
+    def pooled(cells: list[dict], method: str) -> str:
+        found = [c["result"][method] for c in cells if "coverage" in c["result"].get(method, {})]
+        pairs = sum(f["pairs"] for f in found)
+        return f"{sum(f['coverage'] * f['pairs'] for f in found) / pairs:.3f} ({pairs})" if pairs else "-"
+
+    for (model, rnd, protocol), cells in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1],
+                                                                            order.get(kv[0][2], 99))):
+        chose = sorted({m for c in cells for m in c["result"]["auto+public"].get("chose", [])})
+        largest = max(cells, key=lambda c: c["batch"])
+        lines.append(f"| {model} | {rnd} | {protocol} | {', '.join(chose)} | {pooled(cells, 'auto+public')} | "
+                     f"{pooled(cells, 'posterior+public')} | "
+                     f"{largest['result']['auto+public'].get('obs_seconds', float('nan')):.2f} ({largest['batch']}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -84,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             with open(path) as f:
                 reports.append(json.load(f))
         print(label_summary(reports), end="")
+        if any("auto+public" in c["result"] for r in reports for c in r["cells"]):
+            print()
+            print(posterior_summary(reports), end="")
         return 0
     os.makedirs(a.out, exist_ok=True)
     t0 = time.time()

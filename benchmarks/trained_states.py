@@ -78,8 +78,13 @@ class Grid:
     convnet_width: int = 16
     bn: str = "train"
     label_batches: tuple[int, ...] = (1, 8, 32, 64)
-    label_patterns: tuple[str, ...] = ("random", "repeat:4")
-    protocols: tuple[str, ...] = ("fedsgd", "fedavg1", "fedavg4", "fedavg16")
+    # dirichlet:0.5: the class mix of each batch drawn from Dirichlet(0.5), as non-IID clients hold it.
+    label_patterns: tuple[str, ...] = ("random", "repeat:4", "dirichlet:0.5")
+    # FedAvg with one local step equals FedSGD to rounding (RESULTS.md, runs C1 and the first grid).
+    protocols: tuple[str, ...] = ("fedsgd", "fedavg4", "fedavg16")
+    # auto with and without the server's public data (the train split), the count posterior, and the
+    # guesses every method must beat.
+    label_methods: tuple[str, ...] = ("auto", "auto+public", "posterior+public", "uniform", "frequency")
     image_batches: tuple[int, ...] = (1, 4, 8)
     image_presets: tuple[str, ...] = ("inverting", "gradinversion", "geng")
 
@@ -97,7 +102,8 @@ class Grid:
         """bench_labels options for the grid's label part (one model at a time: their rounds differ)."""
         return ["--datasets", "mnist", "--bn", self.bn, "--convnet-width", str(self.convnet_width),
                 "--batches", ",".join(map(str, self.label_batches)), "--patterns", ",".join(self.label_patterns),
-                "--protocols", ",".join(self.protocols)]
+                "--protocols", ",".join(self.protocols), "--methods", ",".join(self.label_methods),
+                "--public", "mnist:train"]
 
 
 GRID = Grid()

@@ -1,12 +1,15 @@
 """Label-count recovery (duplicates included) from what an FL server observes.
 
-    counts(obs, model, method="auto") -> LabelCounts     # float estimates, rounded counts
-    recover(obs, model, method="auto") -> LongTensor     # sorted labels, one per sample
-    counts_many(observations, model, ...)                # batched over many observations
+    counts(obs, model, method="auto", public=None) -> LabelCounts   # estimates, counts, intervals
+    recover(obs, model, method="auto", public=None) -> LongTensor   # sorted labels, one per sample
+    counts_many(observations, model, ..., public=None)              # batched over many observations
 
-Methods (``METHODS``): idlg, yin, llg, bias, geng, geng_bias, geng_shift, ilrg, rlg, and auto,
-which runs iDLG for one sample, RLG for at most half as many samples as classes, and
-otherwise geng_shift when the final layer has a bias, geng without (``choose``).
+Methods (``METHODS``): idlg, yin, llg, bias, geng, geng_bias, geng_shift, ilrg, rlg, the count
+posterior (``posterior``, ``presence_prior``; ``bayes``) and auto. ``public``: the server's
+labelled public data, ``(images, labels)`` or a ``PublicData`` (which caches what it fitted per
+model state): with it the posterior uses class-conditional statistics measured at the observed
+model state, and auto picks the method with the highest LnAcc on client batches simulated from
+it; without it auto follows ``choose``.
 """
 from fastleak.labels import bayes as _bayes  # noqa: F401  (registers)
 from fastleak.labels import geng as _geng  # noqa: F401

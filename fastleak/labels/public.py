@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -129,12 +130,10 @@ def draw_counts(kind: str, num_samples: int, frequencies: torch.Tensor, gen: tor
     if name == "iid":
         probs = frequencies
     elif name == "dirichlet":
-        alpha = float(arg)
-        shape = (alpha * c * frequencies).clamp_min(1e-3)
-        gamma = torch._standard_gamma(shape.double())
-        probs = gamma / gamma.sum() if float(gamma.sum()) > 0 else frequencies
-        if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
-            probs = frequencies
+        # torch draws gamma variates from its global generator only; numpy's takes a seed from ``gen``.
+        seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=gen))
+        shape = (float(arg) * c * frequencies.double()).clamp_min(1e-3).cpu().numpy()
+        probs = torch.from_numpy(np.random.default_rng(seed).dirichlet(shape))
     elif name == "shards":
         k = int(torch.randint(1, min(c, num_samples) + 1, (1,), generator=gen))
         classes = torch.multinomial(frequencies, k, replacement=False, generator=gen)
