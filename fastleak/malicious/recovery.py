@@ -414,7 +414,15 @@ def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.T
             _peel(weight, diff, status, images, accepted, seen, model, config, lattices)
         chosen_images = images[torch.tensor(accepted, dtype=torch.long).to(images.device)]
     else:
+        # one bin per sample, but a sample within float rounding of an edge can pass both neighbours' gates
         chosen_images = _on_grid(images[single], config)
+        keys = chosen_images.detach().cpu().numpy()
+        first = {}
+        for i in range(len(keys)):
+            first.setdefault(keys[i].tobytes(), i)
+        if len(first) < len(keys):
+            kept = torch.tensor(sorted(first.values()), dtype=torch.long)
+            chosen_images, accepted = chosen_images[kept.to(chosen_images.device)], [accepted[i] for i in kept.tolist()]
     chosen = torch.tensor(accepted, dtype=torch.long)
     labels = None
     if config.labels is not None:

@@ -236,3 +236,21 @@ def test_separated_clients_are_read_from_their_own_copy_under_secure_aggregation
     # every recovered input came from its own client's copy
     matched = [(i, m) for i, m in enumerate(score.matched) if m >= 0 and score.exact[i]]
     assert all(copy_of(model.block, rec.bins[m]).item() == owner[i].item() for i, m in matched)
+
+
+def test_a_sample_on_the_edge_of_two_bins_is_reported_once(mnist_batch, mnist_public, lenet):
+    """A sample within float rounding of an edge can pass both neighbouring rows' gates (seen with
+    breaching's layout of sparse rows): both bins then hold it alone, and it is one recovered image."""
+    x, _ = mnist_batch
+    model = imprint_model(lenet, mnist_public, ImprintConfig(bins=8, structure="sparse"))
+    grad_w = torch.zeros(8, 784)
+    grad_w[3] = grad_w[4] = 0.25 * x[0].flatten()
+    grad_b = torch.zeros(8)
+    grad_b[3] = grad_b[4] = 0.25
+    obs = federated.fedsgd(model, x[:1], torch.zeros(1, dtype=torch.long))
+    names = obs.param_names
+    shared = list(obs.pairs[0].shared)
+    shared[names.index("block.bins.weight")], shared[names.index("block.bins.bias")] = grad_w, grad_b
+    obs = dataclasses.replace(obs, pairs=(federated.Pair(obs.pairs[0].state, tuple(shared)),))
+    rec = recover(obs, model, RecoveryConfig(labels=None, checks=("range", "grid")))
+    assert rec.status.count("single") == 2 and rec.bins.tolist() == [3] and torch.equal(rec.images[0], x[0])
