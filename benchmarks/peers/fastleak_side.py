@@ -33,7 +33,7 @@ from benchmarks.peers.common import (attack_options, load, model_of, paired_resu
 
 PRESETS = {"ig": "inverting", "dlg": "dlg", "modern": "modern", "clsattack": "clsattack", "wei": "wei",
            "beyondinfering": "beyondinfering", "multiscale": "multiscale_ghiasi", "seethrough": "seethroughgradients"}
-LADDER = (100, 250, 500, 1000)
+LADDER = (10, 25, 50, 100, 250, 500, 1000)
 
 
 def observation(case: dict):
