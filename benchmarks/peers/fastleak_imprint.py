@@ -24,6 +24,7 @@ which discounts rounds slowed by other work on the machine.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import statistics
 import sys
@@ -154,6 +155,15 @@ def table(cases: Path, ours: str | Path, peer: str | Path, before: str | Path | 
     return "\n".join(lines)
 
 
+def use_tree(tree: Path) -> None:
+    """Make ``import fastleak`` load the package of source tree ``tree`` (before anything imports it)."""
+    init = tree.resolve() / "fastleak" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("fastleak", init, submodule_search_locations=[str(init.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fastleak"] = module
+    spec.loader.exec_module(module)
+
+
 def main() -> None:
     ap = options(__doc__.split("\n\n")[0], "runs/peers/imprint/cases", "runs/peers/imprint/fastleak",
                  peer="runs/peers/imprint/breaching")
@@ -165,7 +175,7 @@ def main() -> None:
         print(table(Path(args.cases), args.out, args.peer, args.before))
         return
     if args.tree:
-        sys.path.insert(0, str(Path(args.tree).resolve()))
+        use_tree(Path(args.tree))
     out = start(args)
     for path in selected_cases(args.cases, args.only):
         print(run(path, out, args.repeat), flush=True)
