@@ -82,9 +82,9 @@ class Grid:
     label_patterns: tuple[str, ...] = ("random", "repeat:4", "dirichlet:0.5")
     # FedAvg with one local step equals FedSGD to rounding (RESULTS.md, runs C1 and the first grid).
     protocols: tuple[str, ...] = ("fedsgd", "fedavg4", "fedavg16")
-    # auto with and without the server's public data (the train split), the count posterior, and the
-    # guesses every method must beat.
-    label_methods: tuple[str, ...] = ("auto", "auto+public", "posterior+public", "uniform", "frequency")
+    # auto with and without the server's public data (the train split), the count posterior, the
+    # guesses every method must beat, and the ceiling of reading presence alone.
+    label_methods: tuple[str, ...] = ("auto", "auto+public", "posterior+public", "uniform", "frequency", "set_oracle")
     image_batches: tuple[int, ...] = (1, 4, 8)
     image_presets: tuple[str, ...] = ("inverting", "gradinversion", "geng")
 

@@ -3,8 +3,9 @@
 For one observation of B samples and C classes the unknown is a count vector n (n_c >= 0,
 Σ n_c = B). Its log posterior is a sum of three parts:
 
-- the **prior**: a multinomial on class frequencies (the public data's, or equal ones), or a
-  Dirichlet-multinomial for clients whose label mix varies (``make_prior``);
+- the **prior**: a mixture of the label mixes the server expects of its clients (a multinomial on
+  the class frequencies for IID clients, a Dirichlet-multinomial for clients whose mix varies,
+  equal shares of a few classes for pathological splits), or one of them (``make_prior``);
 - **presence**: with cross-entropy a class absent from the batch has a positive bias-gradient entry
   and, with non-negative penultimate features, no negative weight-gradient entry; a class whose
   row shows a negative entry is present, n_c >= 1 (a constraint). An undetected class holding
@@ -152,7 +153,11 @@ def make_prior(spec: str, frequencies: torch.Tensor, clients: tuple[str, ...] = 
 
     if name == "clients" and not arg:
         w = -math.log(len(clients))
-        return Prior(f, tuple(component(k, w) for k in clients))
+        parts = tuple(component(k, w) for k in clients)
+        if all(kind == "shards" for kind, _, _ in parts):
+            # shards alone leave most count vectors impossible: a faint multinomial keeps every one possible
+            parts += (("multinomial", math.log(1e-6), f),)
+        return Prior(f, parts)
     if name == "public" and not arg:
         return Prior(f, (("multinomial", 0.0, f),))
     if name == "uniform" and not arg:
@@ -351,7 +356,33 @@ def sample(prior: Prior, ev: Evidence, num_samples: torch.Tensor, *, chains: int
             recorded += chains
     marginals = hist / max(recorded, 1)
     mean = (marginals * values).sum(-1)
-    return Result(map=climb(prior, ev, best, b), mean=mean, marginals=marginals)
+    return Result(map=best_of(prior, ev, [climb(prior, ev, best, b), *equal_splits(ev.detected, mean, b)], b),
+                  mean=mean, marginals=marginals)
+
+
+def equal_splits(detected: torch.Tensor, mean: torch.Tensor, num_samples: torch.Tensor) -> list[torch.Tensor]:
+    """For k = 1 .. C, the batch split as equally as possible over k classes [N, C]: the detected
+    classes first, then those with the largest posterior mean, the larger shares to the larger means.
+    Isolated maxima of a prior with equal-share components, which unit moves cannot walk between."""
+    n_obs, c = detected.shape
+    order = torch.argsort(detected.double() * (mean.max() + 1) + mean, dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(c, device=order.device).expand(n_obs, c))
+    splits = []
+    b = num_samples.to(detected.device).long()[:, None]
+    for k in range(1, c + 1):
+        q, r = torch.div(b, k, rounding_mode="floor"), b % k
+        counts = torch.where(rank < k, q + (rank < r).long(), torch.zeros_like(rank)).double()
+        splits.append(counts)
+    return splits
+
+
+def best_of(prior: Prior, ev: Evidence, candidates: list[torch.Tensor], num_samples: torch.Tensor) -> torch.Tensor:
+    """Per observation, the candidate count vector [N, C] with the highest log posterior."""
+    stacked = torch.stack(candidates, 1)
+    lp = log_posterior(prior, ev, stacked, num_samples)
+    lp = torch.where(torch.isnan(lp), torch.full_like(lp, NEG_INF), lp)
+    return stacked[torch.arange(stacked.shape[0], device=stacked.device), lp.argmax(1)]
 
 
 def climb(prior: Prior, ev: Evidence, counts: torch.Tensor, num_samples: torch.Tensor,
