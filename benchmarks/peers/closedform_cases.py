@@ -93,7 +93,7 @@ def trained_vit(cache: Path) -> dict[str, torch.Tensor]:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        print(f"vit epoch {epoch + 1}/{VIT_EPOCHS}: loss {float(loss):.3f}", flush=True)
+        print(f"vit epoch {epoch + 1}/{VIT_EPOCHS}: loss {loss.item():.3f}", flush=True)
     test_x, test_y = mnist_in_colour("test", 1000)
     with torch.no_grad():
         accuracy = float((model.eval()(test_x).argmax(1) == test_y).double().mean())

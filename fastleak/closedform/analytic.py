@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from fastleak.closedform.linear import classifier_tensors, final_features, layer_input, row_inputs, singleton_rows
+from fastleak.closedform.linear import (SAME_ROW_TOLERANCE, classifier_tensors, final_features, layer_input,
+                                        row_inputs, singletons_of)
 from fastleak.closedform.registry import Reconstruction, Target, method
 from fastleak.errors import InvalidValueError
 
@@ -98,20 +99,18 @@ def input_layer(model: nn.Module, in_shape: tuple[int, ...]) -> InputLayer:
 
 def _batch_through_hidden_layers(dw: Tensor, db: Tensor, batch: int) -> tuple[Tensor, int]:
     """``batch`` inputs [B, m] of a first layer that feeds hidden layers, and how many are certified."""
-    found = singleton_rows(dw, db)
+    ratios, live = row_inputs(dw, db)
+    found = singletons_of(ratios[live])
     inputs = list(found.inputs[:batch])
-    if len(inputs) < batch:
-        ratios, live = row_inputs(dw, db)
-        order = torch.argsort(db.double().abs(), descending=True)
-        for k in order[live[order]].tolist():
-            if len(inputs) == batch:
-                break
-            candidate = ratios[k]
-            if all((candidate - x).abs().amax() > 1e-4 * x.abs().amax() for x in inputs):
-                inputs.append(candidate)
-    while len(inputs) < batch:
-        inputs.append(torch.full_like(ratios[0], float("nan")))
-    return torch.stack(inputs), min(len(found.inputs), batch)
+    order = torch.argsort(db.double().abs(), descending=True)
+    for k in order[live[order]].tolist():
+        if len(inputs) >= batch:
+            break
+        candidate = ratios[k]
+        if all((candidate - x).abs().amax() > SAME_ROW_TOLERANCE * x.abs().amax() for x in inputs):
+            inputs.append(candidate)
+    inputs += [torch.full_like(ratios[0], float("nan"))] * (batch - len(inputs))
+    return torch.stack(inputs).double(), min(len(found.inputs), batch)
 
 
 def paired_labels(model: nn.Module, gradients: dict[str, Tensor], images: Tensor, labels: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ the average of the inputs that reach row ``k``, weighted by their ``g_ik``:
 """
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass
 
@@ -49,10 +50,11 @@ def layer_input(weight_grad: Tensor, bias_grad: Tensor) -> Tensor:
 
 
 def row_inputs(weight_grad: Tensor, bias_grad: Tensor) -> tuple[Tensor, Tensor]:
-    """Each row's ratio ``dW_k / db_k`` [K, m] (float64; zero where the row is dead) and which rows are live [K]."""
+    """Each row's ratio ``dW_k / db_k`` [K, m] (in the gradient's dtype; zero where the row is dead) and which
+    rows are live [K]."""
     live = _live_rows(bias_grad.double())
-    db = torch.where(live, bias_grad.double(), 1.0)
-    return torch.where(live[:, None], weight_grad.double() / db[:, None], 0.0), live
+    db = torch.where(live, bias_grad, torch.ones_like(bias_grad))
+    return (weight_grad / db[:, None]).mul_(live[:, None]), live
 
 
 @dataclass(frozen=True)
@@ -64,41 +66,49 @@ class Singletons:
     rows: Tensor
 
 
-def _agreeing(ratios: Tensor) -> Tensor:
-    """[K, K]: which rows' ratios agree to ``SAME_ROW_TOLERANCE`` (relative to the larger one's largest entry).
-    Pairs are screened on two seeded random projections, then compared entry by entry."""
-    scale = ratios.abs().amax(1).clamp_min(1e-300)
-    directions = torch.randn(ratios.shape[1], 2, generator=torch.Generator().manual_seed(0), dtype=ratios.dtype)
-    projected = ratios @ directions.to(ratios.device) / ratios.shape[1] ** 0.5
-    limit = SAME_ROW_TOLERANCE * torch.maximum(scale[:, None], scale[None, :])
-    close = ((projected[:, None, :] - projected[None, :, :]).abs().amax(-1) <= 4 * limit)
-    rows, cols = torch.nonzero(close, as_tuple=True)
-    agree = (ratios[rows] - ratios[cols]).abs().amax(1) <= limit[rows, cols]
-    same = torch.zeros_like(close)
-    same[rows[agree], cols[agree]] = True
-    return same
+def _agreeing_groups(ratios: Tensor) -> list[list[int]]:
+    """Rows whose ratios agree to ``SAME_ROW_TOLERANCE`` (relative to the first row of the group's largest entry),
+    grouped. Rows are visited in the order of a seeded random projection ``d``; two rows that agree project within
+    ``||d||_1`` times their largest allowed difference of each other, so each row is compared entry by entry only
+    with the groups whose first row projects that close."""
+    import numpy as np
+
+    direction = torch.randn(ratios.shape[1], generator=torch.Generator().manual_seed(0), dtype=ratios.dtype)
+    projected = (ratios @ direction.to(ratios.device)).cpu().numpy()
+    limits = (SAME_ROW_TOLERANCE * ratios.abs().amax(1)).cpu().numpy()
+    reach = float(direction.abs().sum()) * limits
+    order = np.argsort(projected, kind="stable")
+    widest = float(reach.max()) if len(reach) else 0.0
+    groups: list[list[int]] = []
+    near: collections.deque[int] = collections.deque()  # groups whose first row projects within reach, in order
+    for k in order.tolist():
+        while near and projected[k] - projected[groups[near[0]][0]] > widest:
+            near.popleft()
+        for g in near:
+            head = groups[g][0]
+            if projected[k] - projected[head] <= reach[head] and \
+                    float((ratios[k] - ratios[head]).abs().max()) <= limits[head]:
+                groups[g].append(k)
+                break
+        else:
+            groups.append([k])
+            near.append(len(groups) - 1)
+    return groups
 
 
 def singleton_rows(weight_grad: Tensor, bias_grad: Tensor, min_rows: int = 2) -> Singletons:
     """The inputs that at least ``min_rows`` rows agree on: rows reached by one sample hold it exactly, while
     rows that mix samples hold weighted averages that differ from row to row."""
     ratios, live = row_inputs(weight_grad, bias_grad)
-    ratios = ratios[live]
-    if len(ratios) == 0:
-        return Singletons(ratios.new_zeros(0, weight_grad.shape[-1]), torch.zeros(0, dtype=torch.long))
-    same = _agreeing(ratios)
-    taken = torch.zeros(len(ratios), dtype=torch.bool)
-    groups = []
-    for k in torch.argsort(same.sum(1), descending=True).tolist():
-        if taken[k]:
-            continue
-        members = same[k] & ~taken
-        taken |= members
-        if int(members.sum()) >= min_rows:
-            groups.append((int(members.sum()), ratios[members].mean(0)))
+    return singletons_of(ratios[live], min_rows)
+
+
+def singletons_of(ratios: Tensor, min_rows: int = 2) -> Singletons:
+    """``singleton_rows`` of live rows' ratios [K, m]."""
+    groups = sorted((g for g in _agreeing_groups(ratios) if len(g) >= min_rows), key=len, reverse=True)
     if not groups:
         return Singletons(ratios.new_zeros(0, ratios.shape[1]), torch.zeros(0, dtype=torch.long))
-    return Singletons(torch.stack([g for _, g in groups]), torch.tensor([n for n, _ in groups]))
+    return Singletons(torch.stack([ratios[g].mean(0) for g in groups]), torch.tensor([len(g) for g in groups]))
 
 
 def _loss_gradient(logits: Tensor, labels: Tensor, loss: str, reduction: str) -> Tensor:
@@ -154,9 +164,9 @@ def final_features(weight_grad: Tensor, bias_grad: Tensor, weight: Tensor, bias:
             logits = features @ w.transpose(1, 2) + b[:, None, :]
             g = _loss_gradient(logits, labels, loss, reduction)
             # the least-squares features through the normal equations: G G^T is only [B, B] and well conditioned
-            # (each row of G is dominated by its own label's entry); lstsq keeps a singular one (repeated labels
-            # that start alike) at the minimum-norm solution
-            new = torch.linalg.lstsq(g @ g.transpose(1, 2), g @ dw).solution
+            # (each row of G is dominated by its own label's entry); its pseudo-inverse keeps a singular one
+            # (repeated labels that start alike) at the minimum-norm solution
+            new = torch.linalg.pinv(g @ g.transpose(1, 2), hermitian=True) @ (g @ dw)
             change = (new - features).norm() / new.norm().clamp_min(1e-300)
             features = new
             if float(change) <= tolerance:
