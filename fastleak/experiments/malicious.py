@@ -56,8 +56,8 @@ class MaliciousOutcome(RunOutcome):
                 "recognisable_fraction": self.recognisable_fraction, "samples": len(score.psnr),
                 "recovered_images": len(rec.images), "false_images": score.false_singles,
                 "psnr": statistics.mean(matched) if matched else None,
-                "single_bins": rec.count("single"), "mixed_bins": rec.count("mixed"),
-                "empty_bins": rec.count("empty"),
+                "single_bins": rec.count("single"), "peeled_bins": rec.count("peeled"),
+                "mixed_bins": rec.count("mixed"), "empty_bins": rec.count("empty"),
                 "ln_acc": score.labels.ln_acc if score.labels else None,
                 "le_acc": score.labels.le_acc if score.labels else None,
                 "exact": score.labels.exact if score.labels else None, "recovery_time_s": rec.seconds}

@@ -57,5 +57,5 @@ def test_audit_mistakes_are_one_line_with_a_fix(tmp_path, capsys):
     assert main(["audit", *MALICIOUS, "--protection", "noise", "--out", str(tmp_path)]) == 2
     assert "protection must be one of" in capsys.readouterr().err
     assert main(["attack", "--threat", "malicious", "--preset", "dlg", "--out", str(tmp_path)]) == 2
-    assert "preset must be one of imprint, trap" in capsys.readouterr().err
+    assert "preset must be one of imprint, imprint_pca, trap" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

@@ -129,7 +129,9 @@ def _malicious_summary(outcome, spec, run_dir: Path, thread_policy: str) -> list
                            + (f", secure aggregation over {spec.clients} clients" if spec.clients > 1 else "")),
                 ("data", f"{spec.dataset}, {n} images ({spec.labels} labels)"),
                 ("defense", defense),
-                ("bins", f"{metrics['single_bins']} single, {metrics['mixed_bins']} mixed, "
+                ("bins", f"{metrics['single_bins']} single, "
+                         + (f"{metrics['peeled_bins']} peeled, " if metrics.get("peeled_bins") else "")
+                         + f"{metrics['mixed_bins']} mixed, "
                          f"{metrics['empty_bins']} empty"),
                 ("recovered", f"{exact} exact of {n} ({metrics['recovered_fraction']:.1%}); alone in their bin: "
                               f"{metrics['singleton_fraction']:.1%}; recognisable (>= {RECOGNISABLE_PSNR:.0f} dB) "
