@@ -135,14 +135,24 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 
 def chosen(row: dict[str, Any], schedule: list[Fraction], criterion: str) -> int:
-    """The row a search with halving at ``schedule`` would choose, by ``criterion`` ("distance" or "holdout")."""
+    """The row a search with halving at ``schedule`` would choose, by ``criterion``: "distance", "holdout", or
+    "discrepancy:K" (the largest value among the rows whose distance is within K times the smallest)."""
     by_step = {r["step"]: r for r in row["records"]}
     alive = list(range(len(row["values"])))
     for f in schedule:
         rec = by_step[max(1, int(f * row["budget"]))]
-        alive = sorted(alive, key=lambda q: _finite(rec[criterion][q]))[:max(1, len(alive) // 2)]
-    final = row["records"][-1]
-    return min(alive, key=lambda q: _finite(final[criterion][q]))
+        alive = _ranked(row, rec, alive, criterion)[:max(1, len(alive) // 2)]
+    return _ranked(row, row["records"][-1], alive, criterion)[0]
+
+
+def _ranked(row: dict[str, Any], rec: dict[str, Any], alive: list[int], criterion: str) -> list[int]:
+    name, _, k = criterion.partition(":")
+    if name != "discrepancy":
+        return sorted(alive, key=lambda q: _finite(rec[criterion][q]))
+    best = min(_finite(rec["distance"][q]) for q in alive)
+    within = [q for q in alive if _finite(rec["distance"][q]) <= float(k) * best]
+    rest = sorted((q for q in alive if q not in within), key=lambda q: _finite(rec["distance"][q]))
+    return sorted(within, key=lambda q: -row["values"][q]) + rest
 
 
 def _finite(v: float) -> float:
@@ -166,7 +176,8 @@ def summary(args: argparse.Namespace) -> None:
         picks = [chosen(row, s, criterion) for s in schedules]
         for i, q in enumerate(picks):
             gaps[i].append(psnr[best] - psnr[q])
-        rho = spearman([_finite(d) for d in final[criterion]], [-p for p in psnr])
+        rho = spearman([_finite(d) for d in final[criterion.partition(":")[0].replace("discrepancy", "distance")]],
+                       [-p for p in psnr])
         print(f"| {row['cell']} | {row['budget']} | {psnr[best]:.1f} ({row['values'][best]:g}) | "
               + " | ".join(f"{p:.1f}" for p in psnr) + f" | {psnr[end]:.1f} ({row['values'][end]:g}) | "
               + " | ".join(f"{psnr[q]:.1f} ({row['values'][q]:g})" for q in picks) + f" | {rho:.2f} |")
@@ -193,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="runs/tuning/grid.jsonl")
     ap.add_argument("--summary", nargs="*", help="summarise these result files instead of measuring")
     ap.add_argument("--schedules", default=";1/16,1/8,1/4;1/8,1/4,1/2;1/4,1/2,3/4")
-    ap.add_argument("--criterion", default="distance", choices=("distance", "holdout"))
+    ap.add_argument("--criterion", default="distance", help="distance, holdout or discrepancy:K")
     args = ap.parse_args(argv)
     if args.summary:
         return summary(args)

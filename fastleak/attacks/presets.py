@@ -56,8 +56,9 @@ class AttackConfig:
     search, halving, select, holdout: restarts over a grid of settings (``fastleak.attacks.search``):
     knob (a prior of ``priors`` for its weight, or "lr") -> its values, each combination with
     ``restarts`` rows; the fractions of the run at which the worse half of the rows is dropped; how
-    rows are ranked, there and for the result ("objective", "distance" or "holdout"); and the stride
-    of the held-out parameter tensors for "holdout". Setting a searched knob (``tv=1e-4``, ``lr=0.05``)
+    rows are ranked, there and for the result ("objective", "distance", "holdout" or "discrepancy"); the
+    stride of the held-out parameter tensors for "holdout"; the factor of the best distance within
+    which "discrepancy" prefers the most regularised row. Setting a searched knob (``tv=1e-4``, ``lr=0.05``)
     pins it: it leaves the search.
     fedavg_mode: for update observations, "unroll" (differentiable replay of the local
     steps) or "pseudo" (match the pseudo-gradient (W0 - Wt) / (lr * steps)).
@@ -90,6 +91,7 @@ class AttackConfig:
     halving: tuple[float, ...] = ()
     select: str = "objective"
     holdout: int = 4
+    discrepancy: float = 2.0
     fedavg_mode: str = "unroll"
     history_size: int = 100
     lbfgs_inner: int = 1
@@ -120,6 +122,8 @@ class AttackConfig:
             raise InvalidValueError(f"attack option select must be one of {', '.join(map(repr, SELECT))}, "
                                     f"got {self.select!r}")
         positive_int(self.holdout, "attack option holdout")
+        if not (math.isfinite(self.discrepancy) and self.discrepancy >= 1):
+            raise InvalidValueError(f"attack option discrepancy must be a finite factor >= 1, got {self.discrepancy!r}")
         if self.select == "holdout" and self.holdout < 2:
             raise InvalidValueError(f"attack option holdout must be >= 2 with select='holdout' (every holdout-th "
                                     f"parameter tensor is held out), got {self.holdout}")

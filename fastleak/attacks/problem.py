@@ -16,7 +16,7 @@ from fastleak.attacks.execution import Execution
 from fastleak.attacks.inits import INITS
 from fastleak.attacks.presets import AttackConfig
 from fastleak.attacks.priors import Prior, active
-from fastleak.attacks.search import candidates, holdout_mask
+from fastleak.attacks.search import candidates, discrepancy_ranks, holdout_mask
 from fastleak.attacks.simulate import ClientSimulator, layer_weights
 from fastleak.federated.observation import Observation
 from fastleak.ops import grad_distance
@@ -170,11 +170,20 @@ class Problem:
         return total
 
     def scores(self, losses: Tensor) -> Tensor:
-        """How each row ranks (lower is better) by ``config.select``, from the last objective evaluation
-        (``losses`` its values)."""
+        """What ``config.select`` ranks the rows by (the gradient distance, that of the held-out tensors, or
+        the objective), from the last objective evaluation (``losses`` its values)."""
         select = self.config.select
-        scores = {"objective": losses, "distance": self.last_distance, "holdout": self.last_holdout}[select]
+        scores = {"objective": losses, "holdout": self.last_holdout}.get(select, self.last_distance)
         return losses if scores is None else scores
+
+    def ranking(self, scores: Tensor) -> Tensor:
+        """Keys whose ascending order within each observation's rows is their ranking (``scores`` those of
+        ``scores``): the scores themselves, or places by the discrepancy principle."""
+        if self.config.select != "discrepancy":
+            return scores
+        strength = sum((self.row_values[k] for k in self.prior_keys if k in self.row_values),
+                       torch.zeros(self.Q, dtype=torch.float64, device=scores.device))
+        return discrepancy_ranks(scores, strength, self.P, self.config.discrepancy)
 
     def prior(self, name: str) -> Prior:
         """The active prior registered as ``name``."""

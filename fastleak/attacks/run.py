@@ -128,7 +128,7 @@ class Run(ABC):
         if keep == before:
             return
         scores = p.scores(self.losses()).detach()
-        rows = survivors(scores, p.P, keep)
+        rows = survivors(p.ranking(scores), p.P, keep)
         dropped = torch.ones(p.Q, dtype=torch.bool)
         dropped[rows.cpu()] = False
         self.row_scores[p.rows[dropped]] = scores.cpu()[dropped].float()
@@ -188,7 +188,9 @@ class Run(ABC):
         x, soft = self.variables()
         losses = self.final_losses(x, soft)
         scores = p.scores(losses).detach()
-        scores = torch.where(torch.isfinite(losses), scores, torch.full_like(scores, math.inf)).cpu()
+        scores = torch.where(torch.isfinite(losses), scores, torch.full_like(scores, math.inf))
+        ranking = p.ranking(scores).cpu()
+        scores = scores.cpu()
         self.row_scores[p.rows] = scores.float()
         labels = soft.argmax(-1) if soft is not None else p.hard_labels
         images = x.detach().clamp(0, 1).cpu()
@@ -196,7 +198,7 @@ class Run(ABC):
         out = []
         for k in range(p.P):
             sl = slice(k * p.R, (k + 1) * p.R)
-            best = int(torch.argmin(scores[sl]))
+            best = int(torch.argmin(ranking[sl]))
             out.append(AttackResult(
                 images=images[sl][best], labels=labels[sl][best].cpu(), restart_images=images[sl],
                 restart_losses=losses[sl].cpu(), best_restart=best,

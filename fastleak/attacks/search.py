@@ -15,6 +15,12 @@ Rows are ranked by ``AttackConfig.select``:
 * ``"holdout"``: the gradient distance on held-out parameter tensors (every ``holdout``-th, counted
   from the last) which the objective leaves out, like a validation split: a candidate that fits the
   tensors it is optimised on by overfitting them does not fit the others better.
+* ``"discrepancy"``: the discrepancy principle. The best distance among an observation's rows is what
+  its gradient lets any candidate reach; every row within ``discrepancy`` times of it explains the
+  observation about as well, and among those the most regularised one (the largest sum of searched
+  prior weights) ranks first, then the others by distance. Where weaker priors fit the gradient
+  better by fitting it with noise (trained models, larger batches), this keeps the smoother images
+  the distance alone would pass over.
 * ``"objective"``: the total objective (the choice among restarts that share their settings).
 """
 from __future__ import annotations
@@ -30,7 +36,7 @@ from torch import Tensor
 
 from fastleak.errors import InvalidValueError
 
-SELECT = ("objective", "distance", "holdout")
+SELECT = ("objective", "distance", "holdout", "discrepancy")
 ROW_FIELDS = ("lr",)  # configuration fields a candidate may set for its rows
 
 
@@ -82,6 +88,22 @@ def survivors(scores: Tensor, problems: int, keep: int) -> Tensor:
     ranked = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, math.inf)).view(problems, per)
     best = torch.argsort(ranked, dim=1, stable=True)[:, :keep].sort(dim=1).values
     return (best + torch.arange(problems, device=scores.device)[:, None] * per).flatten()
+
+
+def discrepancy_ranks(distance: Tensor, strength: Tensor, problems: int, factor: float) -> Tensor:
+    """Each row's place [Q] (0 first) in its problem's ranking by the discrepancy principle (module docs);
+    rows whose distance is not finite come last."""
+    per = distance.numel() // problems
+    d = torch.where(torch.isfinite(distance), distance, torch.full_like(distance, math.inf)).view(problems, per)
+    best = d.min(1, keepdim=True).values
+    within = d <= factor * best
+    keys = (torch.where(within, -strength.view(problems, per).to(d.dtype), d), (~within).to(d.dtype))
+    order = torch.argsort(d, dim=1, stable=True)                     # the last key first, stable sorts after
+    for key in keys:
+        order = order.gather(1, torch.argsort(key.gather(1, order), dim=1, stable=True))
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(per, device=d.device).expand(problems, per))
+    return ranks.flatten().to(distance.dtype)
 
 
 def holdout_mask(num_tensors: int, every: int) -> Tensor:

@@ -9,7 +9,7 @@ from fastleak.attacks import PRESETS, attack
 from fastleak.attacks.adam import AdamRun
 from fastleak.attacks.presets import configure
 from fastleak.attacks.problem import Problem
-from fastleak.attacks.search import candidates, halving_steps, holdout_mask, survivors
+from fastleak.attacks.search import candidates, discrepancy_ranks, halving_steps, holdout_mask, survivors
 from fastleak.errors import InvalidValueError
 from fastleak.federated import fedsgd
 
@@ -45,6 +45,24 @@ def test_survivors_are_each_problems_best_rows_in_order():
     assert survivors(scores, 1, 3).tolist() == [1, 4, 6]
 
 
+def test_the_discrepancy_principle_prefers_the_most_regularised_row_that_fits_about_as_well():
+    distance = torch.tensor([1.0, 1.5, 3.0, 0.9, 2.0, 1.0, math.nan, 1.1])
+    strength = torch.tensor([0.1, 1.0, 10.0, 0.0, 5.0, 1.0, 9.0, 1.0], dtype=torch.float64)
+    ranks = discrepancy_ranks(distance, strength, 2, 2.0)
+    assert ranks.tolist() == [1, 0, 3, 2, 0, 1, 3, 2]  # within twice the best: by strength, then by distance
+    assert discrepancy_ranks(distance, strength, 2, 1.0).tolist() == [1, 2, 3, 0, 2, 0, 3, 1]
+
+
+def test_a_search_by_discrepancy_returns_the_smoothest_candidate_that_fits(case):
+    model, x, y, obs = case
+    res = attack(obs, model, "inverting", labels=y, restarts=1, iterations=6, search={"tv": [1e-6, 1e-2]},
+                 select="discrepancy", discrepancy=1e6)
+    assert res.search.chosen == {"tv": 1e-2}
+    res = attack(obs, model, "inverting", labels=y, restarts=1, iterations=6, search={"tv": [1e-6, 1e-2]},
+                 select="discrepancy", discrepancy=1.0)
+    assert res.search.chosen == {"tv": [1e-6, 1e-2][int(res.restart_scores.argmin())]}
+
+
 def test_holdout_takes_every_kth_tensor_from_the_last():
     assert holdout_mask(8, 4).tolist() == [False, False, False, True, False, False, False, True]
 
@@ -56,8 +74,9 @@ def test_holdout_takes_every_kth_tensor_from_the_last():
     ({"search": {"lr": [0.0]}}, "search: lr values must be finite positive numbers"),
     ({"halving": (0.5, 0.25)}, r"halving must be increasing fractions of the run in \(0, 1\)"),
     ({"halving": (1.0,)}, "halving must be increasing fractions"),
-    ({"select": "psnr"}, "select must be one of 'objective', 'distance', 'holdout'"),
+    ({"select": "psnr"}, "select must be one of 'objective', 'distance', 'holdout', 'discrepancy'"),
     ({"select": "holdout", "holdout": 1}, "holdout must be >= 2 with select='holdout'"),
+    ({"discrepancy": 0.5}, "discrepancy must be a finite factor >= 1, got 0.5"),
 ])
 def test_search_options_are_checked(options, message):
     with pytest.raises(InvalidValueError, match=message):
