@@ -33,6 +33,7 @@ def test_the_closed_form_features_are_the_batchs_own(case):
     assert (unrefined[0] - truth).abs().max() > 100 * (wanted[0] - truth).abs().max()
 
 
+@pytest.mark.slow
 def test_images_that_produce_them_are_the_private_ones(case):
     model, x, y, obs = case
     res = fastleak.attack(obs, model, "feature_inversion", labels=y, restarts=2, iterations=300, seed=0)
@@ -43,6 +44,7 @@ def test_images_that_produce_them_are_the_private_ones(case):
     assert res.restart_losses[res.best_restart] == res.restart_losses.min() < 0.1  # the gradient is explained
 
 
+@pytest.mark.slow
 def test_observations_and_restarts_are_optimised_together(case):
     model, x, y, obs = case
     x2, y2 = data.load("mnist", 4, seed=1, labels="unique", size=12)
@@ -65,3 +67,9 @@ def test_repeated_labels_are_left_out_with_a_warning_and_none_unique_is_refused(
         fastleak.attack(federated.fedsgd(model, x, twins), model, "feature_inversion", labels=twins, iterations=2)
     with pytest.raises(InvalidValueError, match="distance must be one of cosine, l2"):
         fastleak.attack(obs, model, "feature_inversion", labels=pair, distance="l1", iterations=2)
+
+
+def test_a_short_run_lowers_the_feature_objective_in_every_restart(case):
+    model, x, y, obs = case
+    res = fastleak.attack(obs, model, "feature_inversion", labels=y, restarts=2, iterations=40)
+    assert res.history.shape == (4, 2) and (res.history[-1] < 0.5 * res.history[0]).all()

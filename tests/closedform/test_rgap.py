@@ -31,6 +31,7 @@ def test_one_sample_is_exact_where_every_layer_has_full_rank(name, dataset, opti
     assert evaluate(res.images, x).psnr >= EXACT_DB and res.restart_losses[0] < 1e-3
 
 
+@pytest.mark.slow
 def test_the_papers_cnn6_at_full_size():
     x, y = data.load("cifar10", 1, seed=3)
     assert evaluate(attacked(models.build("cnn6", 10), x, y).images, x).psnr >= EXACT_DB
