@@ -75,11 +75,9 @@ def bin_counts(bins: torch.Tensor, num_bins: int) -> torch.Tensor:
     return torch.bincount(torch.where(index < 0, num_bins, index), minlength=num_bins + 1)
 
 
-def sampled_singleton_fraction(members: torch.Tensor, batch_size: int, draws: int = 200, seed: int = 0) -> float:
-    """Singleton fraction of batches drawn without replacement from a pool, by sampling: ``members``
-    [N, rows] says which rows (bins) each pool sample reaches; a sample is alone when one of its
-    rows holds no other sample of its batch. Needed where rows overlap (trap weights), so that no
-    closed form applies; for bins it agrees with ``pool_singleton_fraction``."""
+def _sampled(members: torch.Tensor, batch_size: int, draws: int, seed: int, fraction) -> float:
+    """The mean of ``fraction(batch members)`` over ``draws`` batches drawn without replacement from
+    a pool whose samples reach the bins ``members`` [N, bins]."""
     b = positive_int(batch_size, "batch_size")
     positive_int(draws, "draws")
     pool = torch.as_tensor(members, dtype=torch.bool)
@@ -87,12 +85,18 @@ def sampled_singleton_fraction(members: torch.Tensor, batch_size: int, draws: in
         raise InvalidValueError(f"members must be a bool matrix [N, rows] with N >= batch_size={b}, got shape "
                                 f"{tuple(pool.shape)}")
     gen = torch.Generator().manual_seed(seed)
-    fractions = []
-    for _ in range(draws):
-        batch = pool[torch.randperm(len(pool), generator=gen)[:b]]
-        lone_rows = batch.sum(0) == 1
-        fractions.append((batch & lone_rows).any(1).double().mean())
-    return float(torch.stack(fractions).mean())
+    return sum(fraction(pool[torch.randperm(len(pool), generator=gen)[:b]]) for _ in range(draws)) / draws
+
+
+def sampled_singleton_fraction(members: torch.Tensor, batch_size: int, draws: int = 200, seed: int = 0) -> float:
+    """Singleton fraction of batches drawn without replacement from a pool, by sampling: ``members``
+    [N, rows] says which rows (bins) each pool sample reaches; a sample is alone when one of its
+    rows holds no other sample of its batch. Needed where rows overlap (trap weights), so that no
+    closed form applies; for bins it agrees with ``pool_singleton_fraction``."""
+    def singletons(batch: torch.Tensor) -> float:
+        return float((batch & (batch.sum(0) == 1)).any(1).double().mean())
+
+    return _sampled(members, batch_size, draws, seed, singletons)
 
 
 def peeling_fraction(members: torch.Tensor) -> float:
@@ -115,11 +119,4 @@ def peeling_fraction(members: torch.Tensor) -> float:
 def sampled_peeling_fraction(members: torch.Tensor, batch_size: int, draws: int = 200, seed: int = 0) -> float:
     """``peeling_fraction`` of batches drawn without replacement from a pool whose samples reach the
     bins ``members`` [N, bins], averaged over ``draws``."""
-    b = positive_int(batch_size, "batch_size")
-    positive_int(draws, "draws")
-    pool = torch.as_tensor(members, dtype=torch.bool)
-    if pool.dim() != 2 or len(pool) < b:
-        raise InvalidValueError(f"members must be a bool matrix [N, bins] with N >= batch_size={b}, got shape "
-                                f"{tuple(pool.shape)}")
-    gen = torch.Generator().manual_seed(seed)
-    return sum(peeling_fraction(pool[torch.randperm(len(pool), generator=gen)[:b]]) for _ in range(draws)) / draws
+    return _sampled(members, batch_size, draws, seed, peeling_fraction)
