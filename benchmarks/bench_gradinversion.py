@@ -7,9 +7,9 @@ real running statistics to match: presets and variants of them side by side on t
 
 A variant is ``NAME=PRESET [KEY=VALUE ...]`` (or just ``PRESET``): the preset with ``AttackConfig.replace``
 keywords (``tv=0.01`` sets a prior's weight) and prior parameters as ``PRIOR.PARAM=VALUE``
-(``bn.first=10``). The model is the MNIST trainer's ConvNet (width 16, BatchNorm) after ``--round``
-rounds (``benchmarks.trained_states``), in train mode as a FedSGD client runs it; the victims are held-out
-digits (data seed 0, random labels). Every variant attacks the same observation with the same seed;
+(``tv_power.inner=2``; a prior of a module of your own: ``module.name.weight=0.1``). The model is the
+MNIST trainer's ConvNet (width 16, BatchNorm) after ``--round`` rounds (``benchmarks.trained_states``),
+in train mode as a FedSGD client runs it; the victims are held-out digits (data seed 0, random labels). Every variant attacks the same observation with the same seed;
 each line of ``--out`` holds one (variant, B) result.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def parse_variant(text: str) -> tuple[str, str, dict[str, Any], dict[str, dict[s
         if not sep:
             raise SystemExit(f"--variant items are KEY=VALUE, got {item!r}")
         if "." in key:
-            prior, _, param = key.partition(".")
+            prior, _, param = key.rpartition(".")
             priors.setdefault(prior, {})[param] = parse_value(value)
         else:
             overrides[key] = parse_value(value)

@@ -174,14 +174,19 @@ def _batchnorm_distance(module: nn.Module, x: Tensor) -> Tensor:
     dims = [0] + list(range(2, x.dim()))
     mean = x.mean(dims)
     var = x.var(dims, unbiased=False)
-    return (mean - module.running_mean).norm() + (var - module.running_var).norm()
+    distance = (mean - module.running_mean).norm() + (var - module.running_var).norm()
+    tracked = getattr(module, "num_batches_tracked", None)
+    # running statistics no batch has updated (an untrained model's 0 and 1) say nothing about the data
+    return distance if tracked is None else distance * (tracked > 0).to(distance.dtype)
 
 
 @prior("bn")
 class BatchNormStatistics(Prior):
     """Distance of the dummy batch's BatchNorm input statistics (mean and biased variance over the batch
     and space) to the layers' running ones (Yin et al. 2021), summed over the layers, the local steps
-    and the observed pairs."""
+    and the observed pairs. A layer whose running statistics no batch has updated yet
+    (``num_batches_tracked`` 0, as in an untrained model) is left out: its 0 and 1 would pull the
+    dummy batch away from the data."""
 
     def tap(self) -> Tap:
         return Tap(is_batchnorm, _batchnorm_distance)
