@@ -31,8 +31,8 @@ Callback = Callable[[int, Tensor], None]
 class AttackResult:
     """One attacked observation.
 
-    images [B, C, H, W] in [0, 1] and labels [B] are those of the best restart (the lowest final
-    score by ``config.select``: the objective, or the gradient distance for a search).
+    images [B, C, H, W] in [0, 1] and labels [B] are those of the best restart (first in the ranking of
+    ``config.select``: by default the lowest final objective).
     restart_images [R, B, C, H, W], restart_losses [R] (the final objective; inf for a restart that
     failed) and restart_scores [R] are those of the rows that ran to the end; history [T, R0] (the
     objective every ``record_every`` steps, at ``history_steps``) has a column for every first row,
@@ -122,7 +122,7 @@ class Run(ABC):
         return step - first
 
     def halve(self, step: int) -> None:
-        """Drop the worse half of every observation's rows (by ``Problem.scores``), at least one kept."""
+        """Drop the worse half of every observation's rows (by ``Problem.ranking``), at least one kept."""
         p = self.problem
         before, keep = p.R, max(1, p.R // 2)
         if keep == before:
