@@ -113,27 +113,31 @@ def _forward(model: nn.Module, state: dict[str, torch.Tensor], weight_name: str,
 def dummy_forwards(ev: Evidence, config: LabelConfig) -> Iterator[tuple[int, list[tuple[float, DummyForward]]]]:
     """Per row: the dummies' forward passes at the row's trajectory states, with their weights.
 
-    Rows on the same start state with no trajectory share one forward pass.
+    Rows on the same start state with no trajectory share one forward pass. The passes are kept on
+    ``ev`` for the methods that ask again (``auto`` scores several on the same simulated batches).
     """
     t, w = trajectory.times(ev, config)
-    shared: dict[tuple, list[tuple[float, DummyForward]]] = {}
+    dummies = (config.num_dummies, config.dummy_seed, config.dummy_distribution,
+               None if config.dummies is None else id(config.dummies))
+    shared: dict[tuple, list[tuple[float, DummyForward]]] = ev.__dict__.setdefault("_dummy_forwards", {})
     # A private copy runs the states: loading them never touches the caller's model, and its
     # BatchNorm running statistics may change freely in train mode.
-    model = copy.deepcopy(ev.model).to(ev.grad_w.device)
+    model = None
     passes = 0
     for row in range(ev.num_rows):
         i, _j = ev.pair_ids[row]
         obs = ev.observations[i]
         moving = bool(ev.is_update[row]) and bool((t[row] != 0).any())
-        key = ("state", int(ev.state_index[row]), obs.bn_train, obs.input_shape)
-        if moving or key not in shared:
+        key = ((("row", ev.pair_ids[row], tuple(t[row].tolist())) if moving else ("state", int(ev.state_index[row])))
+               + (obs.bn_train, obs.input_shape, dummies))
+        if key not in shared:
+            if model is None:
+                model = copy.deepcopy(ev.model).to(ev.grad_w.device)
             x = dummy_inputs(ev, config, i)
-            forwards = [(wk, _forward(model, trajectory.state_at(ev, row, tk), ev.weight_name, x, obs.bn_train))
-                        for tk, wk in zip(t[row].tolist(), w[row].tolist()) if wk != 0]
-            passes += len(forwards)
-            if not moving:
-                shared[key] = forwards
-        yield row, forwards if moving else shared[key]
+            shared[key] = [(wk, _forward(model, trajectory.state_at(ev, row, tk), ev.weight_name, x, obs.bn_train))
+                           for tk, wk in zip(t[row].tolist(), w[row].tolist()) if wk != 0]
+            passes += len(shared[key])
+        yield row, shared[key]
     log.debug("dummy statistics: %d forward passes for %d rows", passes, ev.num_rows)
 
 
