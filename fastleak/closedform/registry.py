@@ -23,6 +23,7 @@ recomputes the same answer.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import logging
 import math
@@ -187,13 +188,21 @@ def _targets(observations: Sequence[Observation], model: nn.Module, device: torc
 def _labels(observations: Sequence[Observation], model: nn.Module, labels: Any, label_method: str,
             name: str) -> tuple[list[Tensor], str]:
     from fastleak.attacks.label_modes import attack_labels
-    from fastleak.attacks.presets import AttackConfig
 
     if isinstance(labels, str) and labels == "optimize":
         raise InvalidValueError(f"labels='optimize': closed-form method {name!r} does not optimise labels; pass "
                                 "'recover', None or label tensors")
-    chosen = attack_labels(observations, model, AttackConfig(label_method=label_method), labels)
+    chosen = attack_labels(observations, model, _label_config(label_method), labels)
     return chosen.fixed, chosen.method or label_method
+
+
+@functools.lru_cache(maxsize=16)
+def _label_config(label_method: str):
+    """The attack configuration ``attack_labels`` reads its label rule from (a configuration checks all its fields
+    when made, so each method's is made once)."""
+    from fastleak.attacks.presets import AttackConfig
+
+    return AttackConfig(label_method=label_method)
 
 
 def gradient_residual(target: Target, images: Tensor, labels: Tensor) -> Tensor:
@@ -205,13 +214,16 @@ def gradient_residual(target: Target, images: Tensor, labels: Tensor) -> Tensor:
     params = dict(model.named_parameters())
     params = {n: params[n] for n in obs.param_names}
     observed = [target.gradients[n] for n in obs.param_names]
-    scale = torch.stack([t.double().norm() for t in observed]).norm().clamp_min(1e-300)
+    def norm(tensors) -> Tensor:  # each tensor's norm in its dtype (a pairwise sum), combined in float64
+        return torch.stack([t.norm().double() for t in tensors]).norm()
+
+    scale = norm(observed).clamp_min(1e-300)
     out = []
     with torch.enable_grad():
         for x in images:
             grads = client_gradients(model, params, x.to(observed[0].dtype), labels.to(observed[0].device),
                                      loss=obs.loss, reduction=obs.reduction)
-            out.append(torch.stack([(g.detach() - t).double().norm() for g, t in zip(grads, observed)]).norm() / scale)
+            out.append(norm(g.detach().sub_(t) for g, t in zip(grads, observed)) / scale)
     return torch.stack(out)
 
 
