@@ -94,7 +94,6 @@ class Method:
     fn: Callable[..., list[Reconstruction]]
     options: Mapping[str, Any]
     iterative: bool
-    summary: str
 
     def checked_options(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The method's options with ``overrides`` applied, each of its default's type."""
@@ -122,7 +121,7 @@ def _typed(value: Any, default: Any, name: str) -> Any:
     else:
         ok = isinstance(value, type(default))
     if not ok:
-        raise InvalidTypeError(f"{name} must be a {type(default).__name__}, got {value!r}")
+        raise InvalidTypeError(f"{name} must be of type {type(default).__name__}, got {value!r}")
     return value
 
 
@@ -137,8 +136,7 @@ def method(name: str, *, iterative: bool = False) -> Callable[[Callable], Callab
         options = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
         if iterative:
             options = {k: v for k, v in options.items() if k not in ITERATIVE_ARGUMENTS}
-        summary = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
-        METHODS.register(name)(Method(name, fn, options, iterative, summary))
+        METHODS.register(name)(Method(name, fn, options, iterative))
         return fn
 
     return register
@@ -234,7 +232,7 @@ def run(name: str, observations: Sequence[Observation], model: nn.Module, *, lab
     """Closed-form method ``name`` on every observation (module docs); returns one ``AttackResult`` each.
     ``restarts``, ``iterations``, ``seed`` and ``callback`` reach iterative methods only; ``priors`` are not
     used by any closed-form method and are refused."""
-    from fastleak.attacks.execution import Execution
+    from fastleak.attacks.execution import Execution, split_execution
     from fastleak.attacks.run import AttackResult
 
     spec = METHODS.get(name)
@@ -245,8 +243,6 @@ def run(name: str, observations: Sequence[Observation], model: nn.Module, *, lab
     if priors:
         raise InvalidValueError(f"priors: closed-form method {name!r} takes no priors (its options: "
                                 f"{', '.join(sorted(spec.options)) or 'none'})")
-    from fastleak.attacks.execution import split_execution
-
     options, settings = split_execution(options)
     execution = (execution or Execution()).replace(**settings)
     if device is not None:

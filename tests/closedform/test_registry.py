@@ -57,7 +57,7 @@ def test_bad_options_labels_and_priors_are_refused_by_name(case):
     model, _, _, obs = case
     with pytest.raises(InvalidValueError, match=r"unknown option\(s\) \['tv'\] of closed-form method 'analytic'"):
         fastleak.attack(obs, model, "analytic", tv=0.1)
-    with pytest.raises(InvalidTypeError, match="analytic option refine_steps must be a int"):
+    with pytest.raises(InvalidTypeError, match="analytic option refine_steps must be of type int"):
         fastleak.attack(obs, model, "analytic", refine_steps=1.5)
     with pytest.raises(InvalidValueError, match="does not optimise labels"):
         fastleak.attack(obs, model, "analytic", labels="optimize")
