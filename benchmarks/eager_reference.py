@@ -87,8 +87,10 @@ class _Client:
         self.target = [t.detach().to(device) for t in obs.pairs[pair].shared]
         self.obs = obs
         self.bn_terms: list[Tensor] = []
-        if track_bn:
+        if track_bn:  # as the engine's bn prior: layers whose statistics no batch has updated are left out
             for m in batchnorm_layers(self.model):
+                if m.num_batches_tracked is not None and int(m.num_batches_tracked) == 0:
+                    continue
                 stats = (m.running_mean.detach().clone(), m.running_var.detach().clone())
                 m.register_forward_pre_hook(self._bn_hook(*stats))
 
@@ -181,6 +183,12 @@ def _check_supported(observations: Sequence[Observation], config: AttackConfig) 
     if others:
         raise ValueError(f"the eager reference implements the bn, tv and l2 priors only, not {others} (group "
                          "consistency and the rest must have weight 0)")
+    if not (isinstance(config.signed, bool) and isinstance(config.lr_decay, bool) and config.warmup == 0
+            and config.langevin == 0 and config.stages == 1 and config.adam_betas == (0.9, 0.999)
+            and config.adam_eps == 1e-8 and config.init in ("uniform", "gaussian")
+            and not (config.optimizer == "lbfgs" and config.boxed)):
+        raise ValueError("the eager reference runs Adam with signed or plain gradients and step decay or none, or "
+                         "unboxed L-BFGS, from a uniform or gaussian start")
     if config.optimizer == "lbfgs" and config.line_search is not None:
         raise ValueError("the eager reference runs torch.optim.LBFGS without line search (line_search must be None)")
     if config.optimizer not in _OPTIMIZERS:

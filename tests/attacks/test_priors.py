@@ -24,7 +24,9 @@ def case():
 @pytest.fixture(scope="module")
 def problem(case):
     model, obs, y = case
-    config = PRESETS.get("gradinversion").replace(iterations=4, group_every=1, group_start=0.0)
+    config = PRESETS.get("inverting").replace(iterations=4, priors={
+        "bn": {"weight": 1e-3}, "tv": {"weight": 0.02}, "l2": {"weight": 1e-4},
+        "group": {"weight": 0.01, "every": 1, "start": 0.0}})
     problem = Problem(model, [obs], config, 3, [y], 0, torch.device("cpu"))
     problem.prior("group").update_consensus(problem.init_images(), problem)
     return problem
@@ -38,8 +40,8 @@ def test_the_shipped_priors_are_registered_classes():
 def test_a_preset_lists_its_priors_with_every_parameter():
     assert PRESETS.get("inverting").priors == {"tv": {"weight": 0.05}}
     group = PRESETS.get("gradinversion").priors["group"]
-    assert group == {"weight": 0.01, "every": 100, "start": 0.25, "registration": "affine"}
-    assert list(PRESETS.get("gradinversion").priors) == ["bn", "tv", "l2", "group"]
+    assert group == {"weight": 0.3, "every": 100, "start": 0.25, "registration": "affine"}
+    assert list(PRESETS.get("gradinversion").priors) == ["bn", "tv_power", "group"]
 
 
 def test_only_priors_with_a_nonzero_weight_take_part():
@@ -71,7 +73,7 @@ def test_priors_merge_parameter_by_parameter():
     ({"group": {"every": 0}}, "prior group: every must be a positive int, got 0"),
     ({"group": {"start": 1.5}}, r"prior group: start must be a fraction of the run in \[0, 1\], got 1.5"),
     ({"group": {"registration": "rigid"}}, "prior group: registration must be 'affine' or 'translation'"),
-    ({"sharpness": {"weight": 1.0}}, "unknown prior 'sharpness'; valid names: bn, group, l2, tv"),
+    ({"sharpness": {"weight": 1.0}}, "unknown prior 'sharpness'; valid names: bn, features, group, l2, norm, task, tv, tv_power"),
     ({"nowhere.to.be.found": {}}, "prior 'nowhere.to.be.found': module 'nowhere.to.be' cannot be imported"),
     ({"tests.attacks.test_priors.sharpness": {}}, "module 'tests.attacks.test_priors' registers no prior"),
     ({"tv": 0.5}, "prior 'tv' takes a mapping of parameters, got 0.5"),

@@ -92,7 +92,9 @@ def test_independent_attacks_match_attack_many(lenet_case):
 
 def test_priors_and_layer_weights_match_the_engine(convnet_case):
     model, y, obs = convnet_case
-    config = PRESETS.get("gradinversion").replace(group=0.0, layer_weights="linear")
+    config = PRESETS.get("inverting").replace(distance="l2", lr=0.05, signed=False, layer_weights="linear",
+                                              priors={"bn": {"weight": 1e-3}, "tv": {"weight": 0.02},
+                                                      "l2": {"weight": 1e-4}})
     fast = attack(obs, model, config, labels=y, restarts=2, iterations=2, seed=3, record_every=1)
     eager, = eager_attack_many([obs], model, config, [y], restarts=2, seed=3, iterations=2)
     assert_same_adam_objectives(eager.losses, fast.history.T)
