@@ -56,5 +56,35 @@ inline std::tuple<at::Tensor, at::Tensor> empty_outputs(const at::Tensor& grad_w
   return {at::empty(grad_weight.sizes(), grad_weight.options()), at::empty(grad_bias.sizes(), grad_bias.options())};
 }
 
+// imprint_certify's checked, contiguous inputs, its sizes and uninitialised outputs. Row r of the
+// R = numel(grad_bias) bins uses measurement row (r % K) / per_group. Without a grid, low and scale
+// are 0, which puts every finite value on it (distance 0).
+struct CertifyProblem {
+  at::Tensor grad_weight, grad_bias, measurement;  // measurement undefined without one
+  int64_t K, D, R, per_group;
+  double low, scale;
+  at::Tensor images, bias_diff, stats;
+};
+
+inline CertifyProblem certify_problem(const at::Tensor& grad_weight, const at::Tensor& grad_bias,
+                                      const c10::optional<at::Tensor>& measurement, double low, double high,
+                                      int64_t levels, const char* op) {
+  check_inputs(grad_weight, grad_bias, op);
+  check_certify_args(grad_weight, measurement, low, high, levels, op);
+  CertifyProblem p;
+  p.grad_weight = grad_weight.contiguous();
+  p.grad_bias = grad_bias.contiguous();
+  if (measurement.has_value() && measurement->defined()) p.measurement = measurement->contiguous();
+  p.K = p.grad_weight.size(-2);
+  p.D = p.grad_weight.size(-1);
+  p.R = p.grad_bias.numel();
+  p.per_group = p.measurement.defined() ? p.K / p.measurement.size(0) : 1;
+  p.low = levels > 0 ? low : 0.0;
+  p.scale = levels > 0 ? double(levels) / (high - low) : 0.0;
+  std::tie(p.images, p.bias_diff) = empty_outputs(p.grad_weight, p.grad_bias);
+  p.stats = empty_stats(p.grad_bias);
+  return p;
+}
+
 }  // namespace imprint
 }  // namespace fastleak

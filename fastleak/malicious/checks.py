@@ -25,9 +25,11 @@ computed for them in the same pass:
   every value off the grid).
 * ``resolution``: what the shared tensors say about a bin's input is fine enough to tell its
   pixel values apart: ``error_bound`` (``fastleak.malicious.resolution``: the largest error, in grid
-  steps, that a quantised update allows in the bin's values) is at most ``grid_tolerance``. A
-  candidate on the grid with a coarser bound is a quantisation artefact, not necessarily the
-  client's sample (8-bit quantisation puts dark bins' candidates on the grid at the wrong values).
+  steps, that quantisation or an update's float rounding allows in the bin's values) is under
+  ``RESOLUTION_STEPS``, half a step, so that rounding gives every value its own level. A candidate
+  on the grid with a coarser bound is an artefact, not necessarily the client's sample (8-bit
+  quantisation puts dark bins' candidates on the grid at the wrong values; a float32 update of a
+  bin whose weight change is small rounds some of its values to the neighbouring level).
   An update's candidate re-scaled onto the grid has no bound when another scale tried fits the
   grid about as well (``rescale.ambiguous``): an image of few grey levels fits several.
 """
@@ -64,6 +66,7 @@ class Candidates:
 CheckFn = Callable[[Candidates, nn.Module, "RecoveryConfig"], torch.Tensor]
 CHECKS: Registry[CheckFn] = Registry("single-sample check")
 LAST = ("activation",)  # run only on the candidates that passed every other check
+RESOLUTION_STEPS = 0.5
 
 
 def register(name: str) -> Callable[[CheckFn], CheckFn]:
@@ -125,4 +128,4 @@ def on_pixel_grid(candidates: Candidates, block: nn.Module, config: "RecoveryCon
 def fine_enough(candidates: Candidates, block: nn.Module, config: "RecoveryConfig") -> torch.Tensor:
     if config.pixel_levels is None:
         return _all(candidates)
-    return candidates.error_bound <= config.grid_tolerance
+    return candidates.error_bound < RESOLUTION_STEPS

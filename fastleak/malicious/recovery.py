@@ -60,7 +60,7 @@ from fastleak.malicious import checks as _checks
 from fastleak.malicious.imprint import copy_of
 from fastleak.malicious.model import MaliciousModel
 from fastleak.malicious.rescale import ambiguous, measurement_estimate, off_grid, snap_to_grid
-from fastleak.malicious.resolution import Lattice, error_bound, lattice
+from fastleak.malicious.resolution import Lattice, error_bound, lattice, update_rounding
 from fastleak.ops.imprint_certify import bin_stats_reference, imprint_certify
 
 log = logging.getLogger("fastleak.malicious")
@@ -259,23 +259,60 @@ def _snapped(images: torch.Tensor, bias_diff: torch.Tensor, rows: torch.Tensor, 
     return rows[better], snapped[better], ambiguous(now[better], other[better], config.grid_tolerance)
 
 
-def _lattices(weight: torch.Tensor, bias: torch.Tensor, config: RecoveryConfig) -> tuple[Lattice | None, ...]:
+@dataclass(frozen=True)
+class _Resolution:
+    """What bounds the error of the bins' inputs: the lattices of the shared weight and bias tensors,
+    and for an update, each bin row's float rounding of its weight and bias change ([K] each)."""
+
+    weights: Lattice | None = None
+    bias: Lattice | None = None
+    weight_rounding: torch.Tensor | None = None
+    bias_rounding: torch.Tensor | None = None
+
+
+def _resolution(weight: torch.Tensor, bias: torch.Tensor, observation: Observation, model: MaliciousModel,
+                config: RecoveryConfig) -> _Resolution:
     if "resolution" not in config.checks or not config.pixel_levels:
-        return None, None
-    return lattice(weight), lattice(bias)
+        return _Resolution()
+    if observation.kind != "update":
+        return _Resolution(lattice(weight), lattice(bias))
+    names = bin_parameter_names(model)
+    state = observation.pairs[0].state
+    before = [state[n] if n in state else p.detach() for n, p in zip(names, (model.block.bins.weight,
+                                                                           model.block.bins.bias))]
+    steps = observation.local_steps * observation.local_epochs
+    rounding_w, rounding_b = update_rounding(before[0], steps), update_rounding(before[1], steps)
+    # the update's own float lattice is already in the rounding; a coarser one is a quantiser's
+    weights, bias = lattice(weight), lattice(bias)
+    weights = weights if weights is not None and weights.step > 2 * float(rounding_w.max()) / steps else None
+    bias = bias if bias is not None and bias.step > 2 * float(rounding_b.max()) / steps else None
+    if model.block.cumulative:   # a bin is the difference of two rows: both rows' rounding
+        rounding_w = rounding_w + torch.cat([rounding_w[1:], rounding_w.new_zeros(1)])
+        rounding_b = rounding_b + torch.cat([rounding_b[1:], rounding_b.new_zeros(1)])
+    return _Resolution(weights, bias, rounding_w, rounding_b)
 
 
-def _error_bound(lattices, bias_diff: torch.Tensor, stats: torch.Tensor, config: RecoveryConfig,
-                 scaled_by_grid: torch.Tensor | None = None) -> torch.Tensor:
-    """``resolution.error_bound`` of candidates. The candidates ``scaled_by_grid`` (re-scaled onto the
-    grid) take their scale from their brightest weight entry instead of the bias, so the weights'
-    error counts twice (each value's own, and the scale's) and the bias's not at all."""
+def _error_bound(resolution: _Resolution, rows: torch.Tensor, bias_diff: torch.Tensor, stats: torch.Tensor,
+                 config: RecoveryConfig, scaled_by_grid: torch.Tensor | None = None,
+                 scale: torch.Tensor | None = None) -> torch.Tensor:
+    """The largest error, in grid steps, of the candidates of bins ``rows`` (``resolution.error_bound``,
+    plus an update's rounding). The candidates ``scaled_by_grid`` (re-scaled onto the grid, their
+    weight change divided by ``scale`` [M] instead of the bias difference) take their scale from their
+    brightest weight entry, so the weights' error counts twice (each value's own, and the scale's)
+    and the bias's not at all."""
     low, high, levels = config.grid
     largest = torch.maximum(stats[:, _checks.LOW].abs(), stats[:, _checks.HIGH].abs())
     steps = levels / (high - low) if levels else 1.0
-    bound = error_bound(*lattices, bias_diff, largest, steps)
+    bound = error_bound(resolution.weights, resolution.bias, bias_diff, largest, steps)
+    divisor = bias_diff.to(torch.float64).abs()
+    if resolution.weight_rounding is not None:
+        weights = resolution.weight_rounding[rows] * steps
+        bound = bound + weights / divisor + largest * resolution.bias_rounding[rows] * steps / divisor
     if scaled_by_grid is not None and bool(scaled_by_grid.any()):
-        bound = torch.where(scaled_by_grid, 2 * error_bound(lattices[0], None, bias_diff, largest, steps), bound)
+        by_grid = 2 * error_bound(resolution.weights, None, bias_diff, largest, steps)
+        if resolution.weight_rounding is not None:
+            by_grid = by_grid + 2 * resolution.weight_rounding[rows] * steps / scale.abs()
+        bound = torch.where(scaled_by_grid, by_grid, bound)
     return bound
 
 
@@ -340,7 +377,7 @@ def _distinct(bins: list[int], images: torch.Tensor, accepted: _Accepted, model:
 
 
 def _peel(weight: torch.Tensor, bias_diff: torch.Tensor, status: torch.Tensor, images: torch.Tensor,
-          accepted: list[int], seen: _Accepted, model: MaliciousModel, config: RecoveryConfig, lattices) -> None:
+          accepted: list[int], seen: _Accepted, model: MaliciousModel, config: RecoveryConfig, resolution) -> None:
     """Subtract the samples of the ``accepted`` bins from the mixed bins they reach and certify what is
     left, round after round (module docs); updates ``status``, ``images`` and ``accepted`` in place."""
     block = model.block
@@ -364,7 +401,7 @@ def _peel(weight: torch.Tensor, bias_diff: torch.Tensor, status: torch.Tensor, i
         rows = rows[residual_b[rows] != 0]
         b = residual_b[rows]
         candidate, stats = _certify(residual_w[position[rows]], b, rows, block, config)
-        cands = _checks.Candidates(rows, candidate, stats, _error_bound(lattices, b, stats, config), residual_b)
+        cands = _checks.Candidates(rows, candidate, stats, _error_bound(resolution, rows, b, stats, config), residual_b)
         new = rows[_judge(cands, model, config) == 0]
         images[rows] = candidate.to(images.dtype)
         images[new] = _on_grid(images[new], config)
@@ -374,7 +411,7 @@ def _peel(weight: torch.Tensor, bias_diff: torch.Tensor, status: torch.Tensor, i
 
 
 def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.Tensor, stats: torch.Tensor,
-                  observation: Observation, model: MaliciousModel, config: RecoveryConfig, lattices,
+                  observation: Observation, model: MaliciousModel, config: RecoveryConfig, resolution,
                   started: float) -> Recovery:
     block = model.block
     diff = bias_diff.detach()
@@ -384,19 +421,27 @@ def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.T
     images = images.detach()
     scaled_by_grid = torch.zeros(len(rows), dtype=torch.bool)
     uncertain = torch.zeros(len(rows), dtype=torch.bool)
+    scale = diff[rows].to(torch.float64).clone()
     if config.snap_to_grid and config.pixel_levels is not None and observation.kind == "update" and len(rows):
         unsettled = rows[stats[:, _checks.OFF_GRID] > 0]
         moved, snapped, ambiguous = _snapped(images, diff, unsettled, model, config)
         if len(moved):
             candidate, stats_moved = _certify(snapped, torch.ones(len(moved), dtype=snapped.dtype), moved, block, config)
+            position = torch.searchsorted(rows, moved)
+            # the weight change over the new input: the scale the re-scaling chose
+            scale[position] *= (images[moved].to(torch.float64).abs().amax(1)
+                                / candidate.to(torch.float64).abs().amax(1).clamp_min(1e-300))
             images = images.clone()
             images[moved] = candidate.to(images.dtype)
-            position = torch.searchsorted(rows, moved)
             stats[position] = stats_moved
             scaled_by_grid[position] = True
             uncertain[position] = ambiguous
-    bound = _error_bound(lattices, diff[rows], stats, config, scaled_by_grid)
+    bound = _error_bound(resolution, rows, diff[rows], stats, config, scaled_by_grid, scale)
     bound = torch.where(uncertain, torch.inf, bound)   # two scales put it on the grid: its values are not known
+    if block.cumulative and observation.kind == "update":
+        # after the first local step the readout's columns differ, so neighbouring rows no longer cancel:
+        # a cumulative bin of an update mixes its samples with those above it, whatever its values
+        bound = torch.full_like(bound, torch.inf)
     candidates = _checks.Candidates(rows, images[rows], stats, bound, diff)
     failed_mask = _judge(candidates, model, config)
     status = torch.full((len(diff),), EMPTY, dtype=torch.int64)
@@ -411,7 +456,7 @@ def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.T
         seen = _Accepted(set(), [], torch.zeros(len(diff), dtype=torch.bool))
         accepted = _distinct(accepted, images, seen, model, config)
         if config.peel and observation.kind == "gradient" and bool((status == MIXED).any()):
-            _peel(weight, diff, status, images, accepted, seen, model, config, lattices)
+            _peel(weight, diff, status, images, accepted, seen, model, config, resolution)
         chosen_images = images[torch.tensor(accepted, dtype=torch.long).to(images.device)]
     else:
         # one bin per sample, but a sample within float rounding of an edge can pass both neighbours' gates
@@ -475,6 +520,6 @@ def recover_many(observations: Sequence[Observation], model: MaliciousModel,
         occupied = bias_diff[i] != 0
         if not bool((stats[i, :, _checks.FINITE][occupied] > 0).all()):
             raise InvalidValueError(f"observation.pairs[0].shared[{names[0]!r}] contains NaN or inf")
-        lattices = _lattices(weights[i], biases[i], config)
-        out.append(_recover_bins(weights[i], images[i], bias_diff[i], stats[i], obs, model, config, lattices, started))
+        resolution = _resolution(weights[i], biases[i], obs, model, config)
+        out.append(_recover_bins(weights[i], images[i], bias_diff[i], stats[i], obs, model, config, resolution, started))
     return out

@@ -39,14 +39,21 @@ def measurement_estimate(direction: torch.Tensor, measurement: torch.Tensor, low
     return direction * scale[:, None]
 
 
+def _scaled(direction: torch.Tensor, d_j: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``direction`` scaled so that its brightest entry ``d_j`` takes ``value``, and whether it can be."""
+    usable = (value != 0) & (d_j != 0)
+    return direction / torch.where(usable, d_j / torch.where(usable, value, 1.0), 1.0)[:, None], usable
+
+
 def snap_to_grid(direction: torch.Tensor, estimate: torch.Tensor, levels: int, low: float, high: float,
                  search: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """The rows of ``estimate`` [K, N] (each bin's input, ``direction`` [K, N] times some scale)
     re-scaled onto the grid of ``levels`` steps over [low, high] where a scale within ``search``
     steps of the estimate's lies closer to it (module docs), and for each row the distance to the
-    grid (in steps) of the best other scale tried: a row that another scale puts about as near the
-    grid (an image of few grey levels, which a scale of 1 + 4/255 maps within 0.008 steps of the
-    grid again) has no certain scale (``ambiguous``). float64 in, float64 out."""
+    grid (in steps) of the best other scale within ``4 * search`` steps of the chosen one: a row
+    that another scale puts about as near the grid has no certain scale (``ambiguous``). Images of
+    few grey levels are such rows: with levels every 255/n, a scale of 1 + n/255 maps them onto the
+    grid again (n = 4 puts them within 0.008 steps of it, n = 9 within 0.03). float64 in, float64 out."""
     step = (high - low) / levels
     brightest = direction.abs().argmax(1, keepdim=True)
     d_j = direction.gather(1, brightest).squeeze(1)
@@ -55,20 +62,20 @@ def snap_to_grid(direction: torch.Tensor, estimate: torch.Tensor, levels: int, l
     images = torch.where(torch.isfinite(estimate), estimate, 0.0)
     best, best_off = images, off_grid(images, levels, low, high)
     best_level = torch.full_like(level_j, torch.nan)
-    offs, candidate_levels = [], []
     for delta in range(-search, search + 1):
-        value = low + (level_j + delta) * step
-        usable = (value != 0) & (d_j != 0)
-        candidate = direction / torch.where(usable, d_j / torch.where(usable, value, 1.0), 1.0)[:, None]
+        candidate, usable = _scaled(direction, d_j, low + (level_j + delta) * step)
         off = torch.where(usable, off_grid(candidate, levels, low, high), torch.inf)
         better = off < best_off
         best = torch.where(better[:, None], candidate, best)
         best_off = torch.where(better, off, best_off)
         best_level = torch.where(better, level_j + delta, best_level)
-        offs.append(off)
-        candidate_levels.append(level_j + delta)
-    others = torch.stack(offs, 1).masked_fill(torch.stack(candidate_levels, 1) == best_level[:, None], torch.inf)
-    return best, others.amin(1)
+    centre = torch.where(torch.isfinite(best_level), best_level, level_j)
+    other = torch.full_like(best_off, torch.inf)
+    for delta in range(-4 * search, 4 * search + 1):
+        candidate, usable = _scaled(direction, d_j, low + (centre + delta) * step)
+        off = torch.where(usable & (centre + delta != best_level), off_grid(candidate, levels, low, high), torch.inf)
+        other = torch.minimum(other, off)
+    return best, other
 
 
 def ambiguous(best: torch.Tensor, other: torch.Tensor, tolerance: float) -> torch.Tensor:

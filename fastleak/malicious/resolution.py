@@ -19,7 +19,11 @@ rounding. A clean bin whose row is its own pixel grid (a single occupied bin, as
 is a lattice too, of step ``|b| / levels``; so is a bin quantised losslessly. Neither changes the
 sample, so a weight lattice of exactly one grid step through zero costs a bin nothing. A float32
 update ``W_after - W_before`` is a fine lattice of the parameters' float spacing, which costs a
-bin nothing either.
+bin nothing either; but its spacing differs from entry to entry (the parameters' magnitudes do),
+so that update's own rounding is bounded directly: each of ``steps`` float32 SGD steps rounds an
+entry to half the float spacing of the parameter it updates (``update_rounding``), which the
+server knows from the model it sent. A bin's input from an update whose rows hold values of
+several sizes is then known only to that rounding over the bin's (small) weight change.
 """
 from __future__ import annotations
 
@@ -99,3 +103,15 @@ def error_bound(weights: Lattice | None, bias: Lattice | None, bias_diff: torch.
     if bias is not None:
         out = out + largest.to(torch.float64).abs() * (bias.step / 2) * scale
     return out
+
+
+MANTISSA = {torch.float32: 24, torch.float64: 53}
+
+
+def update_rounding(before: torch.Tensor, steps: int) -> torch.Tensor:
+    """The most ``steps`` float SGD steps can round each row of an update of ``before`` [K, ...] (or
+    each entry of a [K] tensor): ``steps`` times half the float spacing of the row's largest
+    magnitude (twice that, for a magnitude that crosses a power of two); [K], float64."""
+    rows = before.detach().reshape(len(before), -1).abs().amax(1).to("cpu", torch.float64)
+    _, exponent = torch.frexp(rows)
+    return steps * torch.ldexp(torch.ones_like(rows), exponent - MANTISSA.get(before.dtype, 24))

@@ -97,41 +97,31 @@ FL_AVX2_CLONE void certify_row(const scalar_t* weight, const scalar_t* next_weig
   stats[imprint::kFinite] = static_cast<scalar_t>(bad[0] ? 0 : 1);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> imprint_certify_cpu(const at::Tensor& grad_weight_in,
-                                                                   const at::Tensor& grad_bias_in, bool cumulative,
-                                                                   const c10::optional<at::Tensor>& measurement_in,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> imprint_certify_cpu(const at::Tensor& grad_weight,
+                                                                   const at::Tensor& grad_bias, bool cumulative,
+                                                                   const c10::optional<at::Tensor>& measurement,
                                                                    double low, double high, int64_t levels) {
   constexpr const char* op = "fastleak::imprint_certify";
-  imprint::check_inputs(grad_weight_in, grad_bias_in, op);
-  imprint::check_certify_args(grad_weight_in, measurement_in, low, high, levels, op);
-  const at::Tensor grad_weight = grad_weight_in.contiguous();
-  const at::Tensor grad_bias = grad_bias_in.contiguous();
-  const bool measured = measurement_in.has_value() && measurement_in->defined();
-  const at::Tensor measurement = measured ? measurement_in->contiguous() : at::Tensor();
-  const int64_t K = grad_weight.size(-2);
-  const int64_t D = grad_weight.size(-1);
-  const int64_t R = grad_bias.numel();
-  const int64_t per_group = measured ? K / measurement.size(0) : 1;
-  at::Tensor images, bias_diff;
-  std::tie(images, bias_diff) = imprint::empty_outputs(grad_weight, grad_bias);
-  at::Tensor stats = imprint::empty_stats(grad_bias);
-  if (R == 0) return {images, bias_diff, stats};
-  const Grid grid{levels > 0 ? low : 0.0, levels > 0 ? double(levels) / (high - low) : 0.0};
-  AT_DISPATCH_FLOATING_TYPES(grad_weight.scalar_type(), op, [&] {
-    const scalar_t* w = grad_weight.const_data_ptr<scalar_t>();
-    const scalar_t* b = grad_bias.const_data_ptr<scalar_t>();
-    const scalar_t* u = measured ? measurement.const_data_ptr<scalar_t>() : nullptr;
-    scalar_t* out = images.mutable_data_ptr<scalar_t>();
-    scalar_t* db = bias_diff.mutable_data_ptr<scalar_t>();
-    scalar_t* st = stats.mutable_data_ptr<scalar_t>();
+  const imprint::CertifyProblem p =
+      imprint::certify_problem(grad_weight, grad_bias, measurement, low, high, levels, op);
+  if (p.R == 0) return {p.images, p.bias_diff, p.stats};
+  const Grid grid{p.low, p.scale};
+  const int64_t K = p.K, D = p.D;
+  AT_DISPATCH_FLOATING_TYPES(p.grad_weight.scalar_type(), op, [&] {
+    const scalar_t* w = p.grad_weight.const_data_ptr<scalar_t>();
+    const scalar_t* b = p.grad_bias.const_data_ptr<scalar_t>();
+    const scalar_t* u = p.measurement.defined() ? p.measurement.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* out = p.images.mutable_data_ptr<scalar_t>();
+    scalar_t* db = p.bias_diff.mutable_data_ptr<scalar_t>();
+    scalar_t* st = p.stats.mutable_data_ptr<scalar_t>();
     const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(D, 1));
-    at::parallel_for(0, R, grain, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, p.R, grain, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const bool has_next = cumulative && (r % K) + 1 < K;
         db[r] = imprint::bin_difference(b[r], has_next ? b[r + 1] : scalar_t(0));
         const scalar_t* next = has_next ? w + (r + 1) * D : nullptr;
         if (u != nullptr) {
-          certify_row<true>(w + r * D, next, db[r], D, u + ((r % K) / per_group) * D, grid, out + r * D,
+          certify_row<true>(w + r * D, next, db[r], D, u + ((r % K) / p.per_group) * D, grid, out + r * D,
                             st + r * imprint::kNumStats);
         } else {
           certify_row<false>(w + r * D, next, db[r], D, u, grid, out + r * D, st + r * imprint::kNumStats);
@@ -139,7 +129,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> imprint_certify_cpu(const at::Ten
       }
     });
   });
-  return {images, bias_diff, stats};
+  return {p.images, p.bias_diff, p.stats};
 }
 
 }  // namespace

@@ -49,7 +49,7 @@ template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     imprint_certify_kernel(const scalar_t* __restrict__ w, const scalar_t* __restrict__ b,
                            const scalar_t* __restrict__ u, int64_t R, int64_t K, int64_t D, int64_t per_group,
-                           bool cumulative, bool on_grid, double grid_low, double grid_scale,
+                           bool cumulative, double grid_low, double grid_scale,
                            scalar_t* __restrict__ images, scalar_t* __restrict__ bias_diff,
                            scalar_t* __restrict__ stats) {
   using opmath_t = at::opmath_type<scalar_t>;
@@ -70,10 +70,8 @@ __global__ void __launch_bounds__(kThreads)
       s.lo = a < s.lo ? a : s.lo;
       s.hi = a > s.hi ? a : s.hi;
       s.bad |= imprint::not_finite(a);
-      if (on_grid) {
-        const opmath_t o = imprint::grid_offset(a, low, scale);
-        s.off = o > s.off ? o : s.off;
-      }
+      const opmath_t o = imprint::grid_offset(a, low, scale);   // 0 without a grid (scale 0)
+      s.off = o > s.off ? o : s.off;
       if (measurement != nullptr) s.measured += double(a) * double(measurement[j]);
     }
     for (int offset = 16; offset > 0; offset >>= 1) s.merge(s.shfl_down(offset));
@@ -95,38 +93,26 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> imprint_certify_cuda(const at::Tensor& grad_weight_in,
-                                                                    const at::Tensor& grad_bias_in, bool cumulative,
-                                                                    const c10::optional<at::Tensor>& measurement_in,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> imprint_certify_cuda(const at::Tensor& grad_weight,
+                                                                    const at::Tensor& grad_bias, bool cumulative,
+                                                                    const c10::optional<at::Tensor>& measurement,
                                                                     double low, double high, int64_t levels) {
   constexpr const char* op = "fastleak::imprint_certify";
-  imprint::check_inputs(grad_weight_in, grad_bias_in, op);
-  imprint::check_certify_args(grad_weight_in, measurement_in, low, high, levels, op);
-  const c10::cuda::CUDAGuard guard(grad_weight_in.device());
-  const at::Tensor grad_weight = grad_weight_in.contiguous();
-  const at::Tensor grad_bias = grad_bias_in.contiguous();
-  const bool measured = measurement_in.has_value() && measurement_in->defined();
-  const at::Tensor measurement = measured ? measurement_in->contiguous() : at::Tensor();
-  const int64_t K = grad_weight.size(-2);
-  const int64_t D = grad_weight.size(-1);
-  const int64_t R = grad_bias.numel();
-  const int64_t per_group = measured ? K / measurement.size(0) : 1;
-  at::Tensor images, bias_diff;
-  std::tie(images, bias_diff) = imprint::empty_outputs(grad_weight, grad_bias);
-  at::Tensor stats = imprint::empty_stats(grad_bias);
-  if (R == 0) return {images, bias_diff, stats};
-  const int64_t blocks = std::min(kMaxBlocks, R);
-  const double scale = levels > 0 ? double(levels) / (high - low) : 0.0;
+  const c10::cuda::CUDAGuard guard(grad_weight.device());
+  const imprint::CertifyProblem p =
+      imprint::certify_problem(grad_weight, grad_bias, measurement, low, high, levels, op);
+  if (p.R == 0) return {p.images, p.bias_diff, p.stats};
+  const int64_t blocks = std::min(kMaxBlocks, p.R);
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(grad_weight.scalar_type(), op, [&] {
+  AT_DISPATCH_FLOATING_TYPES(p.grad_weight.scalar_type(), op, [&] {
     imprint_certify_kernel<scalar_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-        grad_weight.const_data_ptr<scalar_t>(), grad_bias.const_data_ptr<scalar_t>(),
-        measured ? measurement.const_data_ptr<scalar_t>() : nullptr, R, K, D, per_group, cumulative, levels > 0, low,
-        scale, images.mutable_data_ptr<scalar_t>(), bias_diff.mutable_data_ptr<scalar_t>(),
-        stats.mutable_data_ptr<scalar_t>());
+        p.grad_weight.const_data_ptr<scalar_t>(), p.grad_bias.const_data_ptr<scalar_t>(),
+        p.measurement.defined() ? p.measurement.const_data_ptr<scalar_t>() : nullptr, p.R, p.K, p.D, p.per_group,
+        cumulative, p.low, p.scale, p.images.mutable_data_ptr<scalar_t>(), p.bias_diff.mutable_data_ptr<scalar_t>(),
+        p.stats.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {images, bias_diff, stats};
+  return {p.images, p.bias_diff, p.stats};
 }
 
 }  // namespace
