@@ -46,14 +46,16 @@ def attack_iterations(spec: ExperimentSpec) -> int | None:
 def label_public_data(spec: ExperimentSpec, scenario):
     """The server's public data for recovered labels (``spec.public_data``; by default the other
     split of the dataset, or none where it cannot be read)."""
-    from fastleak.labels.public import default_public, load_public
+    from fastleak.labels.public import as_public, default_public, load_public
+    from fastleak.models import final_linear
 
     if spec.public_data == "none":
         return None
     size = scenario.images.shape[-1]
     try:
-        return load_public(spec.public_data or default_public(spec.dataset, spec.split), root=spec.data_root,
-                           size=size)
+        public = load_public(spec.public_data or default_public(spec.dataset, spec.split), root=spec.data_root,
+                             size=size)
+        return as_public(public, final_linear(scenario.model).out_features, tuple(scenario.images.shape[1:]))
     except (data.DatasetError, ValueError) as exc:
         if spec.public_data is not None:
             raise

@@ -33,4 +33,5 @@ def test_public_data_that_does_not_fit_the_model_is_one_line_with_a_fix(capsys):
                       "input_shape is (1, 28, 28)")
     assert err[1].strip().startswith("fix: name public data of the model's task")
     assert main(["labels", *FAST, "--batch", "4", "--public-data", "mnist:val"]) == 2
-    assert "the split must be train or test" in capsys.readouterr().err
+    assert "public_data must be 'NAME[:SPLIT]' (split train or test) or 'none', got 'mnist:val'" in \
+        capsys.readouterr().err

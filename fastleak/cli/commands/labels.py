@@ -95,8 +95,10 @@ def labels_command(args: argparse.Namespace) -> int:
         try:
             as_public(public, final_linear(net).out_features, obs.input_shape)
         except ValueError as exc:
-            raise CliError(str(exc), "name public data of the model's task (classes and image size), or pass "
-                                     "--public-data none") from None
+            if args.public_data is not None:
+                raise CliError(str(exc), "name public data of the model's task (classes and image size), or "
+                                         "pass --public-data none") from None
+            public, public_line = None, f"public data: none (the default one does not fit: {exc})"
     found = labels.counts(obs, net, args.method, public=public)
     rec = found.counts.cpu()
     true_counts = torch.bincount(truth, minlength=rec.numel()) if truth is not None else None
