@@ -37,19 +37,21 @@ def test_patterned_images_repeat_one_tile_per_image_and_channel(width):
 
 
 def test_a_registered_initialisation_is_used_by_the_attack():
-    if "test-constant" not in INITS:
-        @initialisation("test-constant")
-        def constant(shape, generator):
-            return torch.full(shape, 0.25, device=generator.device)
+    @initialisation("test-constant")
+    def constant(shape, generator):
+        return torch.full(shape, 0.25, device=generator.device)
 
-    x, y = data.load("cifar10", 1, seed=0)
-    model = models.build("lenet", 10, seed=0).eval()
-    config = PRESETS.get("inverting").replace(init="test-constant")
-    problem = Problem(model, [fedsgd(model, x, y)], config, 2, [y], 0, torch.device("cpu"), Execution())
-    assert torch.equal(problem.init_images(), torch.full((2, 1, 3, 32, 32), 0.25))
-    assert problem.init_images(size=(8, 8)).shape == (2, 1, 3, 8, 8)
-    result = attack(fedsgd(model, x, y), model, config, labels=y, restarts=1, iterations=1)
-    assert result.images.shape == x.shape
+    try:
+        x, y = data.load("cifar10", 1, seed=0)
+        model = models.build("lenet", 10, seed=0).eval()
+        config = PRESETS.get("inverting").replace(init="test-constant")
+        problem = Problem(model, [fedsgd(model, x, y)], config, 2, [y], 0, torch.device("cpu"), Execution())
+        assert torch.equal(problem.init_images(), torch.full((2, 1, 3, 32, 32), 0.25))
+        assert problem.init_images(size=(8, 8)).shape == (2, 1, 3, 8, 8)
+        result = attack(fedsgd(model, x, y), model, config, labels=y, restarts=1, iterations=1)
+        assert result.images.shape == x.shape
+    finally:
+        INITS._entries.pop("test-constant")
 
 
 def test_unknown_initialisation_is_refused_by_name():

@@ -90,7 +90,7 @@ def test_dp_sgd_is_a_defense_of_the_spec():
     ({"defense": "gaussian", "defense_params": {"sigmaa": 1}}, "defense 'gaussian' does not accept sigmaa"),
     ({"local_lr": 0}, "local_lr must be a positive finite number, got 0"),
     ({"iterations": 0}, "iterations must be a positive int or None, got 0"),
-    ({"threat": "malicious"}, "preset must be one of imprint, trap under the malicious threat, got 'inverting'"),
+    ({"threat": "malicious"}, "preset must be one of imprint, imprint_pca, trap under the malicious threat, got 'inverting'"),
     ({"threat": "malicious", "preset": "imprint", "mode": "multi-pair"}, "mode must be fedsgd or fedavg"),
 ])
 def test_spec_checks_the_threat_and_its_defenses(changes, message):
