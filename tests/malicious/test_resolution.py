@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastleak.malicious.resolution import error_bound, lattice
+from fastleak.malicious.resolution import error_bound, lattice, update_rounding
 
 
 def quantize(tensors, bits):
@@ -70,3 +70,19 @@ def test_partial_sums_of_a_cumulative_bias_have_no_lattice():
     c = torch.randn(40, generator=torch.Generator().manual_seed(3)) * 30
     sums = c.flip(0).cumsum(0).flip(0).repeat_interleave(2)
     assert lattice(sums) is None
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_update_rounding_bounds_the_float32_error_of_sgd_steps(steps):
+    generator = torch.Generator().manual_seed(0)
+    before = torch.randn(64, 32, generator=generator) * torch.logspace(-3, 1, 64)[:, None]
+    grads = [torch.randn(64, 32, generator=generator) * 1e-3 for _ in range(steps)]
+    after = before.clone()
+    for g in grads:
+        after = after - 0.1 * g
+    exact = before.double() - 0.1 * sum(g.double() for g in grads)
+    error = (after.double() - exact).abs().amax(1)
+    bound = update_rounding(before, steps)
+    assert bound.dtype == torch.float64 and bound.shape == (64,)
+    assert bool((error <= bound).all())
+    assert bool((bound <= 4 * steps * before.abs().amax(1).double() * 2.0 ** -24).all())   # not loose either
