@@ -25,6 +25,7 @@ from fastleak.attacks.lbfgs_run import LBFGSRun
 from fastleak.attacks.presets import AttackConfig, configure
 from fastleak.attacks.problem import Problem
 from fastleak.attacks.run import AttackResult, Callback
+from fastleak.attacks.search import RESTARTS, default_restarts
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated.observation import Observation, same_protocol
 
@@ -32,7 +33,7 @@ RUNS = {"adam": AdamRun, "lbfgs": LBFGSRun}
 
 
 def attack(obs: Observation, model: nn.Module, preset: str | AttackConfig = "inverting", *,
-           labels: Tensor | str | None = None, label_public: Any = None, restarts: int = 4,
+           labels: Tensor | str | None = None, label_public: Any = None, restarts: int | None = None,
            iterations: int | None = None, seed: int = 0,
            device: str | torch.device | None = None, callback: Callback | None = None,
            checkpoint: str | os.PathLike | None = None, priors: Mapping[str, Mapping[str, Any]] | None = None,
@@ -45,7 +46,7 @@ def attack(obs: Observation, model: nn.Module, preset: str | AttackConfig = "inv
 
 
 def attack_many(observations: Sequence[Observation], model: nn.Module, preset: str | AttackConfig = "inverting", *,
-                labels: Sequence[Tensor] | str | None = None, label_public: Any = None, restarts: int = 4,
+                labels: Sequence[Tensor] | str | None = None, label_public: Any = None, restarts: int | None = None,
                 iterations: int | None = None,
                 seed: int = 0, device: str | torch.device | None = None, callback: Callback | None = None,
                 checkpoint: str | os.PathLike | None = None, priors: Mapping[str, Mapping[str, Any]] | None = None,
@@ -55,6 +56,8 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
     preset: a name of ``PRESETS`` or an ``AttackConfig``; ``overrides`` replace its fields
     (``AttackConfig.replace``: ``tv=0.1`` sets the TV prior's weight) and ``priors`` changes its priors,
     parameter by parameter ({"tv": {"weight": 1e-4}}; a new name adds a prior, weight 0 disables one).
+    restarts: random initialisations per candidate setting (None: one per candidate of the preset's
+    search, ``fastleak.attacks.search``, or 4 without one), optimised together.
     execution: how it runs (``Execution``); its fields may also be given as keywords
     (``cuda_graph=False``), and ``device`` (default: the model's) overrides its device.
     labels: None uses the preset's rule ("recover": ``fastleak.labels.recover`` with the
@@ -70,13 +73,15 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
     from fastleak import closedform
 
     if isinstance(preset, str) and preset in closedform.METHODS:
+        restarts = RESTARTS if restarts is None else restarts
         return closedform.run(preset, observations, model, labels=labels, restarts=restarts, iterations=iterations,
                               seed=seed, device=device, callback=callback, priors=priors, execution=execution,
                               **overrides)
     if not observations:
         raise InvalidValueError("observations must be a non-empty sequence")
-    positive_int(restarts, "restarts")
     config, execution = configure(preset, iterations, priors=priors, execution=execution, **overrides)
+    restarts = default_restarts(config.search) if restarts is None else restarts
+    positive_int(restarts, "restarts")
     if device is not None:
         execution = execution.replace(device=str(device))
     _check_observations(observations, model)

@@ -13,7 +13,7 @@ from fastleak.attacks.execution import FIELDS as EXECUTION_FIELDS
 from fastleak.attacks.execution import Execution, split_execution
 from fastleak.attacks.inits import INITS
 from fastleak.attacks.priors import PRIORS, merge_priors, normalise_priors
-from fastleak.attacks.search import SELECT, check_halving, normalise_search
+from fastleak.attacks.search import PRESET_HALVING, SELECT, TV_GRID, check_halving, normalise_search
 from fastleak.errors import InvalidValueError
 
 CHOICES: dict[str, tuple[str | None, ...]] = {
@@ -59,7 +59,8 @@ class AttackConfig:
     rows are ranked, there and for the result ("objective", "distance", "holdout" or "discrepancy"); the
     stride of the held-out parameter tensors for "holdout"; the factor of the best distance within
     which "discrepancy" prefers the most regularised row. Setting a searched knob (``tv=1e-4``, ``lr=0.05``)
-    pins it: it leaves the search.
+    pins it: it leaves the search; once every knob is pinned the rows are plain restarts again (no
+    halving, ranked by the objective, unless those are set too).
     fedavg_mode: for update observations, "unroll" (differentiable replay of the local
     steps) or "pseudo" (match the pseudo-gradient (W0 - Wt) / (lr * steps)).
     boxed: clamp images to [0, 1] after every step (L-BFGS: after every ``lbfgs_inner`` iterations).
@@ -156,17 +157,27 @@ class AttackConfig:
         fields_, prior_changes = _split_prior_options(overrides)
         _known_options(fields_)
         if "search" not in fields_:  # what is set explicitly leaves the search
-            pinned = set(fields_) | set(fields_.get("priors", ()))
+            pinned = set(fields_) | _weights_set(prior_changes)
+            if "priors" in fields_:  # priors given whole: every prior's weight is the one given
+                pinned |= set(self.priors) | set(fields_["priors"])
             fields_["search"] = {k: v for k, v in self.search.items() if k not in pinned}
-        config = dataclasses.replace(self, **fields_)
+        config = dataclasses.replace(self, **self._search_ended(fields_))
         return config.with_priors(prior_changes) if prior_changes else config
 
     def with_priors(self, changes: Mapping[str, Mapping[str, Any]]) -> "AttackConfig":
         """This configuration with its priors changed parameter by parameter (``merge_priors``); a
         prior whose weight is set leaves the search."""
-        pinned = {name for name, change in changes.items() if isinstance(change, Mapping) and "weight" in change}
-        return dataclasses.replace(self, priors=merge_priors(self.priors, changes),
-                                   search={k: v for k, v in self.search.items() if k not in pinned})
+        pinned = _weights_set(changes)
+        return dataclasses.replace(self, **self._search_ended({
+            "priors": merge_priors(self.priors, changes),
+            "search": {k: v for k, v in self.search.items() if k not in pinned}}))
+
+    def _search_ended(self, fields_: dict[str, Any]) -> dict[str, Any]:
+        """``fields_`` and, where they end this configuration's search (every knob pinned), its rows
+        as plain restarts again: no halving, ranked by the objective, unless those are given too."""
+        if self.search and not fields_["search"]:
+            fields_ = {"halving": (), "select": "objective", **fields_}
+        return fields_
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -174,6 +185,11 @@ class AttackConfig:
     def prior_weight(self, name: str) -> float:
         """The weight of prior ``name`` (0 when the configuration does not use it)."""
         return float(self.priors.get(name, {}).get("weight", 0.0))
+
+
+def _weights_set(changes: Mapping[str, Any]) -> set[str]:
+    """The priors of ``changes`` (prior name -> parameter changes) whose weight is set."""
+    return {name for name, change in changes.items() if isinstance(change, Mapping) and "weight" in change}
 
 
 def _known_options(options: Mapping[str, Any]) -> None:
@@ -235,12 +251,13 @@ def idlg() -> AttackConfig:
 
 @preset("inverting")
 def inverting() -> AttackConfig:
-    """Geiping et al. 2020: cosine distance, TV, signed Adam with step decay, boxed images.
-
-    tv 0.05 suits runs of a few hundred iterations; a full-length single-image attack does
-    better with tv=1e-5 (benchmarks/RESULTS.md, case b)."""
+    """Geiping et al. 2020: cosine distance, TV, signed Adam with step decay, boxed images. The TV
+    weight is searched: one restart per weight of ``TV_GRID``, the worse half dropped at half the
+    run, the rest ranked by the discrepancy principle (``fastleak.attacks.search``); ``tv=...`` pins
+    it (benchmarks/RESULTS.md, "Presets that tune themselves")."""
     return AttackConfig(distance="cosine", optimizer="adam", iterations=2000, lr=0.1, signed=True,
-                        lr_decay=True, boxed=True, priors={"tv": {"weight": 0.05}})
+                        lr_decay=True, boxed=True, priors={"tv": {"weight": 0.05}}, search={"tv": TV_GRID},
+                        halving=PRESET_HALVING, select="discrepancy")
 
 
 @preset("gradinversion")
@@ -264,7 +281,8 @@ def geng() -> AttackConfig:
     """Geng et al. 2021: label counts with duplicates, several pairs matched jointly, FedAvg updates
     attacked through an unrolled replay of the local steps."""
     return AttackConfig(distance="cosine", optimizer="adam", iterations=2000, lr=0.1, signed=True,
-                        lr_decay=True, boxed=True, priors={"tv": {"weight": 0.05}}, fedavg_mode="unroll")
+                        lr_decay=True, boxed=True, priors={"tv": {"weight": 0.05}}, search={"tv": TV_GRID},
+                        halving=PRESET_HALVING, select="discrepancy", fedavg_mode="unroll")
 
 
 # The optimisation attacks breaching 0.1.2 configures (breaching/config/attack/*.yaml), in fastleak's

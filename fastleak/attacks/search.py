@@ -38,6 +38,11 @@ from fastleak.errors import InvalidValueError
 
 SELECT = ("objective", "distance", "holdout", "discrepancy")
 ROW_FIELDS = ("lr",)  # configuration fields a candidate may set for its rows
+# The presets' own search: TV weights over the range that the trained-model grid's best weights span
+# (benchmarks/RESULTS.md, "Presets that tune themselves"), halved once at half the run.
+TV_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1)
+PRESET_HALVING = (0.5,)
+RESTARTS = 4  # rows of a configuration without a search
 
 
 def normalise_search(search: Mapping[str, Sequence[Any]], priors: Mapping[str, Mapping[str, Any]]) -> dict:
@@ -60,6 +65,12 @@ def normalise_search(search: Mapping[str, Sequence[Any]], priors: Mapping[str, M
             raise InvalidValueError(f"attack option search: {knob} values must be finite {kind}, got {list(values)}")
         out[knob] = tuple(float(v) for v in values)
     return out
+
+
+def default_restarts(search: Mapping[str, Sequence[float]]) -> int:
+    """Rows per candidate when the caller gives none: one per candidate of a search (the grid's
+    candidates are the restarts), otherwise ``RESTARTS``."""
+    return 1 if search else RESTARTS
 
 
 def check_halving(halving: Sequence[float]) -> tuple[float, ...]:

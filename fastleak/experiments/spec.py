@@ -43,6 +43,8 @@ class ExperimentSpec:
     threat: "honest" (an honest-but-curious server: the attack ``preset`` optimises dummy inputs) or
     "malicious" (the server sends a modified model, ``fastleak.malicious``; ``preset`` is "imprint" or
     "trap" and ``attack_options`` override its config fields, e.g. {"bins": 64}).
+    restarts/iterations: None for the preset's (``fastleak.attack``'s defaults: one restart per
+    candidate of the preset's search).
     attack_labels: "recover" (``label_method``), "optimize" or "true" (the ground truth, for ablations).
     public_data: the server's labelled public data for recovered labels, "NAME[:SPLIT]" of
     ``fastleak.data`` (read from ``data_root``; split "train" by default), "none", or None: the other
@@ -69,7 +71,7 @@ class ExperimentSpec:
     defense: str | None = None
     defense_params: dict[str, Any] = field(default_factory=dict)
     preset: str = "inverting"
-    restarts: int = 4
+    restarts: int | None = None
     iterations: int | None = None
     attack_labels: str = "recover"
     label_method: str = "auto"
@@ -98,9 +100,10 @@ class ExperimentSpec:
                                                         for k, v in self.priors.items()):
             raise InvalidValueError(f"priors must map prior names to their parameters, e.g. "
                                     f"{{'tv': {{'weight': 0.0001}}}}, got {self.priors!r}")
-        for name in ("batch", "restarts", "pairs", "local_steps", "clients"):
+        for name in ("batch", "pairs", "local_steps", "clients"):
             positive_int(getattr(self, name), name)
         optional_positive_int(self.iterations, "iterations")
+        optional_positive_int(self.restarts, "restarts")
         optional_positive_int(self.local_batch_size, "local_batch_size")
         positive_number(self.local_lr, "local_lr")
         self._check_threat()

@@ -21,7 +21,7 @@ def lenet_case():
 
 def run_for(case, **overrides):
     model, x, y, obs = case
-    config = PRESETS.get("inverting").replace(**overrides)
+    config = PRESETS.get("inverting").replace(search={}, **overrides)
     return AdamRun(Problem(model, [obs], config, 2, [y], 0, torch.device("cpu"), Execution()))
 
 
@@ -78,5 +78,5 @@ def test_a_staged_attack_optimises_small_images_and_returns_full_ones(lenet_case
     for step in range(8):
         run.step(step)
         assert run.x.shape[-1] == 8 * (step // 2 + 1)
-    result = attack(obs, model, "inverting", labels=y, restarts=2, iterations=8, stages=4, record_every=1)
+    result = attack(obs, model, "inverting", labels=y, restarts=2, iterations=8, stages=4, record_every=1, search={})
     assert result.images.shape == x.shape and bool((result.history[-1] < result.history[0]).all())

@@ -10,7 +10,7 @@ from fastleak.federated import fedsgd
 
 
 def bn_term(model, x, y, images):
-    config = PRESETS.get("inverting").replace(priors={"bn": {"weight": 1.0}})
+    config = PRESETS.get("inverting").replace(search={}, priors={"bn": {"weight": 1.0}})
     problem = Problem(model, [fedsgd(model, x, y)], config, images.shape[0], [y], 0, torch.device("cpu"), Execution())
     problem.objective(images, None)
     return problem.prior("bn").term(images, problem).detach()

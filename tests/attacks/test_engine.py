@@ -126,7 +126,7 @@ def test_dlg_optimised_soft_labels_find_the_label(lenet_case):
 def test_inverting_lowers_its_objective_and_returns_valid_images(convnet_case):
     model, x, y = convnet_case
     obs = fedsgd(model, x, y)
-    res = attack(obs, model, "inverting", labels=y, restarts=3, iterations=30, record_every=5, seed=0)
+    res = attack(obs, model, "inverting", labels=y, restarts=3, iterations=30, record_every=5, seed=0, search={})
     assert res.restart_images.shape == (3, *x.shape)
     assert res.history.shape == (6, 3)
     assert bool((res.history[-1] < res.history[0]).all())
@@ -138,7 +138,7 @@ def test_inverting_lowers_its_objective_and_returns_valid_images(convnet_case):
 def test_callback_receives_device_tensors_every_record_step(convnet_case):
     model, x, y = convnet_case
     seen = []
-    attack(fedsgd(model, x, y), model, "inverting", labels=y, restarts=2, iterations=6, record_every=2,
+    attack(fedsgd(model, x, y), model, "inverting", labels=y, restarts=2, iterations=6, record_every=2, search={},
            callback=lambda step, losses: seen.append((step, losses.shape, isinstance(losses, torch.Tensor))))
     assert seen == [(2, (2,), True), (4, (2,), True), (6, (2,), True)]
 
@@ -162,7 +162,7 @@ def test_interrupted_attack_resumes_to_the_uninterrupted_result(convnet_case, tm
     assert path.exists()
     resumed = attack(obs, model, preset, checkpoint=path, **opts)
     assert torch.equal(resumed.restart_images, straight.restart_images)
-    assert torch.equal(resumed.history, straight.history)
+    torch.testing.assert_close(resumed.history, straight.history, rtol=0, atol=0, equal_nan=True)  # NaN: dropped
     assert resumed.iterations_per_second * resumed.wall_time == pytest.approx(8 - 5)  # the rate of the resumed part
 
 
@@ -181,7 +181,7 @@ def test_checkpoint_of_another_configuration_is_refused(convnet_case, tmp_path):
 def test_attack_many_runs_independent_problems(convnet_case):
     model, x, y = convnet_case
     observations = [fedsgd(model, x[i:i + 1], y[i:i + 1]) for i in range(2)]
-    opts = dict(restarts=2, iterations=6, seed=0, record_every=1)
+    opts = dict(restarts=2, iterations=6, seed=0, record_every=1, search={})
     together = attack_many(observations, model, "inverting", labels=[y[:1], y[1:]], **opts)
     alone = attack(observations[0], model, "inverting", labels=y[:1], **opts)
     assert len(together) == 2 and together[1].restart_images.shape == (2, 1, *x.shape[1:])

@@ -15,7 +15,7 @@ from fastleak.federated import fedsgd
 
 def problem_for(model, x, y, priors, restarts=2, labels=True):
     obs = fedsgd(model, x, y)
-    config = PRESETS.get("inverting").replace(priors=priors)
+    config = PRESETS.get("inverting").replace(search={}, priors=priors)
     return Problem(model, [obs], config, restarts, [y] if labels else None, 0, torch.device("cpu"), Execution())
 
 

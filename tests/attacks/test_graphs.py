@@ -23,7 +23,7 @@ def convnet_case():
 
 def _run(case, **config) -> AdamRun:
     model, _, y, obs = case
-    cfg = PRESETS.get("inverting").replace(iterations=4, **config)
+    cfg = PRESETS.get("inverting").replace(iterations=4, search={}, **config)
     return AdamRun(Problem(model, [obs], cfg, 3, [y], 0, torch.device("cpu")))
 
 

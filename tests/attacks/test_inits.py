@@ -44,7 +44,7 @@ def test_a_registered_initialisation_is_used_by_the_attack():
     try:
         x, y = data.load("cifar10", 1, seed=0)
         model = models.build("lenet", 10, seed=0).eval()
-        config = PRESETS.get("inverting").replace(init="test-constant")
+        config = PRESETS.get("inverting").replace(init="test-constant", search={})
         problem = Problem(model, [fedsgd(model, x, y)], config, 2, [y], 0, torch.device("cpu"), Execution())
         assert torch.equal(problem.init_images(), torch.full((2, 1, 3, 32, 32), 0.25))
         assert problem.init_images(size=(8, 8)).shape == (2, 1, 3, 8, 8)

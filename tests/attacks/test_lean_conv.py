@@ -150,7 +150,7 @@ def _attack_losses(device: str, lean: bool) -> torch.Tensor:
     x, y = data.load("cifar10", 2, seed=1)
     model = models.build("convnet", 10, seed=0, width=16)  # 5 of its 8 convolutions are switched
     obs = fedsgd(model, x, y)
-    result = attack(obs, model, "inverting", labels=y, restarts=2, iterations=4, seed=0, record_every=1,
+    result = attack(obs, model, "inverting", labels=y, restarts=2, iterations=4, seed=0, record_every=1, search={},
                     signed=False, device=device, cuda_graph=False, lean_conv=lean)
     return result.history
 

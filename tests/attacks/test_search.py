@@ -9,7 +9,8 @@ from fastleak.attacks import PRESETS, attack
 from fastleak.attacks.adam import AdamRun
 from fastleak.attacks.presets import configure
 from fastleak.attacks.problem import Problem
-from fastleak.attacks.search import candidates, discrepancy_ranks, halving_steps, holdout_mask, survivors
+from fastleak.attacks.search import (RESTARTS, TV_GRID, candidates, default_restarts, discrepancy_ranks, halving_steps,
+                                     holdout_mask, survivors)
 from fastleak.errors import InvalidValueError
 from fastleak.federated import fedsgd
 
@@ -56,10 +57,10 @@ def test_the_discrepancy_principle_prefers_the_most_regularised_row_that_fits_ab
 def test_a_search_by_discrepancy_returns_the_smoothest_candidate_that_fits(case):
     model, x, y, obs = case
     res = attack(obs, model, "inverting", labels=y, restarts=1, iterations=6, search={"tv": [1e-6, 1e-2]},
-                 select="discrepancy", discrepancy=1e6)
+                 halving=(), select="discrepancy", discrepancy=1e6)
     assert res.search.chosen == {"tv": 1e-2}
     res = attack(obs, model, "inverting", labels=y, restarts=1, iterations=6, search={"tv": [1e-6, 1e-2]},
-                 select="discrepancy", discrepancy=1.0)
+                 halving=(), select="discrepancy", discrepancy=1.0)
     assert res.search.chosen == {"tv": [1e-6, 1e-2][int(res.restart_scores.argmin())]}
 
 
@@ -150,9 +151,10 @@ def test_a_searched_rate_is_each_rows_own(case):
     """The candidates share their starting images, and each row follows the run of its own settings."""
     model, x, y, obs = case
     opts = dict(labels=y, restarts=1, iterations=4, seed=3)
-    both = attack(obs, model, "inverting", search={"lr": [0.1, 0.02]}, select="objective", **opts).restart_images
+    both = attack(obs, model, "inverting", search={"lr": [0.1, 0.02]}, halving=(), select="objective",
+                  **opts).restart_images
     for q, lr in enumerate([0.1, 0.02]):
-        alone = attack(obs, model, "inverting", lr=lr, **opts).restart_images
+        alone = attack(obs, model, "inverting", lr=lr, search={}, **opts).restart_images
         torch.testing.assert_close(both[q], alone[0], rtol=0, atol=1e-5)
     assert not torch.allclose(both[0], both[1])
 
@@ -162,7 +164,7 @@ def test_the_candidates_share_their_restarts_draws(case):
     config = configure("inverting", 4, search={"tv": [1e-4, 1e-2, 5e-2]})[0]
     problem = Problem(model, [obs, obs], config, 2, [y, y], 0, CPU)
     images = problem.init_images()
-    plain = Problem(model, [obs, obs], configure("inverting", 4)[0], 2, [y, y], 0, CPU).init_images()
+    plain = Problem(model, [obs, obs], configure("inverting", 4, search={})[0], 2, [y, y], 0, CPU).init_images()
     assert images.shape[0] == 12
     for p in range(2):
         for c in range(3):
@@ -200,3 +202,25 @@ def test_holdout_leaves_its_tensors_out_of_the_objective(case):
     assert problem.holdout_weights.tolist() == [1.0 if h else 0.0 for h in held.tolist()]
     assert torch.equal(problem.scores(losses), problem.last_holdout)
     assert not torch.allclose(problem.last_holdout, losses)
+
+
+def test_the_presets_search_their_tv_weight_until_it_is_pinned():
+    for name in ("inverting", "geng"):
+        config = PRESETS.get(name)
+        assert config.search == {"tv": TV_GRID} and config.halving == (0.5,) and config.select == "discrepancy"
+        assert default_restarts(config.search) == 1
+        for pinned in (config.replace(tv=1e-4), config.with_priors({"tv": {"weight": 1e-4}}),
+                       config.replace(priors={"tv": {"weight": 1e-4}})):
+            assert (pinned.search, pinned.halving, pinned.select) == ({}, (), "objective")
+            assert pinned.prior_weight("tv") == 1e-4 and default_restarts(pinned.search) == RESTARTS
+        kept = config.replace(tv=1e-4, select="distance", halving=(0.25,))
+        assert (kept.select, kept.halving) == ("distance", (0.25,))
+
+
+def test_an_attack_without_restarts_runs_one_row_per_candidate(case):
+    model, x, y, obs = case
+    res = attack(obs, model, "inverting", labels=y, iterations=4, record_every=1)
+    assert res.history.shape == (4, len(TV_GRID)) and len(res.search.candidates) == len(TV_GRID)
+    assert res.restart_images.shape[0] == len(TV_GRID) // 2  # the worse half dropped at step 2
+    plain = attack(obs, model, "inverting", labels=y, iterations=2, tv=1e-4)
+    assert plain.search is None and plain.restart_images.shape[0] == RESTARTS

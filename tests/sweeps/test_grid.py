@@ -43,8 +43,8 @@ def test_job_key_is_the_sha256_of_the_canonical_json_of_all_settings():
 
 
 def test_an_explicit_default_is_the_same_job():
-    sweep = SweepSpec.from_dict({"grid": {"seed": [0, 1]}, "cases": [{}, {"restarts": 4}]})
-    assert ExperimentSpec().restarts == 4
+    sweep = SweepSpec.from_dict({"grid": {"seed": [0, 1]}, "cases": [{}, {"batch": 4}]})
+    assert ExperimentSpec().batch == 4
     assert [j.spec.seed for j in sweep.jobs()] == [0, 1]
 
 
@@ -104,7 +104,7 @@ def test_load_reads_and_validates_a_toml_file(tmp_path):
 
 
 def test_fields_added_later_leave_the_keys_of_older_results_unchanged():
-    spec = ExperimentSpec(model="lenet", batch=2, defense="gaussian", defense_params={"sigma": 0.01})
-    # the key this spec had before ExperimentSpec.threat and .clients existed
+    spec = ExperimentSpec(model="lenet", batch=2, defense="gaussian", defense_params={"sigma": 0.01}, restarts=4)
+    # the key this spec had before ExperimentSpec.threat and .clients existed (restarts 4 was the default)
     assert job_key(spec) == "b9a0ced328488283b34b907bd097d92a0c89cd361c7a5a650b92c5f1392b1b9d"
     assert job_key(spec.replace(clients=2)) != job_key(spec)

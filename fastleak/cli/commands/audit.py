@@ -33,7 +33,8 @@ def _configure_audit(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", default=None,
                    help="honest: dlg, idlg, inverting, gradinversion, geng (default: inverting); malicious: imprint, "
                         "trap (default: imprint)")
-    g.add_argument("--restarts", type=int, default=4, help="random initialisations, optimised together")
+    g.add_argument("--restarts", type=int, default=None, help="random initialisations per candidate setting, "
+                   "optimised together (default: the preset's: one per candidate of its search, 4 without one)")
     g.add_argument("--iterations", type=int, default=None,
                    help=f"optimisation steps (default: the preset's, {PRESETS.get('inverting').iterations} for "
                         f"inverting)")

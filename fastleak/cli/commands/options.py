@@ -21,6 +21,13 @@ def shown_defaults(base: dict[str, Any]) -> dict[str, Any]:
     if shown["iterations"] is None:
         shown["iterations"] = (f"the preset's, {PRESETS.get(shown['preset']).iterations} for {shown['preset']}"
                                if shown["preset"] in PRESETS.names() else "none: the malicious presets are closed-form")
+    if shown["restarts"] is None:
+        from fastleak.attacks.search import RESTARTS
+
+        preset = PRESETS.get(shown["preset"]) if shown["preset"] in PRESETS.names() else None
+        shown["restarts"] = (f"one per candidate of the preset's search, {RESTARTS} without one"
+                             + (f"; {len(preset.search['tv'])} TV weights for {shown['preset']}"
+                                if preset is not None and "tv" in preset.search else ""))
     options = shown["model_options"] or {}
     if "width" not in options and ":" not in shown["model"]:
         from fastleak import models

@@ -75,6 +75,13 @@ def _table(rows: list[tuple[str, str]]) -> list[str]:
     return [f"{key:<{width}}  {value}" for key, value in rows]
 
 
+def _restarts(spec, res) -> str:
+    from fastleak.attacks.search import default_restarts
+
+    count = spec.restarts if spec.restarts is not None else default_restarts(res.config.search)
+    return f"{count} restart{'s' if count > 1 else ''}{' per candidate' if res.search else ''}"
+
+
 def _honest_summary(outcome, spec, run_dir: Path, thread_policy: str) -> list[str]:
     from fastleak import models
 
@@ -82,7 +89,7 @@ def _honest_summary(outcome, spec, run_dir: Path, thread_policy: str) -> list[st
     options = " ".join(f"{k}={v}" for k, v in spec.model_options.items())
     batchnorm = f", BatchNorm in {spec.client_bn} mode" if models.has_batchnorm(outcome.scenario.model) else ""
     return [headline(outcome.scenario.observation.kind, ev.psnr_per_image, ev.labels.ln_acc), "", *_table([
-        ("attack", f"{spec.preset} ({spec.mode}), {spec.restarts} restarts, {res.iterations} iterations"),
+        ("attack", f"{spec.preset} ({spec.mode}), {_restarts(spec, res)}, {res.iterations} iterations"),
         ("model / data", f"{spec.model}{f' ({options})' if options else ''} / {spec.dataset}, batch {spec.batch} "
                          f"({spec.labels}){batchnorm}"),
         ("labels", f"true {sorted(outcome.scenario.labels.tolist())}  recovered {sorted(res.labels.tolist())}"
