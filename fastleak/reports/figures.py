@@ -52,8 +52,10 @@ def image_rows(rows: Sequence[torch.Tensor], captions: Sequence[Sequence[str]], 
     canvas.save(path)
 
 
-def loss_plot(steps: Sequence[int], history: torch.Tensor, path: str | os.PathLike, title: str = "") -> None:
-    """The objective of every restart against the step (log scale)."""
+def loss_plot(steps: Sequence[int], history: torch.Tensor, path: str | os.PathLike, title: str = "",
+              names: Sequence[str] | None = None) -> None:
+    """The objective of every restart against the step (log scale); ``names`` label the restarts
+    (default: "restart r")."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,7 +64,7 @@ def loss_plot(steps: Sequence[int], history: torch.Tensor, path: str | os.PathLi
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     values = history.detach().cpu().numpy()
     for r in range(values.shape[1]):
-        ax.plot(list(steps), values[:, r], label=f"restart {r}")
+        ax.plot(list(steps), values[:, r], label=names[r] if names else f"restart {r}")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("objective")

@@ -22,6 +22,15 @@ from fastleak.reports.rundir import removed_if_it_fails_empty, write_config, wri
 GRID_SAMPLES = 32  # the malicious grid shows the first true samples over their matched recoveries
 
 
+def _row_names(result) -> list[str] | None:
+    """With a search, each row's candidate setting ("tv=0.001", and "#k" for its k-th restart)."""
+    if result.search is None:
+        return None
+    per = result.history.shape[1] // len(result.search.candidates)
+    return [", ".join(f"{k}={v:g}" for k, v in c.values.items()) + (f" #{r}" if per > 1 else "")
+            for c in result.search.candidates for r in range(per)]
+
+
 def record_run(spec: ExperimentSpec, run_dir: Path, *, created: bool = True,
                callback: Callable[[int, torch.Tensor], None] | None = None) -> RunOutcome:
     """Run ``spec`` into ``run_dir``: config.json first (what ``--resume`` reads), then
@@ -66,7 +75,7 @@ def _honest(outcome: Outcome, run_dir: Path, spec_dict: dict[str, Any]) -> dict[
     captions = [f"{p:.1f} dB" for p in ev.psnr_per_image]
     reconstruction_grid(scenario.images, result.images[order], captions, run_dir / "grid.png")
     loss_plot(result.history_steps, result.history, run_dir / "loss.png",
-              title=f"{result.config.name}: objective per restart")
+              title=f"{result.config.name}: objective per restart", names=_row_names(result))
     return metrics
 
 
