@@ -60,7 +60,7 @@ from fastleak.malicious import checks as _checks
 from fastleak.malicious.imprint import copy_of
 from fastleak.malicious.model import MaliciousModel
 from fastleak.malicious.rescale import ambiguous, measurement_estimate, off_grid, snap_to_grid
-from fastleak.malicious.resolution import Lattice, error_bound, lattice, update_rounding
+from fastleak.malicious.resolution import Lattice, error_bound, lattice, sparsity_floor, update_rounding
 from fastleak.ops.imprint_certify import bin_stats_reference, imprint_certify
 
 log = logging.getLogger("fastleak.malicious")
@@ -268,14 +268,18 @@ class _Resolution:
     bias: Lattice | None = None
     weight_rounding: torch.Tensor | None = None
     bias_rounding: torch.Tensor | None = None
+    floor: float | None = None   # a sparsifying defense's magnitude floor on the bins' weight changes
 
 
 def _resolution(weight: torch.Tensor, bias: torch.Tensor, observation: Observation, model: MaliciousModel,
                 config: RecoveryConfig) -> _Resolution:
     if "resolution" not in config.checks or not config.pixel_levels:
         return _Resolution()
+    floor = sparsity_floor(weight, bias.reshape(-1) != 0)
+    if floor is not None and model.block.cumulative:   # a bin is the difference of two sparsified rows
+        floor = 2 * floor
     if observation.kind != "update":
-        return _Resolution(lattice(weight), lattice(bias))
+        return _Resolution(lattice(weight), lattice(bias), floor=floor)
     names = bin_parameter_names(model)
     state = observation.pairs[0].state
     before = [state[n] if n in state else p.detach() for n, p in zip(names, (model.block.bins.weight,
@@ -289,7 +293,7 @@ def _resolution(weight: torch.Tensor, bias: torch.Tensor, observation: Observati
     if model.block.cumulative:   # a bin is the difference of two rows: both rows' rounding
         rounding_w = rounding_w + torch.cat([rounding_w[1:], rounding_w.new_zeros(1)])
         rounding_b = rounding_b + torch.cat([rounding_b[1:], rounding_b.new_zeros(1)])
-    return _Resolution(weights, bias, rounding_w, rounding_b)
+    return _Resolution(weights, bias, rounding_w, rounding_b, floor)
 
 
 def _error_bound(resolution: _Resolution, rows: torch.Tensor, bias_diff: torch.Tensor, stats: torch.Tensor,
@@ -313,6 +317,10 @@ def _error_bound(resolution: _Resolution, rows: torch.Tensor, bias_diff: torch.T
         if resolution.weight_rounding is not None:
             by_grid = by_grid + 2 * resolution.weight_rounding[rows] * steps / scale.abs()
         bound = torch.where(scaled_by_grid, by_grid, bound)
+        divisor = torch.where(scaled_by_grid, scale.abs(), divisor)
+    if resolution.floor is not None:   # zero pixels may be values up to the floor, blacked out
+        dark = stats[:, _checks.LOW].to(torch.float64) <= low
+        bound = torch.where(dark, torch.maximum(bound, resolution.floor * steps / divisor), bound)
     return bound
 
 

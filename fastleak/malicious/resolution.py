@@ -10,6 +10,11 @@ that scale onto the grid exactly), so ``checks.resolution`` certifies only bins 
 within ``grid_tolerance``. Under that bound, rounding the candidate to the grid gives the sample
 exactly.
 
+A defense that sparsifies each tensor (``topk``, ``prune``) zeroes the entries below one
+magnitude: the surviving entries of a bin are exact, its zero pixels are not, and a candidate with
+zero pixels could be a client's image with its darkest pixels blacked out. ``sparsity_floor``
+finds that magnitude, and a candidate with zero pixels is then known only to ``floor / |b|``.
+
 ``lattice(t)`` finds the step from a strided sample of ``t``'s values: a common divisor of their
 gaps, by Euclid's algorithm on real numbers (each remainder is a multiple of the step as long as
 the gaps are; each candidate is the mean step of the multiples it gives, so that rounding
@@ -106,6 +111,32 @@ def error_bound(weights: Lattice | None, bias: Lattice | None, bias_diff: torch.
 
 
 MANTISSA = {torch.float32: 24, torch.float64: 53}
+# A tensor whose rows (most of those with both zero and non-zero entries) have their smallest
+# non-zero magnitude within this factor of the tensor's is taken as sparsified at that floor.
+FLOOR_SPREAD = 1.1
+FLOOR_ROWS = 8   # fewer partly zeroed rows than this cannot tell a floor from chance
+
+
+def sparsity_floor(weight: torch.Tensor, occupied: torch.Tensor) -> float | None:
+    """The magnitude below which a sparsifying defense (top-k, magnitude pruning) zeroed the entries of
+    ``weight`` [K, D], judged on its ``occupied`` rows [K] (bool), or None where it shows none.
+
+    Such a defense keeps the entries above one threshold per tensor, so every partly zeroed row has
+    its smallest non-zero magnitude just above that threshold. A clean gradient's rows are a
+    sample's pixels times the row's own scale: their smallest non-zero magnitudes (the darkest
+    pixel's) spread with the scales, and zero pixels (dark backgrounds) say nothing. A zeroed
+    entry of a sparsified row was up to the floor in magnitude, so a bin's zero pixels are then
+    known only to ``floor / |b|``."""
+    rows = weight.detach().reshape(len(occupied), -1)[occupied].abs().to(torch.float64)
+    zero = rows == 0
+    partly = zero.any(1) & ~zero.all(1)
+    if int(partly.sum()) < FLOOR_ROWS:
+        return None
+    smallest = torch.where(zero, torch.inf, rows).amin(1)[partly]
+    floor = float(smallest.min())
+    if float((smallest <= FLOOR_SPREAD * floor).double().mean()) < 0.5:
+        return None
+    return floor
 
 
 def update_rounding(before: torch.Tensor, steps: int) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastleak.malicious.resolution import error_bound, lattice, update_rounding
+from fastleak.malicious.resolution import error_bound, lattice, sparsity_floor, update_rounding
 
 
 def quantize(tensors, bits):
@@ -86,3 +86,29 @@ def test_update_rounding_bounds_the_float32_error_of_sgd_steps(steps):
     assert bound.dtype == torch.float64 and bound.shape == (64,)
     assert bool((error <= bound).all())
     assert bool((bound <= 4 * steps * before.abs().amax(1).double() * 2.0 ** -24).all())   # not loose either
+
+
+def _bin_rows(generator, dark_share=0.0):
+    """32 occupied bins of CIFAR-size images on the 8-bit grid, each times its own scale, and 32 empty ones."""
+    images = torch.randint(0, 256, (32, 3072), generator=generator).double() / 255
+    images[torch.rand(32, 3072, generator=generator) < dark_share] = 0.0
+    scales = torch.logspace(-3, 0, 32, dtype=torch.float64)[torch.randperm(32, generator=generator)]
+    weight = torch.cat([images * scales[:, None], torch.zeros(32, 3072, dtype=torch.float64)])
+    return weight, torch.cat([scales, torch.zeros(32, dtype=torch.float64)])
+
+
+@pytest.mark.parametrize("dark_share", [0.0, 0.3])
+def test_a_clean_gradient_has_no_sparsity_floor(dark_share):
+    weight, bias = _bin_rows(torch.Generator().manual_seed(1), dark_share)
+    assert sparsity_floor(weight, bias != 0) is None
+
+
+@pytest.mark.parametrize("name, params", [("topk", {"keep": 0.3}), ("prune", {"ratio": 0.6})])
+def test_a_sparsified_gradient_shows_the_magnitude_it_was_cut_at(name, params):
+    from fastleak.defenses import transforms
+
+    weight, bias = _bin_rows(torch.Generator().manual_seed(2))
+    cut, = getattr(transforms, name)((weight,), **params)
+    kept = cut[cut != 0].abs()
+    assert sparsity_floor(cut, bias != 0) == float(kept.min())
+    assert float(weight[(cut == 0) & (weight != 0)].abs().max()) <= float(kept.min())   # all it zeroed lay below
