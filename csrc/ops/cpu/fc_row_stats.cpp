@@ -13,17 +13,10 @@
 
 #include "../fc_row_stats_host.h"
 #include "../fc_row_stats_math.h"
+#include "avx2_clone.h"
 
 namespace fastleak {
 namespace {
-
-// An AVX2 copy of the row loop, chosen at load time on CPUs that have it (as torch's own
-// kernels are); the build itself targets the baseline x86-64.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define FL_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
-#else
-#define FL_AVX2_CLONE
-#endif
 
 constexpr int kLanes = 16;
 constexpr int64_t kBlock = 64 * kLanes;

@@ -15,17 +15,10 @@
 #include "../imprint_certify.h"
 #include "../imprint_recover_host.h"
 #include "../imprint_recover_math.h"
+#include "avx2_clone.h"
 
 namespace fastleak {
 namespace {
-
-// An AVX2 copy of the row loops, chosen at load time on CPUs that have it (as torch's own kernels
-// are); the build itself targets the baseline x86-64.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define FL_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
-#else
-#define FL_AVX2_CLONE
-#endif
 
 constexpr int kLanes = 16;
 
