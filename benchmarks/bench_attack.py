@@ -146,7 +146,8 @@ def _setup(w: Workload):
     x, y = data.load(w.dataset, w.attacks * w.batch, seed=DATA_SEED)
     xs, ys = x.split(w.batch), list(y.split(w.batch))
     observations = [fedsgd(model, xi, yi) for xi, yi in zip(xs, ys)]
-    config, execution = configure(w.preset, w.iterations, record_every=1, **w.overrides)
+    # plain restarts on both sides: the presets' own search would change the rows the eager side runs
+    config, execution = configure(w.preset, w.iterations, record_every=1, **{"search": {}, **w.overrides})
     return model, observations, ys, config, execution, (xs[0], ys[0])
 
 

@@ -161,7 +161,7 @@ def honest(train_root: Path | None) -> list[tuple[dict, callable]]:
                     continue
 
                 def make(spec=spec, path=path, options=summary["config"]["model_options"]):
-                    net = models.build(**spec, **options)
+                    net = models.build(**{**spec, **options})
                     models.load_state(net, path)
                     return net.eval(), None, spec["in_shape"]
 

@@ -191,6 +191,9 @@ def _check_supported(observations: Sequence[Observation], config: AttackConfig) 
                          "unboxed L-BFGS, from a uniform or gaussian start")
     if config.optimizer == "lbfgs" and config.line_search is not None:
         raise ValueError("the eager reference runs torch.optim.LBFGS without line search (line_search must be None)")
+    if config.search or config.halving:
+        raise ValueError("the eager reference runs plain restarts: search and halving must be empty (search={} pins "
+                         "a preset's)")
     if config.optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {config.optimizer!r}")
     if config.distance not in ("l2", "cosine"):

@@ -275,9 +275,9 @@ def _resolution(weight: torch.Tensor, bias: torch.Tensor, observation: Observati
                 config: RecoveryConfig) -> _Resolution:
     if "resolution" not in config.checks or not config.pixel_levels:
         return _Resolution()
-    floor = sparsity_floor(weight, bias.reshape(-1) != 0)
-    if floor is not None and model.block.cumulative:   # a bin is the difference of two sparsified rows
-        floor = 2 * floor
+    # cumulative rows are sums over the bins above and share their samples' faintest pixels, so equal
+    # smallest magnitudes across them are no sign of a floor
+    floor = None if model.block.cumulative else sparsity_floor(weight, bias.reshape(-1) != 0)
     if observation.kind != "update":
         return _Resolution(lattice(weight), lattice(bias), floor=floor)
     names = bin_parameter_names(model)

@@ -59,8 +59,8 @@ def test_distance_and_tv_match_the_fused_ops(convnet_case):
 
 def test_inverting_adam_matches_the_engine(convnet_case):
     model, y, obs = convnet_case
-    fast = attack(obs, model, "inverting", labels=y, restarts=2, iterations=STEPS, seed=3, record_every=1)
-    eager, = eager_attack_many([obs], model, "inverting", [y], restarts=2, seed=3, iterations=STEPS)
+    fast = attack(obs, model, "inverting", labels=y, restarts=2, iterations=STEPS, seed=3, record_every=1, search={})
+    eager, = eager_attack_many([obs], model, "inverting", [y], restarts=2, seed=3, iterations=STEPS, search={})
     # both record the objective evaluated in each step (at the images before the update)
     assert_same_adam_objectives(eager.losses, fast.history.T)
     assert fast.history[-1].lt(fast.history[0]).all()
@@ -114,6 +114,8 @@ def test_unsupported_settings_are_refused(convnet_case):
     update = fedavg(model, *data.load("cifar10", 2, seed=1), local_steps=2, lr=0.1)
     with pytest.raises(ValueError, match="gradient observations"):
         eager_attack_many([update], model, "inverting", [y], iterations=1)
+    with pytest.raises(ValueError, match="plain restarts: search and halving must be empty"):
+        eager_attack_many([obs], model, "inverting", [y], iterations=1)
 
 
 def test_only_the_images_receive_gradients(convnet_case, monkeypatch):
@@ -126,5 +128,5 @@ def test_only_the_images_receive_gradients(convnet_case, monkeypatch):
 
     monkeypatch.setattr(eager_reference, "_Client", Recorded)
     model, y, obs = convnet_case
-    eager_attack_many([obs], model, "inverting", [y], iterations=2)
+    eager_attack_many([obs], model, "inverting", [y], iterations=2, search={})
     assert clients and all(p.grad is None for c in clients for p in c.model.parameters())

@@ -133,11 +133,19 @@ def test_experiments_take_the_other_split_as_public_data_by_default():
     from fastleak.experiments import ExperimentSpec
     from fastleak.experiments.pipeline import label_public_data
 
-    scenario = SimpleNamespace(images=torch.zeros(1, 1, 28, 28))
+    from fastleak import models
+
+    lenet = models.build("lenet", 10, in_shape=(1, 28, 28))
+    scenario = SimpleNamespace(images=torch.zeros(1, 1, 28, 28), model=lenet)
     public = label_public_data(ExperimentSpec(dataset="mnist", model="lenet"), scenario)
     assert public.num_images == 1000 and public.images.shape[1:] == (1, 28, 28)
     assert label_public_data(ExperimentSpec(dataset="mnist", public_data="none"), scenario) is None
-    cifar = SimpleNamespace(images=torch.zeros(1, 3, 32, 32))
+    # a default that lacks classes of the model is left out; a named one must fit
+    wide = SimpleNamespace(images=torch.zeros(1, 1, 28, 28), model=models.build("lenet", 100, in_shape=(1, 28, 28)))
+    assert label_public_data(ExperimentSpec(dataset="mnist", model="lenet"), wide) is None
+    with pytest.raises(ValueError, match="public has no image of 90 of the model's 100 classes"):
+        label_public_data(ExperimentSpec(dataset="mnist", model="lenet", public_data="mnist:train"), wide)
+    cifar = SimpleNamespace(images=torch.zeros(1, 3, 32, 32), model=models.build("lenet", 10))
     assert label_public_data(ExperimentSpec(dataset="cifar10"), cifar) is None  # no shipped train split
     with pytest.raises(ValueError, match="no 'train' split"):
         label_public_data(ExperimentSpec(dataset="cifar10", public_data="cifar10:train"), cifar)

@@ -23,8 +23,9 @@ def _configure_attack(p: argparse.ArgumentParser) -> None:
 
 @command("attack", "Simulate a client under any model, data, label pattern, FL mode and defense, and attack it.",
          "  fastleak attack --model lenet --batch 1 --preset dlg\n"
-         "  fastleak attack --mode fedavg --local-steps 4 --preset geng --width 16 --restarts 2 --iterations 300\n"
-         "  fastleak attack --defense gaussian --defense-param sigma=0.01 --width 16 --restarts 1 --iterations 300\n"
+         "  fastleak attack --mode fedavg --local-steps 4 --preset geng --width 16 --option tv=1e-4 --restarts 2 "
+         "--iterations 300\n"
+         "  fastleak attack --defense gaussian --defense-param sigma=0.01 --width 16 --iterations 300\n"
          "  fastleak attack --model mypkg.nets:Net --model-option hidden=128 --dataset mnist\n"
          "  fastleak attack --config sweep.toml\n  fastleak attack --resume runs/20261125-101500",
          _configure_attack)

@@ -124,7 +124,8 @@ def attack_options(p: argparse.ArgumentParser, shown: dict[str, Any]) -> None:
                    help="honest: dlg, idlg, inverting, gradinversion, geng; malicious: imprint, trap "
                         f"(default: {shown['preset']}; imprint under --threat malicious)")
     g.add_argument("--restarts", type=int, default=None,
-                   help=f"random initialisations, optimised together (default: {shown['restarts']})")
+                   help=f"random initialisations per candidate setting, optimised together (default: "
+                        f"{shown['restarts']})")
     g.add_argument("--iterations", type=int, default=None, help=f"optimisation steps (default: {shown['iterations']})")
     g.add_argument("--attack-labels", default=None,
                    help=f"recover, optimize or true (default: {shown['attack_labels']})")

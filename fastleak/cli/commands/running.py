@@ -78,7 +78,7 @@ def _table(rows: list[tuple[str, str]]) -> list[str]:
 def _restarts(spec, res) -> str:
     from fastleak.attacks.search import default_restarts
 
-    count = spec.restarts if spec.restarts is not None else default_restarts(res.config.search)
+    count = spec.restarts if spec.restarts is not None else default_restarts(getattr(res.config, "search", {}))
     return f"{count} restart{'s' if count > 1 else ''}{' per candidate' if res.search else ''}"
 
 
