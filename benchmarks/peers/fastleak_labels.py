@@ -19,6 +19,7 @@ case has no column; every error is listed under the table.
 from __future__ import annotations
 
 import time
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -43,6 +44,41 @@ def public_for(dataset: str):
     return _public_cache[dataset]
 
 
+def fitted(obs, model, public) -> dict:
+    """What the public data fitted at this case's model state and batch size (cached by the call
+    before): the miss probability per sample of the presence test, the noise model, and whether
+    the case's evidence lies beyond the public batches' largest residual."""
+    from fastleak.labels import LabelConfig, bayes
+    from fastleak.labels.evidence import gather
+
+    ev = gather([obs], model)
+    cal = bayes.calibrate(ev, 0, LabelConfig(public=public), public)
+    stats = cal.statistics
+    g = stats.vectors(ev.grad_w, ev.grad_b if stats.has_bias else None, ev.num_samples)
+    residual = float(bayes.best_residual(*stats.terms(g, ev.num_samples))[0])
+    return {"miss_probability": math.exp(cal.log_miss), "noise": bayes.noise_name(cal.dof, cal.temperature),
+            "residual": residual, "residual_limit": cal.residual_limit}
+
+
+def calibration_table(cases: Path, ours: Path) -> str:
+    """Per model, state and batch size with public data: the fitted miss probability per sample of the
+    presence test, the noise model, and the share of cases whose evidence lay beyond the public
+    batches' largest residual (their counts then rest on presence and the prior)."""
+    rows: dict[tuple, list[dict]] = defaultdict(list)
+    for path in sorted(ours.glob("*.pt")):
+        mine = load(path)
+        if "miss_probability" in mine:
+            truth = load(cases / path.name)
+            rows[(truth["model"], _round(truth["state"]), truth["batch"])].append(mine)
+    lines = ["| model | state | B | cases | miss probability per sample | noise | beyond the public residuals |",
+             "|---|---|---:|---:|---|---|---|"]
+    for (model, rnd, batch), found in sorted(rows.items()):
+        outside = sum(f["residual"] > f["residual_limit"] for f in found)
+        lines.append(f"| {model} | round{rnd} | {batch} | {len(found)} | {found[0]['miss_probability']:.3f} | "
+                     f"{found[0]['noise']} | {outside} of {len(found)} |")
+    return "\n".join(lines)
+
+
 def run(case_path: Path, out: Path) -> Path:
     from fastleak import labels
 
@@ -56,7 +92,7 @@ def run(case_path: Path, out: Path) -> Path:
     public = public_for(case["dataset"])
     if public is not None:
         with_public = labels.counts(obs, model, "auto", num_samples=case["batch"], public=public)
-        record.update(public_counts=with_public.counts, public_method=with_public.method)
+        record.update(public_counts=with_public.counts, public_method=with_public.method, **fitted(obs, model, public))
     path = out / f"{case['name']}.pt"
     torch.save(record, path)
     return path
@@ -72,7 +108,25 @@ def _round(state: str) -> int:
     return -1 if state == "untrained" else int(state.removeprefix("round"))
 
 
+def breaching_best(cases: Path, ours: Path, peer: Path) -> dict[tuple, tuple[float, str]]:
+    """Per (model, round, label pattern, B) of the trained MNIST cases: the mean LnAcc of breaching's
+    best strategy over the trials, and its name."""
+    rows, _, strategies, _ = collect(cases, ours, peer)
+    best = {}
+    for (model, trained, rnd, dataset, pattern, batch), row in rows.items():
+        peers = [(sum(v[0] for v in row[s]) / len(row[s]), s) for s in strategies if row.get(s)]
+        if trained and peers:
+            best[(model, rnd, pattern, batch)] = max(peers)
+    return best
+
+
 def table(cases: Path, ours: Path, peer: Path) -> str:
+    return _table(*collect(cases, ours, peer))
+
+
+def collect(cases: Path, ours: Path, peer: Path):
+    """Per row key, each side's (LnAcc, exact) per trial; the methods auto chose; breaching's
+    strategies; their errors."""
     rows: dict[tuple, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     chose: dict[tuple, set[str]] = defaultdict(set)
     strategies: list[str] = []
@@ -92,6 +146,10 @@ def table(cases: Path, ours: Path, peer: Path) -> str:
             rows[key][strategy].append(score(torch.bincount(found, minlength=truth["num_classes"]), counts))
         for strategy, error in other["errors"].items():
             errors[strategy].append(error.splitlines()[0])
+    return rows, chose, strategies, errors
+
+
+def _table(rows, chose, strategies, errors) -> str:
     ran = [s for s in strategies if any(s in row for row in rows.values())]
     ours = ["fastleak auto+public", "fastleak auto"]
     columns = [*ours, *(f"breaching {s}" for s in ran), "best of breaching"]
@@ -127,6 +185,10 @@ def main() -> None:
                    peer="runs/peers/labels/breaching").parse_args()
     if args.table:
         print(table(Path(args.cases), Path(args.out), Path(args.peer)))
+        fits = calibration_table(Path(args.cases), Path(args.out))
+        if fits.count("\n") > 1:
+            print("\nWhat the public data fitted (fastleak auto+public):\n")
+            print(fits)
         return
     out = start(args)
     for case_path in selected_cases(args.cases, args.only):

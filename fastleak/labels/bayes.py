@@ -160,7 +160,7 @@ def calibrate(ev: Evidence, row: int, config: LabelConfig, data: PublicData) -> 
         pe = _evidence(stats, sim_ev, shown, log_miss=log_miss, dof=dof, temperature=temp)
         res = P.sample(prior, pe, sim_ev.num_samples, chains=FIT_CHAINS, sweeps=FIT_SWEEPS, seed=config.dummy_seed)
         score = float(P.marginal_log_score(res.marginals, truth))
-        fits.append(f"{_noise_name(dof, temp)} {score:.3f}")
+        fits.append(f"{noise_name(dof, temp)} {score:.3f}")
         if score > best_score:
             best, best_score = (dof, temp), score
     dof, temp = best
@@ -170,13 +170,14 @@ def calibrate(ev: Evidence, row: int, config: LabelConfig, data: PublicData) -> 
     limit = max(2 * float(best_residual(*stats.terms(g, sim_ev.num_samples)).max()), float(stats.dim))
     cal = Calibration(stats, freq, log_miss, dof, temp, sim_ev, truth, shown, limit)
     log.info("labels: fitted on %d public batches of %d (%s): miss probability %.3f per sample, noise %s (log "
-             "scores: %s)", config.simulations, b, obs.kind, math.exp(log_miss), _noise_name(dof, temp),
+             "scores: %s)", config.simulations, b, obs.kind, math.exp(log_miss), noise_name(dof, temp),
              ", ".join(fits))
     data.cache[key] = cal
     return cal
 
 
-def _noise_name(dof: float | None, temp: float) -> str:
+def noise_name(dof: float | None, temp: float) -> str:
+    """The fitted noise model in words: "none", "gauss/τ" or "tν/τ"."""
     if not math.isfinite(temp):
         return "none"
     return f"{'t' + format(dof, 'g') if dof else 'gauss'}/{temp:g}"
