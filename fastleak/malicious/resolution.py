@@ -7,8 +7,8 @@ bias difference) is then known to within ``step_w / 2 / |b|`` from the weights p
 grid step the grid no longer tells a sample's pixel values apart, and a candidate that lands on
 the grid may hold the wrong values (8-bit quantisation rounds a dark bin's row to a few levels
 that scale onto the grid exactly), so ``checks.resolution`` certifies only bins whose bound is
-within ``grid_tolerance``. Under that bound, rounding the candidate to the grid gives the sample
-exactly.
+under half a step (``checks.RESOLUTION_STEPS``). Under that bound, rounding the candidate to the
+grid gives the sample exactly.
 
 A defense that sparsifies each tensor (``topk``, ``prune``) zeroes the entries below one
 magnitude: the surviving entries of a bin are exact, its zero pixels are not, and a candidate with
