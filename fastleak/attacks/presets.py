@@ -268,7 +268,7 @@ def gradinversion() -> AttackConfig:
 
     The BatchNorm prior weighs 0.1 against the cosine distance (the earlier L2 distance outweighed
     its 1e-3 by five orders of magnitude, so it did nothing); it needs running statistics some batch
-    has updated, a trained model's (benchmarks/RESULTS.md, "GradInversion at its paper's strength")."""
+    has updated, a trained model's (benchmarks/RESULTS.md, "gradinversion at its paper's strength")."""
     return AttackConfig(distance="cosine", optimizer="adam", iterations=2000, lr=0.1, signed="soft",
                         lr_decay="cosine", warmup=50, boxed=True, init="patterned-4",
                         priors={"bn": {"weight": 0.1},
