@@ -36,6 +36,7 @@ def _only_run_dir(out: Path) -> Path:
     return dirs[0]
 
 
+@pytest.mark.slow  # a real 10 s demo run; CI also runs `fastleak demo --fast` from the installed wheel
 def test_demo_fast_writes_the_documented_run_directory(tmp_path):
     proc = fastleak("demo", "--fast", "--out", str(tmp_path / "runs"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
