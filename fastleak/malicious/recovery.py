@@ -277,7 +277,8 @@ def _resolution(weight: torch.Tensor, bias: torch.Tensor, observation: Observati
         return _Resolution()
     # cumulative rows are sums over the bins above and share their samples' faintest pixels, so equal
     # smallest magnitudes across them are no sign of a floor
-    floor = None if model.block.cumulative else sparsity_floor(weight, bias.reshape(-1) != 0)
+    groups = len(model.block.directions) if hasattr(model.block, "directions") else 1
+    floor = None if model.block.cumulative else sparsity_floor(weight, bias.reshape(-1) != 0, groups)
     if observation.kind != "update":
         return _Resolution(lattice(weight), lattice(bias), floor=floor)
     names = bin_parameter_names(model)

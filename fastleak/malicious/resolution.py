@@ -114,29 +114,36 @@ MANTISSA = {torch.float32: 24, torch.float64: 53}
 # A tensor whose rows (most of those with both zero and non-zero entries) have their smallest
 # non-zero magnitude within this factor of the tensor's is taken as sparsified at that floor.
 FLOOR_SPREAD = 1.1
-FLOOR_ROWS = 8   # fewer partly zeroed rows than this cannot tell a floor from chance
+FLOOR_ROWS = 4   # fewer partly zeroed rows in a group than this cannot tell a floor from chance
 
 
-def sparsity_floor(weight: torch.Tensor, occupied: torch.Tensor) -> float | None:
+def sparsity_floor(weight: torch.Tensor, occupied: torch.Tensor, groups: int = 1) -> float | None:
     """The magnitude below which a sparsifying defense (top-k, magnitude pruning) zeroed the entries of
     ``weight`` [K, D], judged on its ``occupied`` rows [K] (bool), or None where it shows none.
 
     Such a defense keeps the entries above one threshold per tensor, so every partly zeroed row has
     its smallest non-zero magnitude just above that threshold. A clean gradient's rows are a
     sample's pixels times the row's own scale: their smallest non-zero magnitudes (the darkest
-    pixel's) spread with the scales, and zero pixels (dark backgrounds) say nothing. A zeroed
-    entry of a sparsified row was up to the floor in magnitude, so a bin's zero pixels are then
-    known only to ``floor / |b|``."""
-    rows = weight.detach().reshape(len(occupied), -1)[occupied].abs().to(torch.float64)
-    zero = rows == 0
-    partly = zero.any(1) & ~zero.all(1)
-    if int(partly.sum()) < FLOOR_ROWS:
-        return None
-    smallest = torch.where(zero, torch.inf, rows).amin(1)[partly]
-    floor = float(smallest.min())
-    if float((smallest <= FLOOR_SPREAD * floor).double().mean()) < 0.5:
-        return None
-    return floor
+    pixel's) spread with the scales, and zero pixels (dark backgrounds) say nothing. Rows that hold
+    the same samples share their darkest pixels, so the rows are judged in ``groups`` of consecutive
+    rows that hold disjoint samples (one per direction of an imprint block), and every group with
+    enough partly zeroed rows must show the floor. A zeroed entry of a sparsified row was up to the floor in magnitude, so a bin's zero pixels are then known only to
+    ``floor / |b|``."""
+    rows = weight.detach().reshape(len(occupied), -1).abs().to(torch.float64)
+    floors, judged = [], 0
+    for part, used in zip(rows.chunk(groups), occupied.chunk(groups)):
+        part = part[used]
+        zero = part == 0
+        partly = zero.any(1) & ~zero.all(1)
+        if int(partly.sum()) < FLOOR_ROWS:
+            continue
+        judged += 1
+        smallest = torch.where(zero, torch.inf, part).amin(1)[partly]
+        floor = float(smallest.min())
+        if float((smallest <= FLOOR_SPREAD * floor).double().mean()) >= 0.5:
+            floors.append(floor)
+    # one threshold cut the whole tensor: every group that can tell shows it
+    return min(floors) if floors and len(floors) == judged else None
 
 
 def update_rounding(before: torch.Tensor, steps: int) -> torch.Tensor:
