@@ -44,23 +44,17 @@ def attack_iterations(spec: ExperimentSpec) -> int | None:
 
 
 def label_public_data(spec: ExperimentSpec, scenario):
-    """The server's public data for recovered labels (``spec.public_data``; by default the other
-    split of the dataset, or none where it cannot be read)."""
-    from fastleak.labels.public import as_public, default_public, load_public
+    """The server's public data for recovered labels (``fastleak.labels.public.server_public``:
+    ``spec.public_data``, by default the other split of the dataset where it can be used)."""
+    from fastleak.labels.public import server_public
     from fastleak.models import final_linear
 
-    if spec.public_data == "none":
-        return None
-    size = scenario.images.shape[-1]
-    try:
-        public = load_public(spec.public_data or default_public(spec.dataset, spec.split), root=spec.data_root,
-                             size=size)
-        return as_public(public, final_linear(scenario.model).out_features, tuple(scenario.images.shape[1:]))
-    except (data.DatasetError, ValueError) as exc:
-        if spec.public_data is not None:
-            raise
-        log.info("no public data for the labels: %s", str(exc).splitlines()[0])
-        return None
+    public, line = server_public(spec.public_data, spec.dataset, spec.split, root=spec.data_root,
+                                 num_classes=final_linear(scenario.model).out_features,
+                                 input_shape=tuple(scenario.images.shape[1:]))
+    if public is None:
+        log.info("labels: %s", line)
+    return public
 
 
 def run(spec: ExperimentSpec, *, callback=None, checkpoint=None) -> RunOutcome:

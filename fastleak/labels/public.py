@@ -116,6 +116,29 @@ def default_public(dataset: str, split: str) -> str:
     return f"{dataset}:{'train' if split == 'test' else 'test'}"
 
 
+def server_public(given: str | None, dataset: str, split: str, *, num_classes: int,
+                  input_shape: Sequence[int] | None, root=None, images: int = 1000) -> tuple[PublicData | None, str]:
+    """The server's public data for recovered labels, and a line that says which. ``given``
+    "NAME[:SPLIT]" must load and fit the model (``num_classes``, ``input_shape``): its error is
+    raised (``DatasetError`` where it cannot be read). "none" is none. None takes the other split of
+    ``dataset`` (``default_public``) and leaves it out, saying why, where it cannot be read or does
+    not fit (a small split without every class, another image size)."""
+    from fastleak import data
+
+    if given == "none":
+        return None, "public data: none"
+    spec = given or default_public(dataset, split)
+    try:
+        public = as_public(load_public(spec, root=root, images=images, size=input_shape[-1] if input_shape else None),
+                           num_classes, input_shape)
+    except (data.DatasetError, ValueError) as exc:
+        if given is not None:
+            raise
+        return None, f"public data: none (the default, {spec}, cannot be used: {str(exc).splitlines()[0]})"
+    name, _, part = spec.partition(":")
+    return public, f"public data: {public.num_images} images of the {part or 'train'} split of {name}"
+
+
 def draw_counts(kind: str, num_samples: int, frequencies: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Label counts [C] (long) of one simulated client batch of ``num_samples``:
 

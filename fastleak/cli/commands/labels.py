@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import torch
 
@@ -40,29 +41,25 @@ def _label_methods() -> list[str]:
 
 
 def _public_data(args: argparse.Namespace, dataset: str | None, split: str, data_root: str | None,
-                 input_shape: tuple[int, ...] | None):
-    """(PublicData or None, a line describing it)."""
+                 obs, net) -> tuple[Any, str]:
+    """(PublicData or None, a line describing it): ``labels.public.server_public`` for the options."""
     from fastleak.data import DatasetError
-    from fastleak.labels.public import default_public, load_public
+    from fastleak.labels.public import server_public
+    from fastleak.models import final_linear
 
-    given = args.public_data
-    if given == "none":
-        return None, "public data: none"
-    if given is None and dataset is None:
+    if args.public_data is None and dataset is None:
         return None, "public data: none (pass --public-data NAME[:SPLIT])"
     if args.public_images < 2:
         raise CliError(f"--public-images must be at least 2, got {args.public_images}", "e.g. --public-images 1000")
-    spec = given or default_public(dataset, split)
     try:
-        public = load_public(spec, root=data_root, images=args.public_images,
-                             size=input_shape[-1] if input_shape else None)
-    except (DatasetError, ValueError) as exc:
-        if given is None:
-            return None, f"public data: none ({spec} cannot be read: {str(exc).splitlines()[0]})"
-        raise CliError(f"--public-data {given!r}: {str(exc).splitlines()[0]}",
+        return server_public(args.public_data, dataset, split, root=data_root, images=args.public_images,
+                             num_classes=final_linear(net).out_features, input_shape=obs.input_shape)
+    except DatasetError as exc:
+        raise CliError(f"--public-data {args.public_data!r}: {str(exc).splitlines()[0]}",
                        "name a dataset and split that exist, e.g. mnist:train, or pass --data-root DIR") from None
-    name, _, part = spec.partition(":")
-    return public, f"public data: {public.num_images} images of the {part or 'train'} split of {name}"
+    except ValueError as exc:
+        raise CliError(str(exc), "name public data of the model's task (classes and image size), or pass "
+                                 "--public-data none") from None
 
 
 @command("labels", "Recover the label counts of a simulated or saved observation and print the count table.",
@@ -87,18 +84,7 @@ def labels_command(args: argparse.Namespace) -> int:
         scenario = simulate(spec)
         obs, net, truth = scenario.observation, scenario.model, scenario.labels
         dataset, split, root = spec.dataset, spec.split, spec.data_root
-    public, public_line = _public_data(args, dataset, split, root, obs.input_shape)
-    if public is not None:
-        from fastleak.labels.public import as_public
-        from fastleak.models import final_linear
-
-        try:
-            as_public(public, final_linear(net).out_features, obs.input_shape)
-        except ValueError as exc:
-            if args.public_data is not None:
-                raise CliError(str(exc), "name public data of the model's task (classes and image size), or "
-                                         "pass --public-data none") from None
-            public, public_line = None, f"public data: none (the default one does not fit: {exc})"
+    public, public_line = _public_data(args, dataset, split, root, obs, net)
     found = labels.counts(obs, net, args.method, public=public)
     rec = found.counts.cpu()
     true_counts = torch.bincount(truth, minlength=rec.numel()) if truth is not None else None
