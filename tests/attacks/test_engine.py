@@ -25,13 +25,6 @@ def in_float64(model, *tensors):
 
 
 @pytest.fixture(scope="module")
-def lenet_case():
-    x, y = data.load("cifar10", 1, seed=0)
-    model = models.build("lenet", 10, seed=0).eval()
-    return model, x, y, fedsgd(model, x, y)
-
-
-@pytest.fixture(scope="module")
 def convnet_case():
     x, y = data.load("cifar10", 2, seed=1, labels="random")
     model = models.build("convnet", 10, seed=0, width=8).eval()

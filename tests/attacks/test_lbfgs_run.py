@@ -1,20 +1,9 @@
-import pytest
 import torch
 
-import fastleak.data as data
-import fastleak.models as models
 from fastleak.attacks import PRESETS
 from fastleak.attacks.execution import Execution
 from fastleak.attacks.lbfgs_run import LBFGSRun
 from fastleak.attacks.problem import Problem
-from fastleak.federated import fedsgd
-
-
-@pytest.fixture(scope="module")
-def lenet_case():
-    x, y = data.load("cifar10", 1, seed=0)
-    model = models.build("lenet", 10, seed=0).eval()
-    return model, x, y, fedsgd(model, x, y)
 
 
 def run_for(case, **overrides):
