@@ -7,6 +7,7 @@ import fastleak.data as data
 import fastleak.models as models
 from fastleak.attacks import PRESETS, attack, attack_many
 from fastleak.federated import fedsgd
+from tests.attacks.resuming import straight_and_resumed
 
 NEW_PRESETS = ("modern", "clsattack", "wei", "beyondinfering", "multiscale_ghiasi", "seethroughgradients")
 # short runs: L-BFGS steps of 2 iterations, and the multiscale preset's stages within 8 steps
@@ -26,16 +27,7 @@ def test_interrupted_attack_resumes_to_the_uninterrupted_result(bn_case, tmp_pat
     model, x, y = bn_case
     obs = fedsgd(model, x, y)
     opts = dict(labels=y, restarts=2, iterations=8, seed=0, record_every=1, checkpoint_every=2, **SHORT.get(preset, {}))
-    straight = attack(obs, model, preset, **opts)
-
-    def interrupt(step, losses):
-        if step == 5:
-            raise KeyboardInterrupt
-
-    path = tmp_path / "run.ckpt"
-    with pytest.raises(KeyboardInterrupt):
-        attack(obs, model, preset, checkpoint=path, callback=interrupt, **opts)
-    resumed = attack(obs, model, preset, checkpoint=path, **opts)
+    straight, resumed = straight_and_resumed(obs, model, preset, tmp_path / "run.ckpt", **opts)
     assert torch.equal(resumed.restart_images, straight.restart_images)
     assert torch.equal(resumed.history, straight.history)
 

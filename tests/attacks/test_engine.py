@@ -12,6 +12,7 @@ from fastleak.attacks.simulate import ClientSimulator
 from fastleak.federated import fedavg, fedsgd
 from fastleak.federated.observation import Pair
 from fastleak.metrics import evaluate, psnr
+from tests.attacks.resuming import INTERRUPT_AT, straight_and_resumed
 
 # Where two code paths compute the same function, they are compared in float64 to this fraction of each
 # tensor's largest entry: 4.5e6 eps, far above what rounding loses in a cancelling sum (1e4 eps of the
@@ -143,20 +144,10 @@ def test_interrupted_attack_resumes_to_the_uninterrupted_result(convnet_case, tm
     opts = dict(labels=y, restarts=2, iterations=8, seed=0, record_every=1, checkpoint_every=2)
     if preset == "dlg":
         opts["lbfgs_inner"] = 2
-    straight = attack(obs, model, preset, **opts)
-
-    def interrupt(step, losses):
-        if step == 5:
-            raise KeyboardInterrupt
-
-    path = tmp_path / "run.ckpt"
-    with pytest.raises(KeyboardInterrupt):
-        attack(obs, model, preset, checkpoint=path, callback=interrupt, **opts)
-    assert path.exists()
-    resumed = attack(obs, model, preset, checkpoint=path, **opts)
+    straight, resumed = straight_and_resumed(obs, model, preset, tmp_path / "run.ckpt", **opts)
     assert torch.equal(resumed.restart_images, straight.restart_images)
     torch.testing.assert_close(resumed.history, straight.history, rtol=0, atol=0, equal_nan=True)  # NaN: dropped
-    assert resumed.iterations_per_second * resumed.wall_time == pytest.approx(8 - 5)  # the rate of the resumed part
+    assert resumed.iterations_per_second * resumed.wall_time == pytest.approx(8 - INTERRUPT_AT)  # the resumed part
 
 
 def test_checkpoint_of_another_configuration_is_refused(convnet_case, tmp_path):

@@ -13,6 +13,7 @@ from fastleak.attacks.search import (RESTARTS, TV_GRID, candidates, default_rest
                                      holdout_mask, survivors)
 from fastleak.errors import InvalidValueError
 from fastleak.federated import fedsgd
+from tests.attacks.resuming import straight_and_resumed
 
 CPU = torch.device("cpu")
 
@@ -175,16 +176,7 @@ def test_an_interrupted_search_resumes_with_the_same_candidates(case, tmp_path):
     model, x, y, obs = case
     opts = dict(labels=y, restarts=1, iterations=8, seed=0, record_every=1, checkpoint_every=2,
                 search={"tv": [1e-4, 1e-3, 1e-2, 5e-2]}, halving=(0.25, 0.5), select="distance")
-    straight = attack(obs, model, "inverting", **opts)
-
-    def interrupt(step, losses):
-        if step == 5:
-            raise KeyboardInterrupt
-
-    path = tmp_path / "run.ckpt"
-    with pytest.raises(KeyboardInterrupt):
-        attack(obs, model, "inverting", checkpoint=path, callback=interrupt, **opts)
-    resumed = attack(obs, model, "inverting", checkpoint=path, **opts)
+    straight, resumed = straight_and_resumed(obs, model, "inverting", tmp_path / "run.ckpt", **opts)
     assert resumed.search == straight.search
     assert torch.equal(resumed.restart_images, straight.restart_images)
     assert torch.equal(resumed.history.nan_to_num(-1), straight.history.nan_to_num(-1))
