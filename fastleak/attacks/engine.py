@@ -26,8 +26,8 @@ from fastleak.attacks.presets import AttackConfig, configure
 from fastleak.attacks.problem import Problem
 from fastleak.attacks.run import AttackResult, Callback
 from fastleak.attacks.search import RESTARTS, default_restarts
-from fastleak.errors import InvalidTypeError, InvalidValueError
-from fastleak.federated.observation import Observation, same_protocol
+from fastleak.errors import InvalidValueError
+from fastleak.federated.observation import Observation, check_observations
 
 RUNS = {"adam": AdamRun, "lbfgs": LBFGSRun}
 
@@ -84,7 +84,7 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
     positive_int(restarts, "restarts")
     if device is not None:
         execution = execution.replace(device=str(device))
-    _check_observations(observations, model)
+    check_observations(observations, model, "attack_many", also=("num_samples", "num_pairs"))
     device = execution.device_for(model)
     model = copy.deepcopy(model).to(device)
 
@@ -97,14 +97,3 @@ def attack_many(observations: Sequence[Observation], model: nn.Module, preset: s
     run = RUNS[config.optimizer](problem)
     steps_run = run.optimise(checkpoint, callback)
     return run.results(time.perf_counter() - start, steps_run, chosen.method)
-
-
-def _check_observations(observations: Sequence[Observation], model: nn.Module) -> None:
-    """Each observation fits ``model``, and all follow one protocol."""
-    for i, obs in enumerate(observations):
-        where = "observation" if len(observations) == 1 else f"observations[{i}]"
-        if not isinstance(obs, Observation):
-            raise InvalidTypeError(f"{where} must be a fastleak Observation, got {type(obs).__name__}")
-        obs.check_against(model, where)
-    same_protocol(observations, "attack_many needs observations of one protocol and batch shape",
-                  also=("num_samples", "num_pairs"))

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from fastleak._registry import Registry
 from fastleak.errors import InvalidTypeError, InvalidValueError
-from fastleak.federated.observation import Observation, same_protocol
+from fastleak.federated.observation import Observation, check_observations, observation_name
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +165,10 @@ def gradient_of(obs: Observation, where: str, name: str) -> tuple[Tensor, ...]:
 
 def _targets(observations: Sequence[Observation], model: nn.Module, device: torch.device,
              name: str) -> list[Target]:
+    check_observations(observations, model, "a closed-form attack", also=("num_samples",))
     out = []
     for i, obs in enumerate(observations):
-        where = "observation" if len(observations) == 1 else f"observations[{i}]"
-        if not isinstance(obs, Observation):
-            raise InvalidTypeError(f"{where} must be a fastleak Observation, got {type(obs).__name__}")
-        obs.check_against(model, where)
+        where = observation_name(i, len(observations))
         grads = gradient_of(obs, where, name)
         at_state = copy.deepcopy(model)
         at_state.load_state_dict(obs.pairs[0].state)
@@ -178,8 +176,6 @@ def _targets(observations: Sequence[Observation], model: nn.Module, device: torc
         on_device = all(t.device == device for pair in obs.pairs for t in (*pair.shared, *pair.state.values()))
         out.append(Target(obs if on_device else obs.to(device), at_state,
                           {n: g.to(device) for n, g in zip(obs.param_names, grads)}))
-    same_protocol(observations, "a closed-form attack needs observations of one protocol and batch shape",
-                  also=("num_samples",))
     return out
 
 

@@ -188,3 +188,21 @@ def same_protocol(observations: Sequence[Observation], why: str, also: Sequence[
             if getattr(obs, name) != getattr(first, name):
                 raise InvalidValueError(f"observations[{i}].{name} = {getattr(obs, name)!r} differs from "
                                         f"observations[0] ({getattr(first, name)!r}); {why}")
+
+
+def observation_name(i: int, count: int) -> str:
+    """How errors name observation ``i`` of ``count``: "observation" alone, else "observations[i]"."""
+    return "observation" if count == 1 else f"observations[{i}]"
+
+
+def check_observations(observations: Sequence[Any], model: nn.Module, needs: str,
+                       also: Sequence[str] = ()) -> None:
+    """Each of ``observations`` is an ``Observation`` that fits ``model`` (``Observation.check_against``),
+    and all follow one protocol (``same_protocol`` with the fields ``also``); ``needs`` names the
+    caller in the error ("attack_many needs observations of one protocol ...")."""
+    for i, obs in enumerate(observations):
+        where = observation_name(i, len(observations))
+        if not isinstance(obs, Observation):
+            raise InvalidTypeError(f"{where} must be a fastleak Observation, got {type(obs).__name__}")
+        obs.check_against(model, where)
+    same_protocol(observations, f"{needs} needs observations of one protocol and batch shape", also=also)
