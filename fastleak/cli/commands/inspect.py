@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from fastleak.cli.commands.loading import build_model
 from fastleak.cli.commands.options import constructor_options
 from fastleak.cli.commands.registry import command
 from fastleak.cli.errors import CliError
@@ -78,11 +79,7 @@ def _received(args: argparse.Namespace, shape: tuple[int, ...] | None, num_class
     if ":" not in args.model and (build["num_classes"] is None or build["in_shape"] is None):
         raise CliError(f"the size of model {args.model!r} is unknown",
                        "pass --dataset (or --num-classes and --in-shape), or a round_NNN.pt of 'fastleak train'")
-    try:
-        net = models.build(args.model, build.pop("num_classes"), build.pop("in_shape"), **build)
-    except (ValueError, TypeError) as exc:
-        raise CliError(str(exc), "give MODULE:CLASS importable from the current directory, or a registered model "
-                                 "with the options its constructor takes") from None
+    net = build_model(args.model, build.pop("num_classes"), build.pop("in_shape"), build)
     if state is not None:
         try:
             net.load_state_dict(state)
