@@ -109,7 +109,7 @@ setup(
         "ray": ["ray[client]==2.55.1"],            # distributed sweeps (`fastleak sweep`)
         "flower": ["flwr[simulation]==1.42.0"],    # the Flower auditing strategy and its simulation
     },
-    entry_points={"console_scripts": ["fastleak=fastleak.cli:main"]},
+    entry_points={"console_scripts": ["fastleak=fastleak.cli.main:run"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension},
 )

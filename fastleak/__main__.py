@@ -1,5 +1,3 @@
-import sys
+from fastleak.cli.main import run
 
-from fastleak.cli import main
-
-sys.exit(main())
+run()

@@ -2,6 +2,6 @@
 
 Errors are reported as one line plus the fix, with a non-zero exit code; only this package prints.
 """
-from fastleak.cli.main import main
+from fastleak.cli.main import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]

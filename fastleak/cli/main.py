@@ -3,11 +3,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 
 from fastleak.cli import threads
-from fastleak.cli.errors import CliError
+from fastleak.cli.errors import INTERRUPTED, CliError
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -123,5 +124,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> None:
+    """The process of ``fastleak`` and ``python -m fastleak``: exits with ``main``'s code, except that after
+    Ctrl-C, once the command has said what it kept, the process ends by SIGINT as a shell expects of it
+    (a script that loops over runs stops too, and the shell's ``$?`` is 130)."""
+    try:
+        code = main()
+    except KeyboardInterrupt:  # before a command took over: nothing to keep or say
+        code = INTERRUPTED
+    if code == INTERRUPTED:
+        _end_by_sigint()
+    sys.exit(code)
+
+
+def _end_by_sigint() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

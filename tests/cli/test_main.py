@@ -1,5 +1,6 @@
 """How the command line reports errors: one line for a mistake in the input, a traceback behind --debug."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -64,3 +65,33 @@ def test_version_reports_the_build_the_kernels_and_the_threading_policy():
     assert lines[2].startswith(f"  extension: built against torch {torch.__version__}; compiled ops loaded, "
                                "CUDA kernels ")
     assert lines[3].startswith("  threads: ") and lines[3].endswith("OMP_WAIT_POLICY=PASSIVE")
+
+
+def _run_with(body: str) -> subprocess.CompletedProcess:
+    """``fastleak.cli.main.run`` in a fresh process, its ``main`` replaced by a function of ``body``."""
+    code = ("import importlib\nfrom fastleak.cli.errors import INTERRUPTED, interrupted\n"
+            f"def main():\n    {body}\n"
+            "m = importlib.import_module('fastleak.cli.main')\nm.main = main\nm.run()")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("body", [
+    "print('kept'); return interrupted('settings saved in runs/x', 'resume with: fastleak demo --resume runs/x')",
+    # a KeyboardInterrupt inside exec() of a string marks CPython's exit as interrupted even once caught
+    "print('kept')\n    try: exec('raise KeyboardInterrupt')\n"
+    "    except KeyboardInterrupt: pass\n    return INTERRUPTED",
+])
+def test_an_interrupted_command_ends_its_process_by_sigint_after_saying_what_it_kept(body):
+    proc = _run_with(body)
+    assert proc.returncode == -signal.SIGINT, proc.stderr
+    assert proc.stdout == "kept\n" and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_before_a_command_took_over_ends_by_sigint_without_a_traceback():
+    proc = _run_with("raise KeyboardInterrupt")
+    assert proc.returncode == -signal.SIGINT and proc.stderr == ""
+
+
+@pytest.mark.parametrize("code", [0, 1, 2])
+def test_other_exit_codes_pass_through(code):
+    assert _run_with(f"return {code}").returncode == code

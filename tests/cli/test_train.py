@@ -6,6 +6,7 @@ import pytest
 
 import fastleak.training
 from fastleak.cli import main
+from fastleak.cli.errors import INTERRUPTED
 from tests.data.layouts import real_pixels
 
 TRAIN = ["train", "--model", "mlp", "--clients", "2", "--local-steps", "5", "--lr", "0.1", "--shift", "0",
@@ -68,7 +69,7 @@ def test_ctrl_c_prints_the_resume_command(tmp_path, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(fastleak.training, "train", interrupted)
-    assert main([*TRAIN, "--out", str(tmp_path / "r")]) == 130
+    assert main([*TRAIN, "--out", str(tmp_path / "r")]) == INTERRUPTED
     assert f"resume with: fastleak train --resume {tmp_path / 'r'}" in capsys.readouterr().err
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import sys
 from pathlib import Path
 
 import torch
@@ -15,7 +14,7 @@ from fastleak.cli.commands.malicious_audit import audit_malicious, malicious_aud
 from fastleak.cli.commands.options import constructor_options, model_options, run_folder_options
 from fastleak.cli.commands.registry import command
 from fastleak.cli.commands.running import Progress
-from fastleak.cli.errors import CliError
+from fastleak.cli.errors import CliError, interrupted
 
 
 def _configure_audit(p: argparse.ArgumentParser) -> None:
@@ -98,9 +97,8 @@ def audit(args: argparse.Namespace) -> int:
                          checkpoint=run_dir / "checkpoint.pt", **options)
     except KeyboardInterrupt:
         progress.close()
-        print(f"\ninterrupted; checkpoint saved in {run_dir}\n  resume with: fastleak "
-              f"{shlex.join(_without_option(args.argv, '--resume'))} --resume {run_dir}", file=sys.stderr)
-        return 130
+        return interrupted(f"checkpoint saved in {run_dir}", "resume with: fastleak "
+                           f"{shlex.join(_without_option(args.argv, '--resume'))} --resume {run_dir}")
     finally:
         progress.close()
     write_json(run_dir / "config.json", {"observation": os.path.abspath(args.observation), "model": args.model,

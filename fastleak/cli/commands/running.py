@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from fastleak.cli.errors import interrupted
 
 
 class Progress:
@@ -45,9 +46,7 @@ def execute(spec, run_dir: Path, thread_policy: str, created: bool = True, comma
     except KeyboardInterrupt:
         progress.close()
         saved = "checkpoint saved in" if (run_dir / "checkpoint.pt").exists() else "settings saved in"
-        print(f"\ninterrupted; {saved} {run_dir}\n  resume with: fastleak {command} --resume {run_dir}",
-              file=sys.stderr)
-        return 130
+        return interrupted(f"{saved} {run_dir}", f"resume with: fastleak {command} --resume {run_dir}")
     finally:
         progress.close()
     print("\n".join(summary(outcome, spec, run_dir, thread_policy)))

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from fastleak.cli.commands.registry import command
-from fastleak.cli.errors import CliError
+from fastleak.cli.errors import CliError, interrupted
 
 
 def _configure_sweep(p: argparse.ArgumentParser) -> None:
@@ -64,8 +64,7 @@ def sweep_command(args: argparse.Namespace) -> int:
                                    retry_failed=args.retry_failed, callback=progress)
     except KeyboardInterrupt:
         progress.close()
-        print(f"\ninterrupted; finished jobs are saved in {output}\n  resume with the same command", file=sys.stderr)
-        return 130
+        return interrupted(f"finished jobs are saved in {output}", "resume with the same command")
     except (ValueError, RuntimeError) as exc:
         raise CliError(str(exc), fix) from None
     finally:

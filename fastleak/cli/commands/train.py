@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from fastleak.cli.commands.options import constructor_options
 from fastleak.cli.commands.registry import command
-from fastleak.cli.errors import CliError
+from fastleak.cli.errors import CliError, interrupted
 
 
 _TRAIN_FLAGS = {  # option -> (TrainConfig field, type, help)
@@ -119,9 +118,7 @@ def train_command(args: argparse.Namespace) -> int:
         result = train(config, out, callback=progress)
     except KeyboardInterrupt:
         progress.close()
-        print(f"\ninterrupted; finished rounds are saved in {out}\n  resume with: fastleak train --resume {out}",
-              file=sys.stderr)
-        return 130
+        return interrupted(f"finished rounds are saved in {out}", f"resume with: fastleak train --resume {out}")
     except FloatingPointError as exc:
         raise CliError(str(exc), "train again with a smaller --lr and another --out") from None
     finally:

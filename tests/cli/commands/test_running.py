@@ -2,6 +2,7 @@
 import pytest
 
 from fastleak.cli.commands import running
+from fastleak.cli.errors import INTERRUPTED
 from fastleak.experiments import ExperimentSpec
 
 MALICIOUS = ExperimentSpec(threat="malicious", preset="imprint", model="lenet", dataset="mnist", batch=8, seed=2)
@@ -35,7 +36,7 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, capsys, monkeypa
         raise KeyboardInterrupt
 
     monkeypatch.setattr(reports, "record_run", interrupted)
-    assert running.execute(MALICIOUS, tmp_path, "2 threads", command="demo") == 130
+    assert running.execute(MALICIOUS, tmp_path, "2 threads", command="demo") == INTERRUPTED
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"interrupted; {said} {tmp_path}", f"  resume with: fastleak demo --resume {tmp_path}"]
 
