@@ -4,6 +4,7 @@
         [--iterations 300] [--restarts 1] [--threads 1] [--out runs/peers/fastleak]
     python -m benchmarks.peers.fastleak_side --to-peer --iterations 2000 [--restarts 1] [--only ...]
     python -m benchmarks.peers.fastleak_side --table [--peer runs/peers/breaching] [--out runs/peers/fastleak]
+    python -m benchmarks.peers.fastleak_side --seeds-table --peer OUT/breaching --out OUT/fastleak
 
 Runs in fastleak's venv on the case files of ``cases``: the preset of the case name's prefix
 (``PRESETS``: ``inverting`` for ``ig_``, ``dlg`` for ``dlg_``, the preset of breaching's name for the
@@ -14,6 +15,9 @@ breaching's side). A case breaching could not attack is tabulated with breaching
 ``--table`` scores both sides' images against the truth with ``fastleak.metrics.evaluate`` (PSNR
 after matching the images one to one) and prints a markdown table with the per-iteration time
 ratio breaching / fastleak (> 1: fastleak is faster).
+
+``--seeds-table`` tabulates ``compare_seeds.sh``'s runs: one row per case and seed, with fastleak's
+fastest run (over the budgets it ran) that reaches breaching's PSNR.
 
 ``--to-peer`` measures the time to the peer's quality: for each case with a breaching result at
 ``--iterations`` × ``--restarts``, fastleak runs the budgets of ``LADDER`` below ``--iterations``
@@ -34,6 +38,7 @@ from benchmarks.peers.common import (attack_options, load, model_of, paired_resu
 PRESETS = {"ig": "inverting", "dlg": "dlg", "modern": "modern", "clsattack": "clsattack", "wei": "wei",
            "beyondinfering": "beyondinfering", "multiscale": "multiscale_ghiasi", "seethrough": "seethroughgradients"}
 LADDER = (10, 25, 50, 100, 250, 500, 1000)
+RECONSTRUCTED_DB = 18.0  # below it a run has not reconstructed the image: no time to its quality
 
 
 def observation(case: dict):
@@ -133,11 +138,44 @@ def table(cases: Path, ours: Path, peer: Path) -> str:
     return "\n".join(lines)
 
 
+def seeds_table(cases: Path, ours: Path, peer: Path) -> str:
+    """Per seed (``<ours>/s<SEED>`` beside ``<peer>/s<SEED>``, as ``compare_seeds.sh`` writes them):
+    breaching's run, fastleak's runs at each budget, and fastleak's time to breaching's quality (its
+    fastest run that reaches breaching's PSNR)."""
+    lines = ["| case | seed | breaching: iterations, PSNR, s | fastleak: iterations, PSNR, s | "
+             "time to the peer's quality (breaching s / fastleak s) |", "|---|---:|---|---|---:|"]
+    seeds = [d for d in ours.glob("s*") if d.is_dir() and d.name[1:].isdigit()]
+    for seed_dir in sorted(seeds, key=lambda d: int(d.name[1:])):
+        runs: dict[str, list[dict]] = {}
+        for path in seed_dir.glob("*.pt"):
+            mine = load(path)
+            runs.setdefault(mine["case"], []).append(mine)
+        for case, mine in sorted(runs.items()):
+            truth = load(cases / f"{case}.pt")
+            others = [load(p) for p in (peer / seed_dir.name).glob(f"{case}_*.pt")]
+            if len(others) != 1 or "error" in others[0]:
+                continue
+            other, target = others[0], psnr(others[0], truth)
+            mine = sorted(mine, key=lambda r: r["iterations"])
+            scores = [(r["iterations"], psnr(r, truth), r["seconds"]) for r in mine]
+            reached = [s for s in scores if s[1] >= target]
+            ratio = (f"breaching's run failed (< {RECONSTRUCTED_DB:.0f} dB)" if target < RECONSTRUCTED_DB else
+                     f"{other['seconds'] / min(s[2] for s in reached):.1f}" if reached else "not reached")
+            lines.append(f"| {case} | {seed_dir.name[1:]} | {other['iterations']}, {target:.1f} dB, "
+                         f"{other['seconds']:.1f} | " + "; ".join(f"{i}, {p:.1f} dB, {t:.1f}" for i, p, t in scores)
+                         + f" | {ratio} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = attack_options(__doc__.split("\n\n")[0], "runs/peers/fastleak", peer="runs/peers/breaching")
     ap.add_argument("--to-peer", action="store_true", help="the time to the peer's PSNR at --iterations (docstring)")
     ap.add_argument("--preset", default=None, help="this preset on every case instead of the prefix's (docstring)")
+    ap.add_argument("--seeds-table", action="store_true", help="the table of compare_seeds.sh's runs (docstring)")
     args = ap.parse_args()
+    if args.seeds_table:
+        print(seeds_table(Path(args.cases), Path(args.out), Path(args.peer)))
+        return
     if args.table:
         print(table(Path(args.cases), Path(args.out), Path(args.peer)))
         print()
