@@ -127,18 +127,20 @@ def sparsity_floor(weight: torch.Tensor, occupied: torch.Tensor, groups: int = 1
     pixel's) spread with the scales, and zero pixels (dark backgrounds) say nothing. Rows that hold
     the same samples share their darkest pixels, so the rows are judged in ``groups`` of consecutive
     rows that hold disjoint samples (one per direction of an imprint block), and every group with
-    enough partly zeroed rows must show the floor. A zeroed entry of a sparsified row was up to the floor in magnitude, so a bin's zero pixels are then known only to
-    ``floor / |b|``."""
-    rows = weight.detach().reshape(len(occupied), -1).abs().to(torch.float64)
+    enough partly zeroed rows must show the floor. A zeroed entry of a sparsified row was up to the
+    floor in magnitude, so a bin's zero pixels are then known only to ``floor / |b|``."""
+    rows = weight.detach().reshape(len(occupied), -1)
+    used = occupied.to(rows.device).nonzero().squeeze(1)
+    zeros = (rows.index_select(0, used) == 0).sum(1)  # the occupied rows only: most bins are empty
+    partly = torch.zeros(len(rows), dtype=torch.bool, device=rows.device)
+    partly[used[(zeros > 0) & (zeros < rows.shape[1])]] = True
     floors, judged = [], 0
-    for part, used in zip(rows.chunk(groups), occupied.chunk(groups)):
-        part = part[used]
-        zero = part == 0
-        partly = zero.any(1) & ~zero.all(1)
-        if int(partly.sum()) < FLOOR_ROWS:
+    for part, chosen in zip(rows.chunk(groups), partly.chunk(groups)):
+        if int(chosen.sum()) < FLOOR_ROWS:
             continue
         judged += 1
-        smallest = torch.where(zero, torch.inf, part).amin(1)[partly]
+        part = part[chosen].abs()  # the smallest magnitudes are entries, exact in any precision
+        smallest = torch.where(part == 0, torch.inf, part).amin(1).to(torch.float64)
         floor = float(smallest.min())
         if float((smallest <= FLOOR_SPREAD * floor).double().mean()) >= 0.5:
             floors.append(floor)

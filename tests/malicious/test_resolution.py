@@ -112,3 +112,12 @@ def test_a_sparsified_gradient_shows_the_magnitude_it_was_cut_at(name, params):
     kept = cut[cut != 0].abs()
     assert sparsity_floor(cut, bias != 0) == float(kept.min())
     assert float(weight[(cut == 0) & (weight != 0)].abs().max()) <= float(kept.min())   # all it zeroed lay below
+
+
+def test_only_occupied_rows_are_judged_for_a_sparsity_floor():
+    weight, bias = _bin_rows(torch.Generator().manual_seed(3))
+    empty = bias == 0
+    weight[empty, :100] = 0.5   # rows the bias calls empty, partly zeroed at one magnitude: a floor if judged
+    assert sparsity_floor(weight, bias != 0) is None
+    assert sparsity_floor(weight, torch.ones_like(empty)) is None   # the clean rows in the group say otherwise
+    assert sparsity_floor(weight, empty) == 0.5
