@@ -11,6 +11,15 @@ from typing import Any
 from fastleak.errors import InvalidTypeError, InvalidValueError
 
 
+def all_finite(tensor: "torch.Tensor") -> bool:
+    """Whether every entry of ``tensor`` is finite. A NaN or inf entry makes the sum NaN or inf, so a finite
+    sum settles it in one reduction; only a sum that is not finite (a bad entry, or finite entries that
+    overflow) is checked entry by entry."""
+    import torch
+
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

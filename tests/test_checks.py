@@ -1,9 +1,10 @@
 from dataclasses import dataclass
 
 import pytest
+import torch
 
 from fastleak import _checks
-from fastleak._checks import typed_fields
+from fastleak._checks import all_finite, typed_fields
 from fastleak.attacks import PRESETS, Execution
 
 
@@ -70,3 +71,15 @@ def test_a_sequence_check_shows_the_example():
     with pytest.raises(ValueError, match=r"in_shape must be a sequence of positive ints such as \(3, 32, 32\), "
                                          r"got \(0,\)"):
         _checks.positive_ints((0,), "in_shape", "(3, 32, 32)")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_all_finite_finds_any_nan_or_inf_and_passes_sums_that_overflow(dtype):
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for where in (0, 7, -1):
+            x = torch.randn(1000, dtype=dtype)
+            x[where] = bad
+            assert not all_finite(x) and not all_finite(x.view(10, 100).t())
+    huge = torch.full((64,), torch.finfo(dtype).max, dtype=dtype)   # finite entries whose sum is inf
+    assert all_finite(huge) and all_finite(torch.randn(3, 4, dtype=dtype)) and all_finite(torch.zeros(0, dtype=dtype))
+    assert all_finite(torch.tensor([2, 3])) and all_finite(torch.tensor([True, False]))

@@ -15,7 +15,6 @@ the average of the inputs that reach row ``k``, weighted by their ``g_ik``:
 """
 from __future__ import annotations
 
-import collections
 import logging
 from dataclasses import dataclass
 
@@ -79,20 +78,22 @@ def _agreeing_groups(ratios: Tensor) -> list[list[int]]:
     reach = float(direction.abs().sum()) * limits
     order = np.argsort(projected, kind="stable")
     widest = float(reach.max()) if len(reach) else 0.0
+    rows = ratios.detach().cpu().numpy()  # one copy: the comparisons below are many and small
     groups: list[list[int]] = []
-    near: collections.deque[int] = collections.deque()  # groups whose first row projects within reach, in order
+    heads = np.empty(len(order), dtype=np.int64)  # each group's first row
+    near = 0  # groups near, near + 1, ... have their first row within reach
     for k in order.tolist():
-        while near and projected[k] - projected[groups[near[0]][0]] > widest:
-            near.popleft()
-        for g in near:
-            head = groups[g][0]
-            if projected[k] - projected[head] <= reach[head] and \
-                    float((ratios[k] - ratios[head]).abs().max()) <= limits[head]:
-                groups[g].append(k)
-                break
-        else:
-            groups.append([k])
-            near.append(len(groups) - 1)
+        while near < len(groups) and projected[k] - projected[heads[near]] > widest:
+            near += 1
+        ids = np.arange(near, len(groups))
+        ids = ids[projected[k] - projected[heads[ids]] <= reach[heads[ids]]]
+        if len(ids):
+            agree = np.abs(rows[heads[ids]] - rows[k]).max(1) <= limits[heads[ids]]
+            if agree.any():
+                groups[int(ids[np.argmax(agree)])].append(k)
+                continue
+        heads[len(groups)] = k
+        groups.append([k])
     return groups
 
 

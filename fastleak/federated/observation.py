@@ -8,6 +8,7 @@ from typing import Any, Literal, Mapping, Sequence
 import torch
 from torch import nn
 
+from fastleak._checks import all_finite
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.models import final_linear, spec_of
 
@@ -175,7 +176,7 @@ def _check_tensor(tensor: torch.Tensor, reference: torch.Tensor, where: str) -> 
     if tensor.shape != reference.shape:
         raise InvalidValueError(f"{where} has shape {tuple(tensor.shape)}, expected the model's "
                                 f"{tuple(reference.shape)}")
-    if not bool(torch.isfinite(tensor).all()):
+    if not all_finite(tensor):
         raise InvalidValueError(f"{where} contains NaN or inf; expected finite values")
 
 

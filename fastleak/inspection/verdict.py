@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from fastleak._checks import positive_int
+from fastleak._checks import all_finite, positive_int
 from fastleak._registry import Registry
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.inspection import structure
@@ -180,7 +180,7 @@ def inspect(model: nn.Module, x: torch.Tensor | None = None, *, batch_size: int 
         raise InvalidValueError("x must be a floating-point tensor [n, *in_shape] of the client's data with n >= 1, "
                                 "got " + (f"shape {tuple(x.shape)}, dtype {x.dtype}" if isinstance(x, torch.Tensor)
                                           else type(x).__name__))
-    if x is not None and not bool(torch.isfinite(x).all()):
+    if x is not None and not all_finite(x):
         raise InvalidValueError("x contains NaN or inf")
     batch_size = positive_int(batch_size, "batch_size")
     draws = positive_int(draws, "draws")

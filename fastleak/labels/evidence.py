@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from fastleak._checks import all_finite
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated import Observation, local_schedule
 from fastleak.models import final_linear, final_linear_param_names
@@ -111,7 +112,7 @@ def mean_gradient_scale(obs: Observation, num_samples: int) -> float:
 
 
 def _check_finite(t: torch.Tensor, what: str) -> None:
-    if not bool(torch.isfinite(t).all()):
+    if not all_finite(t):
         raise InvalidValueError(f"{what} contains NaN or inf")
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fastleak._checks import all_finite
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated import Observation, fedavg, fedsgd
 
@@ -55,7 +56,7 @@ class PublicData:
             raise InvalidValueError(f"public has {len(x)} images but {len(y)} labels")
         if len(x) < 2:
             raise InvalidValueError(f"public must hold at least 2 labelled images, got {len(x)}")
-        if not bool(torch.isfinite(x).all()):
+        if not all_finite(x):
             raise InvalidValueError("public images contain NaN or inf")
         object.__setattr__(self, "labels", y.long())
 

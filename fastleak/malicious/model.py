@@ -13,6 +13,7 @@ import copy
 import torch
 from torch import nn
 
+from fastleak._checks import all_finite
 from fastleak.errors import InvalidTypeError, InvalidValueError
 
 
@@ -70,7 +71,7 @@ def check_public(public: torch.Tensor, in_shape: tuple[int, ...]) -> None:
                                 f"{in_shape}")
     if public.shape[0] < 2:
         raise InvalidValueError(f"public must hold at least 2 samples to fit bins, got {public.shape[0]}")
-    if not bool(torch.isfinite(public).all()):
+    if not all_finite(public):
         raise InvalidValueError("public contains NaN or inf")
 
 

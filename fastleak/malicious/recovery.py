@@ -54,6 +54,7 @@ from typing import Sequence
 
 import torch
 
+from fastleak._checks import all_finite
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated.observation import Observation
 from fastleak.malicious import checks as _checks
@@ -524,7 +525,7 @@ def recover_many(observations: Sequence[Observation], model: MaliciousModel,
     out = []
     for i, obs in enumerate(observations):
         names = shared[i][2]
-        if not bool(torch.isfinite(bias_diff[i]).all()):
+        if not all_finite(bias_diff[i]):
             raise InvalidValueError(f"observation.pairs[0].shared[{names[1]!r}] contains NaN or inf")
         occupied = bias_diff[i] != 0
         if not bool((stats[i, :, _checks.FINITE][occupied] > 0).all()):

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
+from fastleak._checks import all_finite
+
 LATTICE_TOLERANCE = 1e-3   # of a step: how far a bin's lattice may be from one grid step and still be its grid
 SAMPLES = 4096
 MIN_LEVELS = 8
@@ -60,7 +62,7 @@ def lattice(t: torch.Tensor, samples: int = SAMPLES) -> Lattice | None:
         return None
     stride = max(1, flat.numel() // samples)
     values = torch.unique(flat[::stride][:samples].to("cpu", torch.float64))
-    if len(values) < MIN_LEVELS or not bool(torch.isfinite(values).all()):
+    if len(values) < MIN_LEVELS or not all_finite(values):
         return None
     gaps = values[1:] - values[:-1]
     span = float(values[-1] - values[0])

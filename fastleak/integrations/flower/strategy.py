@@ -48,6 +48,7 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg, Strategy
 from torch import nn
 
+from fastleak._checks import all_finite
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.federated import Observation, Pair, save, trainable_names
 from fastleak.integrations.flower.audit import AuditConfig, Recorded, audit_round
@@ -176,7 +177,7 @@ class AuditStrategy(Strategy):
         return self.out_dir / f"round_{server_round:03d}"
 
     def _skip_reason(self, after: dict[str, torch.Tensor], num_examples: int) -> str | None:
-        bad = [n for n in self.param_names if not torch.isfinite(after[n]).all()]
+        bad = [n for n in self.param_names if not all_finite(after[n])]
         if bad:
             return f"non-finite values (NaN or inf) in parameters {bad[:4]}"
         if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 1:
