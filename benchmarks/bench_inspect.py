@@ -1,7 +1,7 @@
 """The client's side: how often ``fastleak.inspect`` finds a malicious model, and how often it cries wolf.
 
     python -m benchmarks.bench_inspect detection [--batches 8,16,64,128,256] [--seeds 0,1,2]
-                                                 [--out runs/bench/inspect_detection.jsonl]
+                                                 [--only trap] [--trap-seeded] [--out runs/bench/inspect_detection.jsonl]
     python -m benchmarks.bench_inspect honest --train-root DIR [--batches 8,64] [--out runs/bench/inspect_honest.jsonl]
     python -m benchmarks.bench_inspect --table [--out ...]
 
@@ -17,8 +17,9 @@ batch size. A case counts as detected when the verdict is malicious.
 user-style models written here (an ``nn.Sequential`` MLP behind a normalisation, a CNN with
 BatchNorm, a sigmoid MLP, an MLP initialised to one constant, a scalar-input MLP, a one-convolution
 sigmoid network), each at initialisation and after 50 SGD steps on MNIST, inspected without data and
-with 1,000 held-out MNIST digits at each batch size. A case is a false alarm when the verdict is
-malicious.
+with 1,000 held-out MNIST digits at each batch size; ``--recipes`` adds MLPs of three widths trained
+with SGD, SGD with momentum, Adam and AdamW for 1 to 1,000 steps. A case is a false alarm when the
+verdict is malicious.
 
 Per case: the verdict, its kind, the alarming signals, the estimated readable share and seconds.
 Rows are appended to ``--out`` (JSON lines); ``--table`` prints the summaries.
@@ -68,7 +69,11 @@ def planted_trap_mlp(public: torch.Tensor, batch: int, seed: int) -> nn.Module:
     return net
 
 
-def detection(datasets: list[str], batches: list[int], seeds: list[int]) -> list[tuple[dict, callable]]:
+def detection(datasets: list[str], batches: list[int], seeds: list[int], only: set[str] | None = None,
+              trap_seeded: bool = False) -> list[tuple[dict, callable]]:
+    """The detection cases of the module docs; ``only`` keeps the named models, ``trap_seeded`` draws the
+    ``trap`` preset's weights with the case's seed (by default they keep the preset's seed 0 and the
+    case's seed draws the LeNet behind them)."""
     from fastleak import models
     from fastleak.malicious import presets
 
@@ -80,14 +85,18 @@ def detection(datasets: list[str], batches: list[int], seeds: list[int]) -> list
             if preset == "planted trap":
                 model = planted_trap_mlp(public, b, seed)
             else:
+                seeded = {"seed": seed} if preset == "trap" and trap_seeded else {}
                 model = presets.build(preset, models.build("lenet", 10, in_shape=shape, seed=seed), public, b,
-                                      **options)
+                                      **options, **seeded)
             return model, x, shape
 
         for (preset, options), b, seed in itertools.product(PRESETS + (("planted trap", {}),), batches, seeds):
             key = {"study": "detection", "dataset": dataset, "model": preset + "".join(f" {v}" for v in options.values()),
                    "batch": b, "seed": seed}
-            jobs.append((key, lambda preset=preset, options=options, b=b, seed=seed: make(preset, options, b, seed)))
+            if only is not None and key["model"] not in only:
+                continue
+            jobs.append((key, lambda preset=preset, options=options, b=b, seed=seed, make=make:
+                         make(preset, options, b, seed)))
     return jobs
 
 
@@ -130,11 +139,19 @@ def user_models() -> dict[str, callable]:
     }
 
 
-def _trained(model: nn.Module, steps: int, seed: int) -> nn.Module:
+OPTIMIZERS = {"sgd": lambda p: torch.optim.SGD(p, lr=0.05),
+              "sgd momentum": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
+              "adam": lambda p: torch.optim.Adam(p, lr=1e-3),
+              "adamw": lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.05)}
+RECIPE_WIDTHS = (16, 64, 512)
+RECIPE_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def _trained(model: nn.Module, steps: int, seed: int, optimizer: str = "sgd") -> nn.Module:
     from fastleak import data
 
     x, y = data.load("mnist", 2000, seed=seed, split="train")
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    opt = OPTIMIZERS[optimizer](model.parameters())
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(steps):
@@ -145,7 +162,9 @@ def _trained(model: nn.Module, steps: int, seed: int) -> nn.Module:
     return model.eval()
 
 
-def honest(train_root: Path | None) -> list[tuple[dict, callable]]:
+def honest(train_root: Path | None, recipes: bool = False) -> list[tuple[dict, callable]]:
+    """The honest cases of the module docs; ``recipes`` adds MLPs (784-``RECIPE_WIDTHS``-10) trained with each
+    of ``OPTIMIZERS`` for each of ``RECIPE_STEPS``."""
     from fastleak import models
 
     jobs = []
@@ -176,6 +195,14 @@ def honest(train_root: Path | None) -> list[tuple[dict, callable]]:
 
             jobs.append(({"study": "honest", "dataset": "mnist", "model": f"user: {name}", "round": steps,
                           "seed": 0}, make))
+    for optimizer, width, steps in itertools.product(OPTIMIZERS if recipes else (), RECIPE_WIDTHS, RECIPE_STEPS):
+        def make(optimizer=optimizer, width=width, steps=steps):
+            torch.manual_seed(0)
+            net = nn.Sequential(nn.Flatten(), nn.Linear(784, width), nn.ReLU(), nn.Linear(width, 10))
+            return _trained(net, steps, 0, optimizer), None, (1, 28, 28)
+
+        jobs.append(({"study": "honest", "dataset": "mnist", "model": f"recipe: mlp 784-{width}, {optimizer}",
+                      "round": steps, "seed": 0}, make))
     return jobs
 
 
@@ -235,6 +262,11 @@ def main() -> None:
     ap.add_argument("--batches", default=None, help="detection: 8,16,64,128,256; honest: 8,64")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--train-root", default=None, help="honest: the folder of 'fastleak train' runs")
+    ap.add_argument("--recipes", action="store_true",
+                    help="honest: also MLPs trained with several optimizers for 1 to 1,000 steps (honest docs)")
+    ap.add_argument("--only", default=None, help="detection: only these models, comma-separated (e.g. trap)")
+    ap.add_argument("--trap-seeded", action="store_true",
+                    help="detection: the trap preset's weights drawn with each case's seed (default: the preset's 0)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
     ap.add_argument("--table", action="store_true")
@@ -249,10 +281,11 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.study == "detection":
         batches = [int(b) for b in (args.batches or "8,16,64,128,256").split(",")]
-        jobs = detection(args.datasets.split(","), batches, [int(s) for s in args.seeds.split(",")])
+        jobs = detection(args.datasets.split(","), batches, [int(s) for s in args.seeds.split(",")],
+                         set(args.only.split(",")) if args.only else None, args.trap_seeded)
     else:
         batches = [int(b) for b in (args.batches or "8,64").split(",")]
-        jobs = honest(Path(args.train_root) if args.train_root else None)
+        jobs = honest(Path(args.train_root) if args.train_root else None, args.recipes)
     done = {json.dumps({k: v for k, v in json.loads(line).items() if k in ("study", "dataset", "model", "round",
                                                                               "batch", "seed")}, sort_keys=True)
             for line in out.read_text().splitlines() if line.strip()} if out.exists() else set()

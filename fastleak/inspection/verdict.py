@@ -8,7 +8,9 @@ signals (``@signal("name")``), each returning ``Evidence`` or None:
   (``structure.direction_groups``);
 * ``trap_rows`` (layers that read the input, at least ``TRAP_ROWS`` rows): the rows lean negative
   together as trap weights do, mean over spread of their response to a constant input below
-  ``-TRAP_LEAN`` at a spread under ``TRAP_SPREAD`` (``structure.lean``);
+  ``-TRAP_LEAN`` at a spread under ``TRAP_SPREAD``, or their positive entries are shrunk with their
+  signs kept, a shrink below ``-TRAP_SHRINK`` at a balance within ``TRAP_BALANCE``
+  (``structure.lean``);
 * ``readable_rows`` (layers that read the input; needs the client's data ``x``): the share of a
   batch of ``batch_size`` that a server reads off the layer in closed form, alone in a row or bin
   or after peeling (``fastleak.inspection.exposure``); alarming from ``READABLE_ALARM`` when the
@@ -46,6 +48,8 @@ LADDER_FEATURES = 8
 TRAP_ROWS = 8
 TRAP_LEAN = 2.5
 TRAP_SPREAD = 1.25
+TRAP_SHRINK = 8.0
+TRAP_BALANCE = 4.0
 READABLE_ALARM = 0.2
 SPARSE_RATE = 0.1
 KINDS = ("imprint", "trap", "sparse rows")
@@ -130,11 +134,19 @@ def _trap_rows(layer: LinearLayer, context: Context) -> Evidence | None:
     if not layer.reads_input or layer.module.out_features < TRAP_ROWS:
         return None
     lean = structure.lean(layer.module.weight)
-    if lean.rows < TRAP_ROWS or not (lean.ratio < -TRAP_LEAN and lean.spread < TRAP_SPREAD):
+    if lean.rows < TRAP_ROWS:
         return None
-    return Evidence("trap_rows", layer.name, True, "trap", lean.ratio,
-                    f"its {lean.rows} rows lean negative together (mean response to a constant input "
-                    f"{lean.mean:.1f} row norms, spread {lean.spread:.2f}: trap weights that fire rarely on pixels)")
+    if lean.ratio < -TRAP_LEAN and lean.spread < TRAP_SPREAD:
+        return Evidence("trap_rows", layer.name, True, "trap", lean.ratio,
+                        f"its {lean.rows} rows lean negative together (mean response to a constant input "
+                        f"{lean.mean:.1f} row norms, spread {lean.spread:.2f}: trap weights that fire rarely on "
+                        "pixels)")
+    if lean.shrink < -TRAP_SHRINK and abs(lean.balance) < TRAP_BALANCE:
+        return Evidence("trap_rows", layer.name, True, "trap", lean.shrink,
+                        f"its {lean.rows} rows hold smaller positive than negative entries with their signs "
+                        f"balanced (shrink t = {lean.shrink:.1f}, balance z = {lean.balance:.1f}: trap weights, "
+                        "positive entries scaled down so that rows fire rarely on pixels)")
+    return None
 
 
 @signal("readable_rows")

@@ -27,3 +27,10 @@ def planted_trap_mlp(public: torch.Tensor, batch_size: int, seed: int = 0) -> to
         net.linear0.weight.copy_(trap_weights(public, TrapConfig(rows=512, activation_rate=1 / batch_size, seed=seed)))
         net.linear0.bias.zero_()
     return net
+
+
+def shrunk_rows(rows: int, scale: float, seed: int = 0) -> torch.Tensor:
+    """Random rows of CIFAR-size inputs whose positive entries are scaled by ``scale``, their signs kept (how
+    trap weights are made), in float64."""
+    w = torch.randn(rows, 3072, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) / 3072 ** 0.5
+    return torch.where(w > 0, scale * w, w)

@@ -6,7 +6,7 @@ from fastleak import models
 from fastleak.errors import InvalidTypeError, InvalidValueError
 from fastleak.inspection import SIGNALS, Verdict, inspect
 from fastleak.malicious import presets
-from tests.inspection.conftest import planted_trap_mlp
+from tests.inspection.conftest import planted_trap_mlp, shrunk_rows
 
 
 def test_the_package_exports_inspect():
@@ -86,3 +86,17 @@ def test_each_client_model_of_a_separated_server_is_found(public_digits, digits)
     for own in separate(union):
         verdict = inspect(own, digits, batch_size=16, draws=2)
         assert verdict.malicious and verdict.kind == "imprint" and verdict.recoverable_fraction > 0.5
+
+
+def test_trap_rows_that_lean_too_little_are_found_by_their_shrunk_positive_entries_and_trained_rows_are_not():
+    def mlp_with(rows: torch.Tensor) -> torch.nn.Module:
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, len(rows)), torch.nn.ReLU(),
+                                  torch.nn.Linear(len(rows), 10))
+        with torch.no_grad():
+            net[1].weight.copy_(rows)
+        return net
+
+    verdict = inspect(mlp_with(shrunk_rows(16, 0.95)), in_shape=(3, 32, 32))
+    assert verdict.malicious and verdict.kind == "trap"
+    assert "signs balanced" in verdict.evidence[0].summary
+    assert not inspect(mlp_with(shrunk_rows(16, 1.0)), in_shape=(3, 32, 32)).malicious
