@@ -19,9 +19,9 @@
   while the share of positive entries stays one half (``balance``: its z score). Training leans
   rows by adding to their entries, which moves entries across zero, so a shrink comes with an
   imbalance of the same order (measured on the MLP trained on MNIST: shrink -8.7 with balance
-  -7.0 after one round, -23 with -36 after twenty; trap rows for batches of 8 to 64: shrink -11 to
-  -98 with balance within +-1.3). This reads trap rows sized for small batches, which lean too
-  little for the mean over spread.
+  -7.0 after one round, -23 with -36 after twenty; trap rows for batches of 8 to 64, 50 draws each:
+  shrink -3.5 to -135 with balance within +-3, the least shrunk being CIFAR-size traps for 8). This
+  reads trap rows sized for small batches, which lean too little for the mean over spread.
 """
 from __future__ import annotations
 
