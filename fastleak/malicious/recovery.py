@@ -270,10 +270,15 @@ class _Resolution:
     weight_rounding: torch.Tensor | None = None
     bias_rounding: torch.Tensor | None = None
     floor: float | None = None   # a sparsifying defense's magnitude floor on the bins' weight changes
+    unbounded: bool = False      # nothing bounds the error: no candidate's values are known
 
 
 def _resolution(weight: torch.Tensor, bias: torch.Tensor, observation: Observation, model: MaliciousModel,
                 config: RecoveryConfig) -> _Resolution:
+    if model.block.cumulative and observation.kind == "update":
+        # after the first local step the readout's columns differ, so neighbouring rows no longer cancel:
+        # a cumulative bin of an update mixes its samples with those above it, whatever its values
+        return _Resolution(unbounded=True)
     if "resolution" not in config.checks or not config.pixel_levels:
         return _Resolution()
     # cumulative rows are sums over the bins above and share their samples' faintest pixels, so equal
@@ -292,9 +297,6 @@ def _resolution(weight: torch.Tensor, bias: torch.Tensor, observation: Observati
     weights, bias = lattice(weight), lattice(bias)
     weights = weights if weights is not None and weights.step > 2 * float(rounding_w.max()) / steps else None
     bias = bias if bias is not None and bias.step > 2 * float(rounding_b.max()) / steps else None
-    if model.block.cumulative:   # a bin is the difference of two rows: both rows' rounding
-        rounding_w = rounding_w + torch.cat([rounding_w[1:], rounding_w.new_zeros(1)])
-        rounding_b = rounding_b + torch.cat([rounding_b[1:], rounding_b.new_zeros(1)])
     return _Resolution(weights, bias, rounding_w, rounding_b, floor)
 
 
@@ -306,6 +308,8 @@ def _error_bound(resolution: _Resolution, rows: torch.Tensor, bias_diff: torch.T
     weight change divided by ``scale`` [M] instead of the bias difference) take their scale from their
     brightest weight entry, so the weights' error counts twice (each value's own, and the scale's)
     and the bias's not at all."""
+    if resolution.unbounded:
+        return torch.full_like(bias_diff, torch.inf, dtype=torch.float64)
     low, high, levels = config.grid
     largest = torch.maximum(stats[:, _checks.LOW].abs(), stats[:, _checks.HIGH].abs())
     steps = levels / (high - low) if levels else 1.0
@@ -448,10 +452,6 @@ def _recover_bins(weight: torch.Tensor, images: torch.Tensor, bias_diff: torch.T
             uncertain[position] = ambiguous
     bound = _error_bound(resolution, rows, diff[rows], stats, config, scaled_by_grid, scale)
     bound = torch.where(uncertain, torch.inf, bound)   # two scales put it on the grid: its values are not known
-    if block.cumulative and observation.kind == "update":
-        # after the first local step the readout's columns differ, so neighbouring rows no longer cancel:
-        # a cumulative bin of an update mixes its samples with those above it, whatever its values
-        bound = torch.full_like(bound, torch.inf)
     candidates = _checks.Candidates(rows, images[rows], stats, bound, diff)
     failed_mask = _judge(candidates, model, config)
     status = torch.full((len(diff),), EMPTY, dtype=torch.int64)
