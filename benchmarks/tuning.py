@@ -161,8 +161,10 @@ def _finite(v: float) -> float:
 
 def restricted(row: dict[str, Any], values: list[float] | None) -> dict[str, Any]:
     """``row`` with only the rows of ``values`` (None: all), as if the grid had been those values; its
-    ``oracle`` stays the best of every measured value."""
-    row = {**row, "oracle": max(row["records"][-1]["psnr"])}
+    ``oracle`` (PSNR, value) stays the best of every measured value."""
+    psnr = row["records"][-1]["psnr"]
+    best = max(range(len(psnr)), key=lambda q: psnr[q])
+    row = {**row, "oracle": (psnr[best], row["values"][best])}
     if not values:
         return row
     keep = [i for i, v in enumerate(row["values"]) if any(math.isclose(v, w) for w in values)]
@@ -183,15 +185,14 @@ def summary(args: argparse.Namespace) -> None:
     for row in rows:
         final = row["records"][-1]
         psnr = final["psnr"]
-        best = max(range(len(psnr)), key=lambda q: psnr[q])
-        oracle = row["oracle"]
+        oracle, oracle_value = row["oracle"]
         end = chosen(row, [], criterion)
         picks = [chosen(row, s, criterion) for s in schedules]
         for i, q in enumerate(picks):
             gaps[i].append(oracle - psnr[q])
         rho = spearman([_finite(d) for d in final[criterion.partition(":")[0].replace("discrepancy", "distance")]],
                        [-p for p in psnr])
-        print(f"| {row['cell']} | {row['budget']} | {oracle:.1f} ({row['values'][best]:g}) | "
+        print(f"| {row['cell']} | {row['budget']} | {oracle:.1f} ({oracle_value:g}) | "
               + " | ".join(f"{p:.1f}" for p in psnr) + f" | {psnr[end]:.1f} ({row['values'][end]:g}) | "
               + " | ".join(f"{psnr[q]:.1f} ({row['values'][q]:g})" for q in picks) + f" | {rho:.2f} |")
     for i, s in enumerate(schedules):
