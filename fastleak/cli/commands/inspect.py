@@ -21,7 +21,8 @@ def _configure_inspect(p: argparse.ArgumentParser) -> None:
                         "current directory")
     g.add_argument("--model-option", action="append", metavar="KEY=VALUE",
                    help="a keyword of the model's constructor, repeatable (default: the constructor's)")
-    g.add_argument("--width", type=int, default=None, metavar="N", help="shorthand for --model-option width=N (default: the model's own)")
+    g.add_argument("--width", type=int, default=None, metavar="N",
+                   help="shorthand for --model-option width=N (default: the model's own)")
     g.add_argument("--state-dict", default=None, metavar="CKPT",
                    help="the weights received, a torch.save'd state dict (a round_NNN.pt of 'fastleak train' also "
                         "supplies the model's options, classes, input shape and dataset) (default: the model as built)")
@@ -33,8 +34,8 @@ def _configure_inspect(p: argparse.ArgumentParser) -> None:
     g.add_argument("--in-shape", default=None, metavar="C,H,W", help="one input's shape (default: the dataset's, the "
                    "observation's or the training run's)")
     d = p.add_argument_group("your own data (optional: how much of a batch the model would give away)")
-    d.add_argument("--dataset", default=None, help="cifar10, cifar100, mnist, fashion_mnist, imagenet, folder, npz (default: none, "
-                   "no estimate from your data)")
+    d.add_argument("--dataset", default=None, help="cifar10, cifar100, mnist, fashion_mnist, imagenet, folder, npz "
+                   "(default: none, no estimate from your data)")
     d.add_argument("--data-root", default=None, help="the dataset on disk (default: the shipped samples)")
     d.add_argument("--split", default="test", help="the split your images come from")
     d.add_argument("--samples", type=int, default=1000, help="images of it to use (at most the split's)")
